@@ -1,0 +1,68 @@
+"""hostdev: manage PCI host devices for VFIO passthrough through sysfs.
+
+The package imports lazily so that a command such as ``hostdev list`` pays
+only for what it uses.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from hostdev.address import PciAddress, validate_driver_name
+from hostdev.errors import (
+    BadInput,
+    DeviceBusy,
+    DeviceInUse,
+    DeviceNotFound,
+    HostdevError,
+    InvalidAddress,
+    InvalidDriverName,
+    KernelRefused,
+    NotAssignable,
+    NotASysfsTree,
+    StateBusy,
+    StateCorrupt,
+)
+
+if TYPE_CHECKING:
+    from hostdev.pci import PciDevice, list_devices, read_device
+    from hostdev.sysfs import Sysfs
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "PciDevice": "hostdev.pci",
+    "list_devices": "hostdev.pci",
+    "read_device": "hostdev.pci",
+    "Sysfs": "hostdev.sysfs",
+}
+
+__all__ = [
+    "BadInput",
+    "DeviceBusy",
+    "DeviceInUse",
+    "DeviceNotFound",
+    "HostdevError",
+    "InvalidAddress",
+    "InvalidDriverName",
+    "KernelRefused",
+    "NotASysfsTree",
+    "NotAssignable",
+    "PciAddress",
+    "PciDevice",
+    "StateBusy",
+    "StateCorrupt",
+    "Sysfs",
+    "list_devices",
+    "read_device",
+    "validate_driver_name",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hostdev' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,155 @@
+"""PCI addresses and driver names: the only values paths are built from.
+
+Everything the library turns into a path under the sysfs root passes through
+:class:`PciAddress` or :func:`validate_driver_name` first, so no caller input
+can name a file outside the tree.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import total_ordering
+from typing import Any
+
+from pydantic import GetCoreSchemaHandler
+from pydantic_core import core_schema
+
+from hostdev.errors import InvalidAddress, InvalidDriverName
+
+_ADDRESS_RE = re.compile(
+    r"^(?:(?P<domain>[0-9a-fA-F]{1,4}):)?(?P<bus>[0-9a-fA-F]{1,2}):"
+    r"(?P<slot>[0-9a-fA-F]{1,2})\.(?P<function>[0-9a-fA-F])$"
+)
+_DRIVER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+:-]*$")
+DRIVER_NAME_MAX = 64
+
+
+@total_ordering
+class PciAddress:
+    """A PCI function address ``DDDD:BB:SS.F``; hashable, ordered, immutable."""
+
+    __slots__ = ("_key", "bus", "domain", "function", "slot")
+
+    domain: int
+    bus: int
+    slot: int
+    function: int
+
+    def __init__(self, domain: int, bus: int, slot: int, function: int) -> None:
+        for name, value, top in (
+            ("domain", domain, 0xFFFF),
+            ("bus", bus, 0xFF),
+            ("slot", slot, 0x1F),
+            ("function", function, 7),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= top:
+                raise InvalidAddress(
+                    f"PCI address {name} {value!r} is out of range (0..{top:#x})"
+                )
+        object.__setattr__(self, "domain", domain)
+        object.__setattr__(self, "bus", bus)
+        object.__setattr__(self, "slot", slot)
+        object.__setattr__(self, "function", function)
+        object.__setattr__(self, "_key", (domain, bus, slot, function))
+
+    @classmethod
+    def parse(cls, text: object) -> PciAddress:
+        """Parse ``DDDD:BB:SS.F`` or ``BB:SS.F`` (domain 0), hex in either case."""
+        if isinstance(text, PciAddress):
+            return text
+        if not isinstance(text, str):
+            raise InvalidAddress(
+                f"PCI address must be a string like 0000:01:00.0, not {type(text).__name__}"
+            )
+        match = _ADDRESS_RE.match(text)
+        if match is None:
+            shown = text if len(text) <= 40 else text[:40] + "..."
+            raise InvalidAddress(
+                f"invalid PCI address {shown!r}: expected DDDD:BB:SS.F or BB:SS.F in hex,"
+                " e.g. 0000:01:00.0"
+            )
+        domain = int(match["domain"], 16) if match["domain"] else 0
+        try:
+            return cls(domain, int(match["bus"], 16), int(match["slot"], 16),
+                       int(match["function"], 16))
+        except InvalidAddress as exc:
+            raise InvalidAddress(f"invalid PCI address {text!r}: {exc}") from None
+
+    @property
+    def pf_bus_devfn(self) -> int:
+        """The 16-bit routing id (bus << 8 | devfn) used for SR-IOV VF placement."""
+        return (self.bus << 8) | (self.slot << 3) | self.function
+
+    @classmethod
+    def from_routing_id(cls, domain: int, rid: int) -> PciAddress:
+        """Build an address from a domain and a 16-bit routing id."""
+        return cls(domain, (rid >> 8) & 0xFF, (rid >> 3) & 0x1F, rid & 7)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("PciAddress is immutable")
+
+    def __str__(self) -> str:
+        return f"{self.domain:04x}:{self.bus:02x}:{self.slot:02x}.{self.function}"
+
+    def __repr__(self) -> str:
+        return f"PciAddress('{self}')"
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, PciAddress):
+            return self._key == other._key
+        return NotImplemented
+
+    def __lt__(self, other: object) -> bool:
+        if isinstance(other, PciAddress):
+            return self._key < other._key
+        return NotImplemented
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (PciAddress, self._key)
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        def validate(value: object) -> PciAddress:
+            try:
+                return cls.parse(value)
+            except InvalidAddress as exc:
+                raise ValueError(str(exc)) from None
+
+        return core_schema.no_info_plain_validator_function(
+            validate,
+            json_schema_input_schema=core_schema.str_schema(
+                pattern=r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$"
+            ),
+            serialization=core_schema.to_string_ser_schema(),
+        )
+
+
+AddressLike = PciAddress | str
+
+
+def validate_driver_name(name: object) -> str:
+    """Return ``name`` if it is a safe kernel driver name, else raise InvalidDriverName.
+
+    Safe means one path component: no ``/``, no ``..``, no NUL, no whitespace,
+    at most 64 characters, starting with a letter, digit or underscore.
+    """
+    if not isinstance(name, str):
+        raise InvalidDriverName(f"driver name must be a string, not {type(name).__name__}")
+    shown = name if len(name) <= 40 else name[:40] + "..."
+    if not name:
+        raise InvalidDriverName("driver name is empty: give a driver such as vfio-pci")
+    if len(name) > DRIVER_NAME_MAX:
+        raise InvalidDriverName(
+            f"driver name {shown!r} is longer than {DRIVER_NAME_MAX} characters"
+        )
+    if ".." in name or not _DRIVER_RE.match(name):
+        raise InvalidDriverName(
+            f"invalid driver name {shown!r}: use letters, digits and _ . + : - only"
+            " (no '/', '..', NUL or whitespace), e.g. vfio-pci"
+        )
+    return name

@@ -1,0 +1,80 @@
+"""The ``hostdev`` command: parse, call the library, print, map errors to exit codes.
+
+Exit codes: 0 success, 2 bad input (malformed address or driver name, a
+``--root`` that is not a sysfs tree, corrupt state), 1 any other error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from hostdev.errors import BadInput, HostdevError
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_BAD_INPUT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_BAD_INPUT, f"hostdev: {message}; see 'hostdev --help'\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for documentation and tests)."""
+    parser = _Parser(prog="hostdev", description="Manage PCI host devices for VFIO passthrough.")
+    parser.add_argument("--root", default="/", metavar="PATH",
+                        help="directory holding sys/, dev/ and proc/ (default /)")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("list", help="list PCI functions grouped by driver kind")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--schema", action="store_true", help="print the JSON schema of --json")
+
+    p = sub.add_parser("show", help="every fact of one device")
+    p.add_argument("address")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("demo", help="narrated walk-through on a bundled fake host")
+    p.add_argument("--host", default="two-socket-server", help="fixture host name")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except BadInput as exc:
+        print(f"hostdev: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except HostdevError as exc:
+        print(f"hostdev: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("hostdev: interrupted", file=sys.stderr)
+        return EXIT_ERROR
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "list":
+        from hostdev.commands.inventory import cmd_list
+
+        return cmd_list(args)
+    if args.command == "show":
+        from hostdev.commands.inventory import cmd_show
+
+        return cmd_show(args)
+    if args.command == "demo":
+        from hostdev.commands.demo import cmd_demo
+
+        return cmd_demo(args)
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

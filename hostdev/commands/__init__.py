@@ -1,0 +1,1 @@
+"""Command implementations behind ``hostdev.cli`` (imported lazily, one module per area)."""

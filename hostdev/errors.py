@@ -1,0 +1,101 @@
+"""One exception family for everything hostdev reports.
+
+Each error keeps the device address it concerns (when there is one) and, for
+kernel refusals, the errno. Messages are one line and say what to do next.
+Command-line exit codes come from ``exit_code``: 2 for bad input, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hostdev.address import PciAddress
+
+
+class HostdevError(Exception):
+    """Base of every error raised by hostdev."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, address: PciAddress | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.address = address
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class BadInput(HostdevError):
+    """The caller gave a value that cannot be used; nothing was changed."""
+
+    exit_code = 2
+
+
+class InvalidAddress(BadInput, ValueError):
+    """A PCI address that does not parse or is out of range."""
+
+
+class InvalidDriverName(BadInput, ValueError):
+    """A driver name that could escape the sysfs tree or is not a kernel name."""
+
+
+class NotASysfsTree(BadInput):
+    """The configured root has no ``sys/bus/pci/devices`` directory."""
+
+
+class DeviceNotFound(HostdevError):
+    """The device is not on the host (absent, or vanished mid-operation)."""
+
+
+class KernelRefused(HostdevError):
+    """A sysfs write or read failed; keeps the errno and the path."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        errno: int,
+        path: str,
+        address: PciAddress | None = None,
+    ) -> None:
+        super().__init__(message, address=address)
+        self.errno = errno
+        self.path = path
+
+    @property
+    def errno_name(self) -> str:
+        """Symbolic errno name such as ``EBUSY``."""
+        return _errno.errorcode.get(self.errno, str(self.errno))
+
+    @staticmethod
+    def describe(err: int) -> str:
+        """``EBUSY (Device or resource busy)`` style text for an errno."""
+        return f"{_errno.errorcode.get(err, str(err))} ({os.strerror(err)})"
+
+
+class UnexpectedContent(HostdevError):
+    """A sysfs attribute held something the kernel never writes there."""
+
+
+class DeviceInUse(HostdevError):
+    """The device is assigned to an owner (or otherwise busy in the lists)."""
+
+
+class NotAssignable(HostdevError):
+    """The device cannot be given to a guest (bridge, IOMMU group not viable...)."""
+
+
+class DeviceBusy(HostdevError):
+    """A VFIO user (e.g. QEMU) still holds the device; unbinding would block."""
+
+
+class StateCorrupt(BadInput):
+    """The state file cannot be trusted; it is left untouched."""
+
+
+class StateBusy(HostdevError):
+    """Another process holds the state lock past the timeout."""

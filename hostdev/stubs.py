@@ -1,0 +1,33 @@
+"""Which drivers are stubs (park a device for a guest) and which are safe in a VFIO group."""
+
+from __future__ import annotations
+
+#: Drivers that hold a device for user space without driving it.
+STUB_DRIVERS = frozenset({"vfio-pci", "pci-stub", "pciback", "xen-pciback"})
+
+
+def is_vfio_driver(name: str | None, has_vfio_dev: bool = False) -> bool:
+    """vfio-pci, a vfio variant driver (``*-vfio-pci``, ``*_vfio_pci``), or any
+    driver that gave the device a ``vfio-dev/`` node."""
+    if name is None:
+        return False
+    return (
+        has_vfio_dev
+        or name == "vfio-pci"
+        or name.endswith("-vfio-pci")
+        or name.endswith("_vfio_pci")
+    )
+
+
+def is_stub_driver(name: str | None, has_vfio_dev: bool = False) -> bool:
+    """True for drivers that park a device for a guest (vfio family, pci-stub, pciback)."""
+    return name in STUB_DRIVERS or is_vfio_driver(name, has_vfio_dev)
+
+
+def is_group_safe(name: str | None, has_vfio_dev: bool = False) -> bool:
+    """A group member on this driver does not stop VFIO from using the group.
+
+    These are the kernel's ``driver_managed_dma`` drivers (vfio family,
+    pci-stub, pcieport) and no driver at all (KERNEL.md 4.2).
+    """
+    return name is None or name in ("pci-stub", "pcieport") or is_vfio_driver(name, has_vfio_dev)

@@ -1,0 +1,256 @@
+"""The one boundary to the kernel: every file access under the root goes here.
+
+Paths are built only from validated :class:`PciAddress` values, validated driver
+names and fixed attribute names. ``OSError`` becomes a :class:`HostdevError`
+keeping the errno and the address; ENOENT on a device that is no longer in
+``/sys/bus/pci/devices`` means the device vanished.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hostdev.address import PciAddress, validate_driver_name
+from hostdev.errors import (
+    DeviceNotFound,
+    HostdevError,
+    KernelRefused,
+    NotASysfsTree,
+    UnexpectedContent,
+)
+
+_WRITE_FLAGS = os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW
+#: Attribute names the library uses; anything else is a programming error.
+_ATTR_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-/")
+
+
+@dataclass
+class IoStats:
+    """Counts of file operations, for benchmarks and the bounded-read tests."""
+
+    reads: int = 0
+    writes: int = 0
+    #: When not None, every path read is appended (tests check nothing is read twice).
+    trace: list[str] | None = None
+    written: list[tuple[str, str]] = field(default_factory=list)
+
+    def note_read(self, path: str) -> None:
+        self.reads += 1
+        if self.trace is not None:
+            self.trace.append(path)
+
+
+class Sysfs:
+    """File access rooted at ``root`` (``/`` on a real host).
+
+    Holds no cache: every call reads the kernel anew. Callers that need a
+    consistent view take a snapshot (see :mod:`hostdev.pci`).
+    """
+
+    def __init__(self, root: str | os.PathLike[str] = "/") -> None:
+        self.root = Path(root)
+        base = os.fspath(self.root).rstrip("/")
+        self._base = base
+        self.pci_devices = f"{base}/sys/bus/pci/devices"
+        self.pci_drivers = f"{base}/sys/bus/pci/drivers"
+        self.drivers_probe_path = f"{base}/sys/bus/pci/drivers_probe"
+        self.iommu_groups = f"{base}/sys/kernel/iommu_groups"
+        self.dev_vfio = f"{base}/dev/vfio"
+        self.proc = f"{base}/proc"
+        self.stats = IoStats()
+
+    # ----------------------------------------------------------------- paths
+    def device_dir(self, address: PciAddress) -> str:
+        """``/sys/bus/pci/devices/<addr>`` under the root."""
+        return f"{self.pci_devices}/{address}"
+
+    def device_path(self, address: PciAddress, attr: str) -> str:
+        """Path of one attribute of a device."""
+        _check_attr(attr)
+        return f"{self.pci_devices}/{address}/{attr}"
+
+    def driver_dir(self, driver: str) -> str:
+        """``/sys/bus/pci/drivers/<driver>`` (name validated)."""
+        return f"{self.pci_drivers}/{validate_driver_name(driver)}"
+
+    def group_devices_dir(self, group: int) -> str:
+        """``/sys/kernel/iommu_groups/<N>/devices``."""
+        return f"{self.iommu_groups}/{int(group)}/devices"
+
+    def relative(self, path: str) -> str:
+        """A path as the kernel would name it (root prefix stripped)."""
+        if self._base and path.startswith(self._base):
+            return path[len(self._base):] or "/"
+        return path
+
+    # ---------------------------------------------------------------- checks
+    def check_tree(self) -> None:
+        """Raise NotASysfsTree unless the root has ``sys/bus/pci/devices``."""
+        if not os.path.isdir(self.pci_devices):
+            raise NotASysfsTree(
+                f"{self.root} is not a sysfs tree: {self.relative(self.pci_devices)} is missing;"
+                " pass --root the directory that contains sys/ (default /)"
+            )
+
+    def device_exists(self, address: PciAddress) -> bool:
+        """True while the device is registered on the PCI bus."""
+        return os.path.exists(f"{self.pci_devices}/{address}")
+
+    def exists(self, path: str) -> bool:
+        """Existence check that does not count as a read."""
+        return os.path.lexists(path)
+
+    # ----------------------------------------------------------------- reads
+    def read_text(self, path: str, address: PciAddress | None = None) -> str:
+        """Whole attribute text with the kernel's one trailing newline removed."""
+        try:
+            return self._read(path, address)
+        except _AttributeMissing:
+            raise KernelRefused(
+                f"{self.relative(path)} is missing: {KernelRefused.describe(_errno.ENOENT)}",
+                errno=_errno.ENOENT, path=self.relative(path), address=address,
+            ) from None
+
+    def _read(self, path: str, address: PciAddress | None) -> str:
+        self.stats.note_read(path)
+        with self._translate(path, address):
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                data = os.read(fd, 65536)
+            finally:
+                os.close(fd)
+        text = data.decode("utf-8", "replace")
+        return text[:-1] if text.endswith("\n") else text
+
+    def read_optional(self, path: str, address: PciAddress | None = None) -> str | None:
+        """Like :meth:`read_text`, but None when the attribute is absent."""
+        try:
+            return self._read(path, address)
+        except _AttributeMissing:
+            return None
+
+    def read_hex(self, path: str, address: PciAddress | None = None) -> int:
+        """Parse ``0x%04x`` / ``0x%06x`` (or bare ``%x``) attributes."""
+        text = self.read_text(path, address)
+        try:
+            return int(text, 16)
+        except ValueError:
+            raise UnexpectedContent(
+                f"{self.relative(path)} holds {text[:20]!r}, not a hex number", address=address
+            ) from None
+
+    def read_int(self, path: str, address: PciAddress | None = None) -> int:
+        """Parse ``%d`` / ``%u`` attributes."""
+        text = self.read_text(path, address)
+        try:
+            return int(text, 10)
+        except ValueError:
+            raise UnexpectedContent(
+                f"{self.relative(path)} holds {text[:20]!r}, not a number", address=address
+            ) from None
+
+    def read_override(self, address: PciAddress) -> str | None:
+        """``driver_override`` or None when unset (the kernel prints ``(null)``)."""
+        text = self.read_optional(self.device_path(address, "driver_override"), address)
+        if text is None or text in ("(null)", ""):
+            return None
+        return text
+
+    def read_link_name(self, path: str, address: PciAddress | None = None) -> str | None:
+        """Basename of a symlink's target, or None when the link is absent."""
+        self.stats.note_read(path)
+        try:
+            with self._translate(path, address):
+                target = os.readlink(path)
+        except _AttributeMissing:
+            return None
+        return target.rstrip("/").rsplit("/", 1)[-1]
+
+    def read_link(self, path: str, address: PciAddress | None = None) -> str | None:
+        """Raw symlink target, or None when absent."""
+        self.stats.note_read(path)
+        try:
+            with self._translate(path, address):
+                return os.readlink(path)
+        except _AttributeMissing:
+            return None
+
+    def list_dir(self, path: str, address: PciAddress | None = None) -> list[str]:
+        """Entry names of a directory (unsorted), empty when it is absent."""
+        self.stats.note_read(path)
+        try:
+            with self._translate(path, address):
+                return os.listdir(path)
+        except _AttributeMissing:
+            return []
+
+    # ---------------------------------------------------------------- writes
+    def write(self, path: str, value: str, address: PciAddress | None = None) -> None:
+        """Write ``value`` in one ``write()`` call, as a shell ``echo >`` does.
+
+        Raises KernelRefused with the kernel's errno, or DeviceNotFound when the
+        device's directory is gone.
+        """
+        data = value.encode()
+        self.stats.writes += 1
+        self.stats.written.append((self.relative(path), value))
+        with self._translate(path, address, writing=value):
+            fd = os.open(path, _WRITE_FLAGS)
+            try:
+                written = os.write(fd, data)
+            finally:
+                os.close(fd)
+        if written != len(data):
+            raise KernelRefused(
+                f"short write to {self.relative(path)}: {written} of {len(data)} bytes",
+                errno=_errno.EIO, path=self.relative(path), address=address,
+            )
+
+    # --------------------------------------------------------------- helpers
+    @contextmanager
+    def _translate(
+        self, path: str, address: PciAddress | None, writing: str | None = None
+    ) -> Iterator[None]:
+        try:
+            yield
+        except HostdevError:
+            raise
+        except OSError as exc:
+            raise self._convert(exc, path, address, writing) from None
+
+    def _convert(
+        self, exc: OSError, path: str, address: PciAddress | None, writing: str | None
+    ) -> Exception:
+        err = exc.errno or _errno.EIO
+        rel = self.relative(path)
+        if err in (_errno.ENOENT, _errno.ENODEV) and address is not None:
+            if not self.device_exists(address):
+                return DeviceNotFound(
+                    f"PCI device {address} not found: it is not (or no longer) on this host;"
+                    " check the address with 'hostdev list'",
+                    address=address,
+                )
+        if err == _errno.ENOENT and writing is None:
+            return _AttributeMissing(rel)
+        what = f"writing {writing.strip()!r} to {rel}" if writing is not None else f"reading {rel}"
+        hint = ""
+        if err in (_errno.EACCES, _errno.EPERM):
+            hint = "; run as root"
+        return KernelRefused(
+            f"the kernel refused {what}: {KernelRefused.describe(err)}{hint}",
+            errno=err, path=rel, address=address,
+        )
+
+
+class _AttributeMissing(HostdevError):
+    """Internal: an optional attribute is not there (ENOENT on a live device)."""
+
+
+def _check_attr(attr: str) -> None:
+    if not attr or ".." in attr or not set(attr) <= _ATTR_CHARS or attr.startswith("/"):
+        raise ValueError(f"internal error: bad sysfs attribute name {attr!r}")

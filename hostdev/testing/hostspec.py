@@ -1,0 +1,77 @@
+"""The description of a fake host: what a fixture file (TOML) holds.
+
+A fixture lists drivers and devices; the fake kernel builds the sysfs tree from
+it the way Linux lays it out. Ids are integers (TOML accepts ``0x8086``).
+Devices are listed parents first; a device's ``parent`` is the bridge above it
+(absent: on a root bus ``pciDDDD:BB``).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hostdev.address import PciAddress
+
+#: Reset methods the kernel knows, in its default priority order.
+RESET_METHODS = ("device_specific", "acpi", "flr", "af_flr", "pm", "bus", "cxl_bus")
+
+
+class DriverSpec(BaseModel):
+    """A PCI driver the fake host has loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    #: (vendor, device) pairs of the driver's static id table.
+    ids: list[tuple[int, int]] = Field(default_factory=list)
+    #: The driver implements ``sriov_configure`` (PF drivers such as i40e, nvme).
+    sriov: bool = False
+
+
+class SriovSpec(BaseModel):
+    """SR-IOV capability of a physical function."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    totalvfs: int = Field(ge=1, le=65535)
+    vf_device: int = Field(ge=0, le=0xFFFF)
+    offset: int = Field(default=1, ge=1)
+    stride: int = Field(default=1, ge=1)
+    #: VFs enabled when the host is built (needs a PF driver with ``sriov``).
+    numvfs: int = Field(default=0, ge=0)
+    drivers_autoprobe: bool = True
+
+
+class DeviceSpec(BaseModel):
+    """One PCI function present at boot."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    address: PciAddress
+    vendor: int = Field(ge=0, le=0xFFFF)
+    device: int = Field(ge=0, le=0xFFFF)
+    class_code: int = Field(ge=0, le=0xFFFFFF)
+    subsystem_vendor: int = Field(default=0, ge=0, le=0xFFFF)
+    subsystem_device: int = Field(default=0, ge=0, le=0xFFFF)
+    revision: int = Field(default=0, ge=0, le=0xFF)
+    #: None: no IOMMU (no ``iommu_group`` link).
+    iommu_group: int | None = None
+    #: None: autoprobed against the drivers' id tables at build time.
+    driver: str | None = None
+    numa_node: int = -1
+    parent: PciAddress | None = None
+    reset_methods: list[str] = Field(default_factory=lambda: ["flr", "bus"])
+    sriov: SriovSpec | None = None
+    #: Human note shown nowhere by the kernel (e.g. "GPU audio function").
+    label: str = ""
+
+
+class HostSpec(BaseModel):
+    """A whole fake host."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    drivers: list[DriverSpec] = Field(default_factory=list)
+    devices: list[DeviceSpec] = Field(default_factory=list)
