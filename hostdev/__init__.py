@@ -25,12 +25,32 @@ from hostdev.errors import (
 )
 
 if TYPE_CHECKING:
+    from hostdev.manager import HostdevManager
+    from hostdev.nodedev import NodeResult
     from hostdev.pci import PciDevice, list_devices, read_device
+    from hostdev.records import (
+        DeviceRecord,
+        HostdevSpec,
+        Owner,
+        PrepareReport,
+        ReattachReport,
+        UpdateReport,
+    )
     from hostdev.sysfs import Sysfs
+    from hostdev.vfio import Holder
 
 __version__ = "0.1.0"
 
 _LAZY = {
+    "HostdevManager": "hostdev.manager",
+    "Owner": "hostdev.records",
+    "HostdevSpec": "hostdev.records",
+    "DeviceRecord": "hostdev.records",
+    "ReattachReport": "hostdev.records",
+    "PrepareReport": "hostdev.records",
+    "UpdateReport": "hostdev.records",
+    "NodeResult": "hostdev.nodedev",
+    "Holder": "hostdev.vfio",
     "PciDevice": "hostdev.pci",
     "list_devices": "hostdev.pci",
     "read_device": "hostdev.pci",
@@ -42,17 +62,26 @@ __all__ = [
     "DeviceBusy",
     "DeviceInUse",
     "DeviceNotFound",
+    "DeviceRecord",
+    "Holder",
     "HostdevError",
+    "HostdevManager",
+    "HostdevSpec",
     "InvalidAddress",
     "InvalidDriverName",
     "KernelRefused",
+    "NodeResult",
     "NotASysfsTree",
     "NotAssignable",
+    "Owner",
     "PciAddress",
     "PciDevice",
+    "PrepareReport",
+    "ReattachReport",
     "StateBusy",
     "StateCorrupt",
     "Sysfs",
+    "UpdateReport",
     "list_devices",
     "read_device",
     "validate_driver_name",

@@ -34,6 +34,7 @@ class PciAddress:
     bus: int
     slot: int
     function: int
+    _key: tuple[int, int, int, int]
 
     def __init__(self, domain: int, bus: int, slot: int, function: int) -> None:
         for name, value, top in (
@@ -61,7 +62,7 @@ class PciAddress:
             raise InvalidAddress(
                 f"PCI address must be a string like 0000:01:00.0, not {type(text).__name__}"
             )
-        match = _ADDRESS_RE.match(text)
+        match = _ADDRESS_RE.fullmatch(text)
         if match is None:
             shown = text if len(text) <= 40 else text[:40] + "..."
             raise InvalidAddress(
@@ -147,7 +148,7 @@ def validate_driver_name(name: object) -> str:
         raise InvalidDriverName(
             f"driver name {shown!r} is longer than {DRIVER_NAME_MAX} characters"
         )
-    if ".." in name or not _DRIVER_RE.match(name):
+    if ".." in name or not _DRIVER_RE.fullmatch(name):
         raise InvalidDriverName(
             f"invalid driver name {shown!r}: use letters, digits and _ . + : - only"
             " (no '/', '..', NUL or whitespace), e.g. vfio-pci"

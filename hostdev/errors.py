@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno as _errno
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -91,6 +92,12 @@ class NotAssignable(HostdevError):
 
 class DeviceBusy(HostdevError):
     """A VFIO user (e.g. QEMU) still holds the device; unbinding would block."""
+
+    def __init__(self, message: str, *, address: PciAddress | None = None,
+                 holders: Sequence[object] = ()) -> None:
+        super().__init__(message, address=address)
+        #: The holding processes (:class:`hostdev.vfio.Holder`).
+        self.holders = list(holders)
 
 
 class StateCorrupt(BadInput):

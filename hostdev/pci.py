@@ -25,17 +25,28 @@ def _hex_in(value: Any) -> Any:
     return value
 
 
-def _hex_type(digits: int) -> Any:
-    return Annotated[
-        int,
-        BeforeValidator(_hex_in),
-        PlainSerializer(lambda v: f"{v:0{digits}x}", return_type=str),
-        WithJsonSchema({"type": "string", "pattern": f"^[0-9a-f]{{{digits}}}$"}),
-    ]
+def _hex4(value: int) -> str:
+    return f"{value:04x}"
 
 
-Hex16 = _hex_type(4)
-Hex24 = _hex_type(6)
+def _hex6(value: int) -> str:
+    return f"{value:06x}"
+
+
+#: A 16-bit id (vendor, device): an int in Python, ``"8086"`` in JSON.
+Hex16 = Annotated[
+    int,
+    BeforeValidator(_hex_in),
+    PlainSerializer(_hex4, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": "^[0-9a-f]{4}$"}),
+]
+#: A 24-bit class code: an int in Python, ``"020000"`` in JSON.
+Hex24 = Annotated[
+    int,
+    BeforeValidator(_hex_in),
+    PlainSerializer(_hex6, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": "^[0-9a-f]{6}$"}),
+]
 
 _VIRTFN = re.compile(r"^virtfn(\d+)$")
 #: Class codes (class << 8 | subclass) whose header is not an endpoint's.
@@ -153,8 +164,8 @@ def list_devices(sysfs: Sysfs) -> list[PciDevice]:
                 index_of[vf] = i
     for addr, dev in found.items():
         if dev.vf is not None:
-            vf = VfInfo(pf=dev.vf.pf, index=index_of.get(addr))
-            found[addr] = dev.model_copy(update={"vf": vf})
+            info = VfInfo(pf=dev.vf.pf, index=index_of.get(addr))
+            found[addr] = dev.model_copy(update={"vf": info})
     return list(found.values())
 
 

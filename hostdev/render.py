@@ -9,6 +9,7 @@ from hostdev.pci import PciDevice
 from hostdev.stubs import is_stub_driver
 
 Column = tuple[str, Callable[[PciDevice], str]]
+Section = tuple[str, Callable[[PciDevice], bool]]
 
 
 def relation(dev: PciDevice) -> str:
@@ -32,7 +33,7 @@ BASE_COLUMNS: list[Column] = [
     ("SR-IOV", relation),
 ]
 
-SECTIONS = (
+SECTIONS: tuple[Section, ...] = (
     ("Devices on a VFIO or stub driver", lambda d: is_stub_driver(d.driver, d.vfio_dev)),
     ("Devices on a host driver", lambda d: d.driver is not None
      and not is_stub_driver(d.driver, d.vfio_dev)),

@@ -101,6 +101,13 @@ class Sysfs:
         """True while the device is registered on the PCI bus."""
         return os.path.exists(f"{self.pci_devices}/{address}")
 
+    def identity(self, address: PciAddress) -> int | None:
+        """Inode of the device's directory: a re-created device gets a new one."""
+        try:
+            return os.stat(f"{self.pci_devices}/{address}").st_ino
+        except OSError:
+            return None
+
     def exists(self, path: str) -> bool:
         """Existence check that does not count as a read."""
         return os.path.lexists(path)
@@ -228,13 +235,13 @@ class Sysfs:
     ) -> Exception:
         err = exc.errno or _errno.EIO
         rel = self.relative(path)
-        if err in (_errno.ENOENT, _errno.ENODEV) and address is not None:
-            if not self.device_exists(address):
-                return DeviceNotFound(
-                    f"PCI device {address} not found: it is not (or no longer) on this host;"
-                    " check the address with 'hostdev list'",
-                    address=address,
-                )
+        gone = err in (_errno.ENOENT, _errno.ENODEV)
+        if gone and address is not None and not self.device_exists(address):
+            return DeviceNotFound(
+                f"PCI device {address} not found: it is not (or no longer) on this host;"
+                " check the address with 'hostdev list'",
+                address=address,
+            )
         if err == _errno.ENOENT and writing is None:
             return _AttributeMissing(rel)
         what = f"writing {writing.strip()!r} to {rel}" if writing is not None else f"reading {rel}"

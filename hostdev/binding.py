@@ -1,0 +1,125 @@
+"""Kernel verbs on one PCI function: driver_override, unbind, probe, reset, VF count.
+
+Each verb is one or two sysfs writes and knows nothing of owners or lists. The
+composite moves (onto a stub, back to the host) check the result: a probe that
+"succeeds" with the wrong driver bound is reported, never taken for success.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from hostdev.address import PciAddress, validate_driver_name
+from hostdev.errors import DeviceNotFound, HostdevError, KernelRefused
+from hostdev.sysfs import Sysfs
+
+#: Called before unbinding a device from a driver; raises to stop the unbind
+#: (used to wait until no VFIO user holds the device).
+Guard = Callable[[PciAddress, str], None]
+
+
+class BindFailed(HostdevError):
+    """A probe left the device on a different driver than the one asked for."""
+
+
+def current_driver(sysfs: Sysfs, address: PciAddress) -> str | None:
+    """Name of the bound driver, or None; DeviceNotFound if the device is gone."""
+    name = sysfs.read_link_name(sysfs.device_path(address, "driver"), address)
+    if name is None and not sysfs.device_exists(address):
+        raise DeviceNotFound(f"PCI device {address} vanished", address=address)
+    return name
+
+
+def set_override(sysfs: Sysfs, address: PciAddress, driver: str | None, *,
+                 raw: bool = False) -> None:
+    """Set ``driver_override`` (None clears it: the kernel needs a newline, not 0 bytes).
+
+    ``raw`` writes back a value read from the kernel earlier (restoring what an
+    administrator had), checking only that it is one line.
+    """
+    if driver is None:
+        value = "\n"
+    elif raw:
+        if not driver or "\n" in driver or "\x00" in driver:
+            raise ValueError(f"internal error: bad override value {driver!r}")
+        value = driver + "\n"
+    else:
+        value = validate_driver_name(driver) + "\n"
+    sysfs.write(sysfs.device_path(address, "driver_override"), value, address)
+
+
+def unbind(sysfs: Sysfs, address: PciAddress, driver: str) -> None:
+    """Unbind from ``driver`` through ``drivers/<driver>/unbind``."""
+    sysfs.write(f"{sysfs.driver_dir(driver)}/unbind", f"{address}\n", address)
+
+
+def probe(sysfs: Sysfs, address: PciAddress) -> None:
+    """Ask the kernel to find a driver for an unbound device (``drivers_probe``)."""
+    sysfs.write(sysfs.drivers_probe_path, f"{address}\n", address)
+
+
+def reset(sysfs: Sysfs, address: PciAddress) -> None:
+    """Function reset through the ``reset`` attribute."""
+    path = sysfs.device_path(address, "reset")
+    if not sysfs.exists(path):
+        if not sysfs.device_exists(address):
+            raise DeviceNotFound(f"PCI device {address} vanished", address=address)
+        raise KernelRefused(
+            f"unable to reset PCI device {address}: the kernel offers no reset method"
+            " (no FLR, PM or bus reset available)",
+            errno=2, path=sysfs.relative(path), address=address,
+        )
+    sysfs.write(path, "1\n", address)
+
+
+def set_num_vfs(sysfs: Sysfs, pf: PciAddress, count: int) -> None:
+    """Write ``sriov_numvfs`` (the kernel refuses nonzero to nonzero: go through 0)."""
+    sysfs.write(sysfs.device_path(pf, "sriov_numvfs"), f"{int(count)}\n", pf)
+
+
+def driver_loaded(sysfs: Sysfs, driver: str) -> bool:
+    """``/sys/bus/pci/drivers/<driver>`` exists."""
+    return sysfs.exists(sysfs.driver_dir(driver))
+
+
+def move_to(sysfs: Sysfs, address: PciAddress, driver: str, before: str | None,
+            guard: Guard | None = None) -> None:
+    """Move the device from ``before`` onto ``driver``: override, unbind, probe, check.
+
+    The caller records the device's previous driver and override first, so that
+    :func:`restore` can undo a move that stopped half-way.
+    """
+    set_override(sysfs, address, driver)
+    if before is not None:
+        if guard is not None:
+            guard(address, before)
+        unbind(sysfs, address, before)
+    probe(sysfs, address)
+    now = current_driver(sysfs, address)
+    if now != driver:
+        raise BindFailed(
+            f"PCI device {address} did not bind to {driver} (driver is now"
+            f" {now or 'none'}); check that {driver} can take it (dmesg)",
+            address=address,
+        )
+
+
+def restore(sysfs: Sysfs, address: PciAddress, driver: str | None, override: str | None,
+            guard: Guard | None = None) -> str | None:
+    """Put the device back on ``driver`` with ``override``, as it was before we came.
+
+    Idempotent: it looks at the device first and does only what is missing, so
+    it also repairs a move that stopped half-way. Returns the driver bound
+    afterwards (the kernel may pick another one than ``driver``).
+    """
+    now = current_driver(sysfs, address)
+    if sysfs.read_override(address) != override:
+        set_override(sysfs, address, override, raw=True)
+    if now == driver:
+        return now
+    if now is not None:
+        if guard is not None:
+            guard(address, now)
+        unbind(sysfs, address, now)
+    probe(sysfs, address)
+    return current_driver(sysfs, address)

@@ -1,0 +1,215 @@
+"""HostdevManager: the active and inactive lists and every transaction on them.
+
+Each public method is one transaction: take the state lock, load the lists,
+check, act on the host with an undo log, save once, release the lock. The
+lists live in a state file, so they survive restarts and are shared by every
+process using the same state directory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TypeVar
+
+from hostdev import vfio
+from hostdev.address import AddressLike, PciAddress, validate_driver_name
+from hostdev.errors import DeviceBusy, HostdevError
+from hostdev.identity import Presence
+from hostdev.nodedev import NodeResult, node_detach, node_reattach, node_reset
+from hostdev.prepare import prepare
+from hostdev.reattach import reattach
+from hostdev.records import (
+    DeviceRecord,
+    HostdevSpec,
+    Owner,
+    PrepareReport,
+    ReattachReport,
+    UpdateReport,
+)
+from hostdev.state import Lists, StateStore, default_state_dir
+from hostdev.stubs import is_vfio_driver
+from hostdev.sysfs import Sysfs
+from hostdev.transaction import Transaction
+from hostdev.update import update_active
+
+T = TypeVar("T")
+SpecLike = HostdevSpec | AddressLike
+
+
+class HostdevManager:
+    """Manage PCI devices for VFIO passthrough on one host.
+
+    ``root`` is the directory holding ``sys/``, ``dev/`` and ``proc/`` (``/`` on a
+    real host). ``state_dir`` defaults to ``/run/hostdev`` as root, else
+    ``$XDG_RUNTIME_DIR/hostdev`` (under ``root`` when ``root`` is not ``/``).
+    ``lock_timeout`` bounds the wait for another process's transaction;
+    ``release_timeout`` bounds the wait for a VFIO user to let go of a device.
+    """
+
+    def __init__(self, root: str | os.PathLike[str] = "/",
+                 state_dir: str | os.PathLike[str] | None = None, *,
+                 lock_timeout: float = 10.0, release_timeout: float = 10.0) -> None:
+        self.sysfs = Sysfs(root)
+        self.store = StateStore(state_dir if state_dir is not None else default_state_dir(root),
+                                lock_timeout)
+        self.release_timeout = release_timeout
+
+    # ------------------------------------------------------------ transactions
+    @contextmanager
+    def _transaction(self, release_timeout: float | None = None) -> Iterator[Transaction]:
+        timeout = self.release_timeout if release_timeout is None else release_timeout
+
+        def guard(address: PciAddress, driver: str) -> None:
+            if is_vfio_driver(driver) or self.sysfs.exists(
+                    self.sysfs.device_path(address, "vfio-dev")):
+                vfio.wait_released(self.sysfs, address, timeout)
+
+        with self.store.locked():
+            original = self.store.load()
+            txn = Transaction(self.sysfs, original.copy(), guard)
+            try:
+                yield txn
+            except (Exception, KeyboardInterrupt) as exc:
+                restored, failures = txn.rollback(original)
+                if restored != original:
+                    self.store.save(restored)
+                if failures and isinstance(exc, HostdevError):
+                    exc.message += "; rollback incomplete: " + "; ".join(failures)
+                raise
+            if txn.lists != original:
+                self.store.save(txn.lists)
+
+    def _run(self, action: Callable[[Transaction], T], release_timeout: float | None = None) -> T:
+        with self._transaction(release_timeout) as txn:
+            return action(txn)
+
+    # ------------------------------------------------------------- guest side
+    def prepare(self, owner: Owner, specs: Sequence[SpecLike]) -> PrepareReport:
+        """Give devices to ``owner``: check, detach to the stub, reset, mark active.
+
+        All or nothing: on any failure every device is left on the driver and
+        with the override it had, and the lists are unchanged.
+        """
+        parsed = _specs(specs)
+        if not parsed:
+            return PrepareReport()
+        return self._run(lambda txn: prepare(txn, owner, parsed))
+
+    def reattach(self, owner: Owner, specs: Sequence[SpecLike], *,
+                 release_timeout: float | None = None) -> ReattachReport:
+        """Take ``owner``'s devices back; best effort, never raises for one device."""
+        addresses = [s.address for s in _specs(specs)]
+        timeout = self.release_timeout if release_timeout is None else release_timeout
+
+        def wait(addrs: list[PciAddress]) -> dict[PciAddress, DeviceBusy]:
+            return self._wait_all(addrs, timeout)
+
+        return self._run(lambda txn: reattach(txn, owner, addresses, wait), release_timeout)
+
+    def update_active(self, owner: Owner, specs: Sequence[SpecLike]) -> UpdateReport:
+        """Rebuild ``owner``'s active entries (after the caller restarted)."""
+        parsed = _specs(specs)
+        return self._run(lambda txn: update_active(txn, owner, parsed))
+
+    # -------------------------------------------------------------- node side
+    def node_detach(self, address: AddressLike, stub_driver: str = "vfio-pci") -> NodeResult:
+        """Move a free device onto ``stub_driver`` and track it inactive."""
+        addr = PciAddress.parse(address)
+        stub = validate_driver_name(stub_driver)
+        return self._run(lambda txn: node_detach(txn, addr, stub))
+
+    def node_reattach(self, address: AddressLike, *,
+                      release_timeout: float | None = None) -> NodeResult:
+        """Give a free device back to the host (works for untracked devices too)."""
+        addr = PciAddress.parse(address)
+        return self._run(lambda txn: node_reattach(txn, addr), release_timeout)
+
+    def node_reset(self, address: AddressLike) -> NodeResult:
+        """Reset a device no owner holds."""
+        addr = PciAddress.parse(address)
+        return self._run(lambda txn: node_reset(txn, addr))
+
+    # ----------------------------------------------------------------- queries
+    def used_by(self, address: AddressLike) -> Owner | None:
+        """The owner of an active device, or None."""
+        addr = PciAddress.parse(address)
+        record = self._lists().active.get(addr)
+        return None if record is None else record.owner
+
+    def active(self) -> list[DeviceRecord]:
+        """Active records, sorted by address."""
+        lists = self._lists()
+        return [lists.active[a] for a in sorted(lists.active)]
+
+    def inactive(self) -> list[DeviceRecord]:
+        """Inactive records, sorted by address."""
+        lists = self._lists()
+        return [lists.inactive[a] for a in sorted(lists.inactive)]
+
+    def lists(self) -> Lists:
+        """Both lists as one consistent snapshot."""
+        return self._lists()
+
+    def holders(self, address: AddressLike) -> list[vfio.Holder]:
+        """Processes holding the device through VFIO."""
+        return vfio.holders(self.sysfs, PciAddress.parse(address))
+
+    def wait_released(self, address: AddressLike, timeout: float | None = None) -> None:
+        """Wait until no VFIO user holds the device; DeviceBusy after ``timeout``."""
+        wait = self.release_timeout if timeout is None else timeout
+        vfio.wait_released(self.sysfs, PciAddress.parse(address), wait)
+
+    def prune_missing(self) -> list[DeviceRecord]:
+        """Drop records of devices that vanished or were re-created; return them."""
+        def run(txn: Transaction) -> list[DeviceRecord]:
+            from hostdev.reattach import presence
+
+            pruned = []
+            for addr in sorted(set(txn.lists.active) | set(txn.lists.inactive)):
+                record = txn.lists.find(addr)
+                assert record is not None
+                if presence(txn, record) is not Presence.PRESENT:
+                    txn.lists.drop(addr)
+                    pruned.append(record)
+            return pruned
+
+        return self._run(run)
+
+    # ----------------------------------------------------------------- helpers
+    def _lists(self) -> Lists:
+        with self.store.locked():
+            return self.store.load()
+
+    def _wait_all(self, addresses: Iterable[PciAddress],
+                  timeout: float) -> dict[PciAddress, DeviceBusy]:
+        """Wait for all devices together (one deadline); return those still held."""
+        import time
+
+        deadline = time.monotonic() + max(0.0, timeout)
+        pending = list(addresses)
+        busy: dict[PciAddress, DeviceBusy] = {}
+        while pending:
+            busy = {}
+            for addr in pending:
+                try:
+                    vfio.wait_released(self.sysfs, addr, 0.0)
+                except DeviceBusy as exc:
+                    busy[addr] = exc
+            pending = list(busy)
+            left = deadline - time.monotonic()
+            if not pending or left <= 0:
+                break
+            time.sleep(min(0.2, left))
+        return busy
+
+
+def _specs(specs: Sequence[SpecLike]) -> list[HostdevSpec]:
+    out = []
+    for spec in specs:
+        if isinstance(spec, HostdevSpec):
+            out.append(spec)
+        else:
+            out.append(HostdevSpec(address=PciAddress.parse(spec)))
+    return out

@@ -1,0 +1,114 @@
+"""Reattach: take an owner's devices back (libvirt's virHostdevReAttachPCIDevices, fixed).
+
+Best effort: one failing device does not stop the others, and a device that
+vanished is pruned and reported, never an exception. A managed device still
+held by a VFIO user is not unbound: it stays active, reported as failed, so a
+later call finishes the job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from hostdev import binding
+from hostdev.address import PciAddress
+from hostdev.errors import DeviceBusy, DeviceNotFound, HostdevError
+from hostdev.identity import Presence, check
+from hostdev.pci import read_device
+from hostdev.records import DeviceRecord, Owner, ReattachFailure, ReattachReport
+from hostdev.stubs import is_vfio_driver
+from hostdev.transaction import Transaction, log
+
+#: Waits until none of the addresses is held; returns the ones still held, with the error.
+ReleaseWait = Callable[[list[PciAddress]], dict[PciAddress, DeviceBusy]]
+
+
+def reattach(txn: Transaction, owner: Owner, addresses: Sequence[PciAddress],
+             wait_released: ReleaseWait) -> ReattachReport:
+    """Run a reattach inside ``txn``; never raises for a device-level failure."""
+    report = ReattachReport()
+    mine: list[DeviceRecord] = []
+    for addr in dict.fromkeys(addresses):
+        record = txn.lists.active.get(addr)
+        if record is None or record.owner != owner:
+            other = "not active" if record is None else f"owned by {record.owner}"
+            report.warnings.append(f"{addr} is {other}; left alone")
+            continue
+        if presence(txn, record) is not Presence.PRESENT:
+            txn.lists.drop(addr)
+            report.pruned.append(record)
+            continue
+        mine.append(record)
+    to_unbind = [r.address for r in mine if _leaves_stub(r)
+                 and is_vfio_driver(_driver_or_none(txn, r.address))]
+    busy = wait_released(to_unbind) if to_unbind else {}
+    for record in mine:
+        if record.address in busy:
+            report.failed.append(ReattachFailure(address=record.address,
+                                                 reason=str(busy[record.address])))
+            continue
+        del txn.lists.active[record.address]
+        txn.lists.inactive[record.address] = record.model_copy(update={"owner": None})
+    released = [r for r in mine if r.address not in busy]
+    for record in released:
+        _reset_quietly(txn, record, report)
+    for record in released:
+        _give_back(txn, record, report)
+    return report
+
+
+def presence(txn: Transaction, record: DeviceRecord) -> Presence:
+    if not txn.sysfs.device_exists(record.address):
+        return Presence.MISSING
+    try:
+        dev = read_device(txn.sysfs, record.address)
+    except DeviceNotFound:
+        return Presence.MISSING
+    return check(txn.sysfs, record, dev)
+
+
+def _leaves_stub(record: DeviceRecord) -> bool:
+    return record.managed and record.unbind_from_stub
+
+
+def _driver_or_none(txn: Transaction, addr: PciAddress) -> str | None:
+    try:
+        return binding.current_driver(txn.sysfs, addr)
+    except DeviceNotFound:
+        return None
+
+
+def _reset_quietly(txn: Transaction, record: DeviceRecord, report: ReattachReport) -> None:
+    driver = _driver_or_none(txn, record.address)
+    if driver is None or is_vfio_driver(driver):
+        return
+    try:
+        binding.reset(txn.sysfs, record.address)
+    except HostdevError as exc:
+        report.warnings.append(f"failed to reset PCI device {record.address}: {exc}")
+
+
+def _give_back(txn: Transaction, record: DeviceRecord, report: ReattachReport) -> None:
+    addr = record.address
+    if not _leaves_stub(record):
+        report.kept_on_stub.append(addr)
+        return
+    try:
+        now = binding.restore(txn.sysfs, addr, record.original_driver,
+                              record.original_override, txn.guard)
+    except DeviceNotFound:
+        txn.lists.drop(addr)
+        report.pruned.append(record)
+        return
+    except HostdevError as exc:
+        # Still tracked inactive with how to restore it: a later reattach can finish.
+        log.error("failed to re-attach PCI device %s: %s", addr, exc)
+        report.failed.append(ReattachFailure(address=addr, reason=str(exc)))
+        return
+    txn.lists.inactive.pop(addr, None)
+    report.reattached.append(addr)
+    if now != record.original_driver:
+        report.warnings.append(
+            f"PCI device {addr} came back on {now or 'no driver'}, not on its original"
+            f" driver {record.original_driver or '(none)'}"
+        )

@@ -1,0 +1,68 @@
+"""One manager transaction: a working copy of the lists and an undo log.
+
+Every step that changes the host first pushes how to undo it. On failure the
+undo log runs backwards; the lists are then saved as they were, plus a record
+for every device whose undo failed, so nothing we bound to a stub is left
+untracked.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from hostdev.address import PciAddress
+from hostdev.binding import Guard
+from hostdev.records import DeviceRecord
+from hostdev.state import Lists
+from hostdev.sysfs import Sysfs
+
+log = logging.getLogger("hostdev")
+
+
+@dataclass
+class UndoStep:
+    """How to take back one change to the host."""
+
+    what: str
+    run: Callable[[], object]
+    #: Tracked (inactive) if the undo fails, so a later call can finish the job.
+    keep_if_failed: DeviceRecord | None = None
+
+
+@dataclass
+class Transaction:
+    """State of one transaction while it runs."""
+
+    sysfs: Sysfs
+    lists: Lists
+    guard: Guard
+    undo: list[UndoStep] = field(default_factory=list)
+
+    def push(self, step: UndoStep) -> None:
+        """Remember how to undo the change about to be made."""
+        self.undo.append(step)
+
+    def rollback(self, original: Lists) -> tuple[Lists, list[str]]:
+        """Undo every step in reverse; return the lists to save and what failed."""
+        lists = original.copy()
+        failures: list[str] = []
+        for step in reversed(self.undo):
+            try:
+                step.run()
+            except Exception as exc:  # keep undoing the rest whatever happened
+                failures.append(f"{step.what}: {exc}")
+                log.error("rollback: could not %s: %s", step.what, exc)
+                record = step.keep_if_failed
+                if record is not None and record.address not in lists.active:
+                    lists.inactive[record.address] = record
+        self.undo.clear()
+        return lists, failures
+
+
+def in_use_message(address: PciAddress, record: DeviceRecord) -> str:
+    """libvirt's wording for a device in the active list."""
+    if record.owner is None:
+        return f"PCI device {address} is in use"
+    return f"PCI device {address} is in use by {record.owner}"
