@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="hostdev", description="Manage PCI host devices for VFIO passthrough.")
     parser.add_argument("--root", default="/", metavar="PATH",
                         help="directory holding sys/, dev/ and proc/ (default /)")
+    parser.add_argument("--state-dir", default=None, metavar="DIR",
+                        help="state directory (default /run/hostdev as root,"
+                             " else $XDG_RUNTIME_DIR/hostdev)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("list", help="list PCI functions grouped by driver kind")
@@ -35,6 +38,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("show", help="every fact of one device")
     p.add_argument("address")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("detach", help="move free devices onto a stub driver (inactive list)")
+    p.add_argument("addresses", nargs="+", metavar="ADDRESS")
+    p.add_argument("--driver", default="vfio-pci", help="stub driver (default vfio-pci)")
+
+    p = sub.add_parser("reattach", help="give free devices back to their host drivers")
+    p.add_argument("addresses", nargs="+", metavar="ADDRESS")
+
+    p = sub.add_parser("reset", help="reset a device no owner holds")
+    p.add_argument("address")
+
+    p = sub.add_parser("assign", help="prepare devices for an owner (active list)")
+    p.add_argument("--owner", required=True, metavar="DRIVER/DOMAIN")
+    p.add_argument("--unmanaged", action="store_true",
+                   help="devices are already on a stub; do not detach or give them back")
+    p.add_argument("--driver", default="vfio-pci", help="stub driver (default vfio-pci)")
+    p.add_argument("--json", action="store_true", help="machine-readable report")
+    p.add_argument("addresses", nargs="+", metavar="ADDRESS")
+
+    p = sub.add_parser("release", help="take an owner's devices back (reattach)")
+    p.add_argument("--owner", required=True, metavar="DRIVER/DOMAIN")
+    p.add_argument("--json", action="store_true", help="machine-readable report")
+    p.add_argument("--release-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="how long to wait for a VFIO user to let go (default 10)")
+    p.add_argument("addresses", nargs="+", metavar="ADDRESS")
+
+    p = sub.add_parser("prune", help="drop records of devices that vanished from the host")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = sub.add_parser("demo", help="narrated walk-through on a bundled fake host")
@@ -60,6 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
 
+_MANAGE = frozenset({"detach", "reattach", "reset", "assign", "release", "prune"})
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "list":
         from hostdev.commands.inventory import cmd_list
@@ -69,10 +103,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         from hostdev.commands.inventory import cmd_show
 
         return cmd_show(args)
+    if args.command in _MANAGE:
+        from hostdev.commands import manage
+
+        handler: int = getattr(manage, f"cmd_{args.command}")(args)
+        return handler
     if args.command == "demo":
         from hostdev.commands.demo import cmd_demo
 
-        return cmd_demo(args)
+        code: int = cmd_demo(args)
+        return code
     raise AssertionError(f"unhandled command {args.command}")
 
 

@@ -158,6 +158,15 @@ class StateStore:
             os.close(fd)
         return Lists.from_file(self._parse(b"".join(chunks)))
 
+    def peek(self) -> Lists:
+        """Read the lists without the lock and without creating anything.
+
+        Safe for read-only commands: the file is only ever replaced whole.
+        """
+        if not os.path.isdir(self.dir):
+            return Lists()
+        return self.load()
+
     def _parse(self, raw: bytes) -> StateFile:
         try:
             doc = json.loads(raw)

@@ -1,0 +1,150 @@
+"""prepare: checks, detach to the stub, reset, activation, and every refusal."""
+
+from __future__ import annotations
+
+import pytest
+
+from hostdev.errors import BadInput, DeviceInUse, DeviceNotFound, NotAssignable
+from hostdev.records import HostdevSpec
+
+from .conftest import AUDIO, GPU, NIC, NVME, PF, ROOT_PORT, VM1, VM2, Host
+
+
+def test_prepare_managed_vf(host: Host) -> None:
+    vf0, _ = host.vfs(2)
+    assert host.driver(vf0) == "iavf"
+    report = host.mgr.prepare(VM1, [HostdevSpec(address=vf0)])
+    assert host.driver(vf0) == "vfio-pci"
+    assert host.override(vf0) == "vfio-pci"
+    record = report.prepared[0]
+    assert (record.address, record.owner, record.managed) == (vf0, VM1, True)
+    assert record.original_driver == "iavf" and record.original_override is None
+    assert record.unbind_from_stub is True
+    assert (record.vendor, record.device, record.pf, record.vf_index) == (0x8086, 0x154C, PF, 0)
+    assert host.mgr.used_by(vf0) == VM1
+    assert [r.address for r in host.mgr.active()] == [vf0]
+    assert host.mgr.inactive() == []
+
+
+def test_prepare_accepts_plain_addresses(host: Host) -> None:
+    host.mgr.prepare(VM1, [str(NIC)])
+    assert host.driver(NIC) == "vfio-pci"
+    assert host.mgr.used_by("04:00.0") == VM1
+
+
+def test_one_state_write_per_batch(host: Host) -> None:
+    vfs = host.vfs(4)
+    saves = host.mgr.store.saves
+    host.mgr.prepare(VM1, [HostdevSpec(address=a) for a in [*vfs, NIC]])
+    assert host.mgr.store.saves == saves + 1
+    assert all(host.driver(a) == "vfio-pci" for a in [*vfs, NIC])
+
+
+def test_missing_device_is_an_error_naming_it(host: Host) -> None:
+    before = host.where(NIC)
+    with pytest.raises(DeviceNotFound, match="0000:05:00.0 not found"):
+        host.mgr.prepare(VM1, [HostdevSpec(address=NIC), HostdevSpec(address="0000:05:00.0")])
+    assert host.where(NIC) == before
+    assert host.mgr.active() == [] and host.mgr.inactive() == []
+
+
+def test_bridge_refused(host: Host) -> None:
+    with pytest.raises(NotAssignable, match="Non-endpoint PCI devices cannot be assigned"):
+        host.mgr.prepare(VM1, [ROOT_PORT])
+    assert host.driver(ROOT_PORT) == "pcieport"
+
+
+def test_active_device_refused_even_for_same_owner(host: Host) -> None:
+    host.mgr.prepare(VM1, [NIC])
+    with pytest.raises(DeviceInUse) as info:
+        host.mgr.prepare(VM1, [NIC])
+    assert str(info.value) == "PCI device 0000:04:00.0 is in use by driver qemu, domain vm1"
+    with pytest.raises(DeviceInUse, match="in use by driver qemu, domain vm1"):
+        host.mgr.prepare(VM2, [NIC])
+    assert host.mgr.used_by(NIC) == VM1
+
+
+def test_group_member_on_host_driver_refused(host: Host) -> None:
+    before = host.where(GPU, AUDIO)
+    with pytest.raises(NotAssignable) as info:
+        host.mgr.prepare(VM1, [GPU])
+    assert "0000:02:00.1 on snd_hda_intel" in str(info.value)
+    assert "IOMMU group 20" in str(info.value)
+    assert host.where(GPU, AUDIO) == before
+
+
+def test_whole_group_together(host: Host) -> None:
+    host.mgr.prepare(VM1, [GPU, AUDIO])
+    assert host.driver(GPU) == host.driver(AUDIO) == "vfio-pci"
+
+
+def test_group_member_of_another_owner_refused(host: Host) -> None:
+    host.mgr.prepare(VM1, [AUDIO, GPU])
+    host.mgr.reattach(VM1, [GPU])
+    host.mgr.node_detach(GPU)
+    # AUDIO is still active for vm1: vm2 cannot take GPU from the same group.
+    with pytest.raises(DeviceInUse, match="0000:02:00.1 is in use by driver qemu, domain vm1"):
+        host.mgr.prepare(VM2, [GPU])
+    # The same owner may add a function of a group it already holds.
+    host.mgr.prepare(VM1, [GPU])
+    assert host.mgr.used_by(GPU) == VM1
+
+
+def test_group_member_parked_on_stub_is_fine(host: Host) -> None:
+    host.mgr.node_detach(AUDIO, stub_driver="pci-stub")
+    host.mgr.prepare(VM1, [GPU])
+    assert host.driver(GPU) == "vfio-pci"
+    assert host.driver(AUDIO) == "pci-stub"
+
+
+def test_unmanaged_must_be_detached_first(host: Host) -> None:
+    with pytest.raises(NotAssignable, match="must be manually detached.*hostdev detach"):
+        host.mgr.prepare(VM1, [HostdevSpec(address=NIC, managed=False)])
+    assert host.driver(NIC) == "e1000e"
+
+
+def test_unmanaged_on_stub_is_adopted_and_kept_on_stub(host: Host) -> None:
+    host.mgr.node_detach(NIC)
+    host.mgr.prepare(VM1, [HostdevSpec(address=NIC, managed=False)])
+    assert host.mgr.used_by(NIC) == VM1
+    report = host.mgr.reattach(VM1, [NIC])
+    assert report.kept_on_stub == [NIC] and report.reattached == []
+    assert host.driver(NIC) == "vfio-pci"
+    assert [r.address for r in host.mgr.inactive()] == [NIC]
+
+
+def test_untracked_device_already_on_vfio_adopted(host: Host) -> None:
+    host.mgr.sysfs.write(host.mgr.sysfs.device_path(NIC, "driver_override"), "vfio-pci\n")
+    host.mgr.sysfs.write(host.mgr.sysfs.driver_dir("e1000e") + "/unbind", f"{NIC}\n")
+    host.mgr.sysfs.write(host.mgr.sysfs.drivers_probe_path, f"{NIC}\n")
+    assert host.driver(NIC) == "vfio-pci"
+    host.mgr.prepare(VM1, [HostdevSpec(address=NIC, managed=False)])
+    record = host.mgr.active()[0]
+    assert record.unbind_from_stub is False and record.stub_driver == "vfio-pci"
+
+
+def test_stub_not_bound_is_a_failure_and_rolled_back(host: Host) -> None:
+    host.kernel.fail_probe("vfio-pci", 22)
+    before = host.where(NIC, NVME)
+    with pytest.raises(Exception, match="did not bind to vfio-pci"):
+        host.mgr.prepare(VM1, [NVME, NIC])
+    assert host.where(NIC, NVME) == before
+    assert host.mgr.active() == [] and host.mgr.inactive() == []
+
+
+def test_stub_not_loaded(host: Host) -> None:
+    with pytest.raises(NotAssignable, match="driver vfio-mdev-x is not loaded; run 'modprobe"):
+        host.mgr.prepare(VM1, [HostdevSpec(address=NIC, stub_driver="vfio-mdev-x")])
+
+
+def test_duplicate_address_in_batch(host: Host) -> None:
+    with pytest.raises(BadInput, match="listed twice"):
+        host.mgr.prepare(VM1, [NIC, "04:00.0"])
+
+
+def test_pci_stub_devices_are_reset(host: Host) -> None:
+    host.mgr.prepare(VM1, [HostdevSpec(address=NIC, stub_driver="pci-stub")])
+    resets = [w for w in host.kernel.writes if str(w[0]).endswith(f"{NIC}/reset")]
+    assert len(resets) == 1
+    host.mgr.prepare(VM1, [HostdevSpec(address=NVME)])
+    assert not [w for w in host.kernel.writes if str(w[0]).endswith(f"{NVME}/reset")]

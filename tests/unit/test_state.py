@@ -1,0 +1,93 @@
+"""The state file: atomic, private, versioned; a bad file is an error and is never overwritten."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from hostdev.address import PciAddress
+from hostdev.errors import StateBusy, StateCorrupt
+from hostdev.records import DeviceRecord, Owner
+from hostdev.state import Lists, StateStore
+
+
+def _record(addr: str, owner: Owner | None = None) -> DeviceRecord:
+    return DeviceRecord(address=PciAddress.parse(addr), owner=owner, vendor=0x8086,
+                        device=0x154C, original_driver="iavf", unbind_from_stub=True,
+                        pf=PciAddress.parse("0000:3b:00.0"), vf_index=1, generation=42)
+
+
+def test_roundtrip_and_permissions(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "st")
+    lists = Lists({PciAddress.parse("0000:3b:02.1"): _record("0000:3b:02.1", Owner(
+        driver="qemu", domain="vm1"))}, {PciAddress.parse("0000:3b:02.0"): _record(
+            "0000:3b:02.0")})
+    with store.locked():
+        assert store.load() == Lists()
+        store.save(lists)
+    assert store.load() == lists
+    assert stat.S_IMODE(os.stat(store.dir).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(store.path).st_mode) == 0o600
+    doc = json.loads(store.path.read_text())
+    assert doc["format"] == "hostdev-state" and doc["version"] == 1
+    assert doc["active"][0]["owner"] == {"driver": "qemu", "domain": "vm1"}
+    assert doc["active"][0]["vendor"] == "8086"
+    assert store.saves == 1
+    assert [p.name for p in store.dir.iterdir() if p.name.endswith(".tmp")] == []
+
+
+@pytest.mark.parametrize(
+    ("content", "phrase"),
+    [
+        (b'{"format": "hostdev-state", "version": 1, "active": [', "not valid JSON"),
+        (b"\x00\x01garbage", "not valid JSON"),
+        (b"[]", "not a hostdev state file"),
+        (b'{"format": "hostdev-state", "version": 7}', "version 7"),
+        (b'{"format": "hostdev-state", "version": 1, "active": [{"address": "zz"}]}',
+         "damaged at active.0"),
+        (b"", "not valid JSON"),
+    ],
+)
+def test_corrupt_file_is_an_error_and_kept(tmp_path: Path, content: bytes, phrase: str) -> None:
+    store = StateStore(tmp_path)
+    store.path.write_bytes(content)
+    os.chmod(store.path, 0o600)
+    with pytest.raises(StateCorrupt) as info:
+        store.load()
+    assert phrase in str(info.value)
+    assert str(store.path) in str(info.value)
+    assert store.path.read_bytes() == content
+
+
+def test_symlinked_state_file_refused(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere.json"
+    target.write_text('{"format": "hostdev-state", "version": 1}')
+    store = StateStore(tmp_path / "st")
+    store.dir.mkdir(mode=0o700)
+    store.path.symlink_to(target)
+    with pytest.raises(StateCorrupt, match="symlink"):
+        store.load()
+    assert store.path.is_symlink()
+
+
+def test_world_writable_file_refused(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    store.path.write_text('{"format": "hostdev-state", "version": 1}')
+    os.chmod(store.path, 0o666)
+    with pytest.raises(StateCorrupt, match="writable by other users"):
+        store.load()
+    assert stat.S_IMODE(os.stat(store.path).st_mode) == 0o666
+
+
+def test_lock_timeout_is_busy(tmp_path: Path) -> None:
+    first, second = StateStore(tmp_path, lock_timeout=0.05), StateStore(tmp_path,
+                                                                          lock_timeout=0.05)
+    with first.locked(), pytest.raises(StateBusy, match="locked by another hostdev process"):
+        with second.locked():
+            pass
+    with second.locked():
+        pass
