@@ -68,6 +68,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prune", help="drop records of devices that vanished from the host")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
+    p = sub.add_parser("sriov", help="set a PF's VF count (refuses to orphan assigned VFs)")
+    p.add_argument("pf", metavar="PF")
+    p.add_argument("count", type=int, metavar="N")
+    p.add_argument("--force", action="store_true",
+                   help="proceed even if assigned VFs vanish (their records are dropped)")
+    p.add_argument("--json", action="store_true", help="machine-readable report")
+
+    p = sub.add_parser("reconcile",
+                       help="bring the lists in line with the host after a crash or changes")
+    p.add_argument("--json", action="store_true", help="machine-readable report")
+
     p = sub.add_parser("demo", help="narrated walk-through on a bundled fake host")
     p.add_argument("--host", default="two-socket-server", help="fixture host name")
     return parser
@@ -91,7 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
 
-_MANAGE = frozenset({"detach", "reattach", "reset", "assign", "release", "prune"})
+_MANAGE = frozenset({"detach", "reattach", "reset", "assign", "release", "prune", "sriov",
+                     "reconcile"})
 
 
 def _dispatch(args: argparse.Namespace) -> int:

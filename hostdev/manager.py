@@ -15,8 +15,10 @@ from typing import TypeVar
 
 from hostdev import vfio
 from hostdev.address import AddressLike, PciAddress, validate_driver_name
-from hostdev.errors import DeviceBusy, HostdevError
+from hostdev.binding import Guard
+from hostdev.errors import BadInput, DeviceBusy, HostdevError
 from hostdev.identity import Presence
+from hostdev.journal import Journal
 from hostdev.nodedev import NodeResult, node_detach, node_reattach, node_reset
 from hostdev.prepare import prepare
 from hostdev.reattach import reattach
@@ -28,6 +30,10 @@ from hostdev.records import (
     ReattachReport,
     UpdateReport,
 )
+from hostdev.recovery import ReconcileReport, recover
+from hostdev.recovery import reconcile as reconcile_lists
+from hostdev.sriov import SriovReport
+from hostdev.sriov import set_num_vfs as change_num_vfs
 from hostdev.state import Lists, StateStore, default_state_dir
 from hostdev.stubs import is_vfio_driver
 from hostdev.sysfs import Sysfs
@@ -55,6 +61,9 @@ class HostdevManager:
         self.store = StateStore(state_dir if state_dir is not None else default_state_dir(root),
                                 lock_timeout)
         self.release_timeout = release_timeout
+        self.journal = Journal(self.store.dir)
+        #: What recovery of unfinished transactions did, oldest first.
+        self.recovered: list[str] = []
 
     # ------------------------------------------------------------ transactions
     @contextmanager
@@ -67,19 +76,41 @@ class HostdevManager:
                 vfio.wait_released(self.sysfs, address, timeout)
 
         with self.store.locked():
-            original = self.store.load()
-            txn = Transaction(self.sysfs, original.copy(), guard)
+            original = self._recover_if_needed(guard)
+            txn = Transaction(self.sysfs, original.copy(), guard, self.journal.write)
             try:
                 yield txn
             except (Exception, KeyboardInterrupt) as exc:
                 restored, failures = txn.rollback(original)
-                if restored != original:
+                if not restored.same_as(original):
                     self.store.save(restored)
+                self.journal.clear()
                 if failures and isinstance(exc, HostdevError):
                     exc.message += "; rollback incomplete: " + "; ".join(failures)
                 raise
-            if txn.lists != original:
+            if txn.intent is not None:
+                txn.lists.last_transaction = txn.intent.transaction
+            if not txn.lists.same_as(original):
                 self.store.save(txn.lists)
+            if txn.intent is not None:
+                self.journal.clear()
+
+    def _recover_if_needed(self, guard: Guard) -> Lists:
+        """Load the lists; first undo a transaction a dead process left unfinished."""
+        lists = self.store.load()
+        intent = self.journal.read()
+        if intent is None:
+            return lists
+        if intent.transaction == lists.last_transaction:
+            self.journal.clear()  # it completed; only the clean-up was lost
+            return lists
+        txn = Transaction(self.sysfs, lists.copy(), guard)
+        done = recover(txn, intent)
+        self.recovered.extend(f"{intent.operation} by pid {intent.pid}: {line}" for line in done)
+        if not txn.lists.same_as(lists):
+            self.store.save(txn.lists)
+        self.journal.clear()
+        return txn.lists
 
     def _run(self, action: Callable[[Transaction], T], release_timeout: float | None = None) -> T:
         with self._transaction(release_timeout) as txn:
@@ -130,6 +161,27 @@ class HostdevManager:
         """Reset a device no owner holds."""
         addr = PciAddress.parse(address)
         return self._run(lambda txn: node_reset(txn, addr))
+
+    def set_num_vfs(self, pf: AddressLike, count: int, *, force: bool = False,
+                    release_timeout: float | None = None) -> SriovReport:
+        """Set a PF's VF count; refuses while a VF that would vanish is assigned
+        (unless ``force``) or held by a VFIO user. Reconciles the lists after."""
+        addr = PciAddress.parse(pf)
+        if isinstance(count, bool) or not isinstance(count, int):
+            raise BadInput(f"VF count must be an integer, not {count!r}")
+        return self._run(lambda txn: change_num_vfs(txn, addr, count, force=force),
+                         release_timeout)
+
+    def reconcile(self) -> ReconcileReport:
+        """Bring the lists in line with the host: finish recovery of a crashed
+        transaction, prune vanished and re-created devices, report driver changes."""
+        seen = len(self.recovered)
+
+        def run(txn: Transaction) -> ReconcileReport:
+            report = ReconcileReport(recovered=self.recovered[seen:])
+            return reconcile_lists(txn, report)
+
+        return self._run(run)
 
     # ----------------------------------------------------------------- queries
     def used_by(self, address: AddressLike) -> Owner | None:

@@ -8,7 +8,7 @@ from hostdev import binding
 from hostdev.address import PciAddress
 from hostdev.detach import detach_to_stub, require_stub_loaded
 from hostdev.errors import DeviceInUse, NotAssignable
-from hostdev.prepare import drop_stale, snapshot
+from hostdev.prepare import check_pf, drop_stale, snapshot
 from hostdev.records import DeviceRecord
 from hostdev.stubs import is_stub_driver
 from hostdev.transaction import Transaction, UndoStep, in_use_message
@@ -42,13 +42,9 @@ def node_detach(txn: Transaction, address: PciAddress, stub: str) -> NodeResult:
             f"PCI device {address} is a bridge; only endpoint devices can be detached",
             address=address,
         )
-    if dev.sriov is not None and dev.sriov.numvfs > 0:
-        raise NotAssignable(
-            f"PCI device {address} is an SR-IOV PF with {dev.sriov.numvfs} VFs enabled;"
-            f" set its VF count to 0 first ('hostdev sriov {address} 0')",
-            address=address,
-        )
+    check_pf(txn, dev, "detach")
     require_stub_loaded(txn, stub, dev)
+    txn.declare("node_detach", [dev])
     before = dev.driver
     detach_to_stub(txn, dev, stub=stub, managed=False)
     action = f"already on {stub}" if before == stub else f"detached to {stub}"
@@ -74,6 +70,7 @@ def node_reattach(txn: Transaction, address: PciAddress) -> NodeResult:
         return NodeResult(address=address, driver=dev.driver,
                           action=f"already on host driver {dev.driver}", pruned=pruned)
     override = record.original_override if record is not None else None
+    txn.declare("node_reattach", [dev])
     sysfs, stub, stub_override = txn.sysfs, dev.driver, dev.driver_override
     txn.push(UndoStep(
         what=f"put {address} back on {stub or 'no driver'}",
@@ -112,5 +109,6 @@ def node_reset(txn: Transaction, address: PciAddress) -> NodeResult:
             " reset",
             address=address,
         )
+    txn.declare("node_reset", [dev])
     binding.reset(txn.sysfs, address)
     return NodeResult(address=address, driver=dev.driver, action="reset")

@@ -250,16 +250,24 @@ def _read_vfs(sysfs: Sysfs, addr: PciAddress, entries: set[str]) -> list[PciAddr
 
 
 def _vf_index(sysfs: Sysfs, dev: PciDevice) -> int | None:
+    """The VF's index, computed from the PF's offset and stride and confirmed by
+    the PF's ``virtfnN`` link (three reads, whatever the number of VFs)."""
     assert dev.vf is not None
     pf = dev.vf.pf
+    base = sysfs.device_dir(pf)
     try:
-        entries = set(sysfs.list_dir(sysfs.device_dir(pf), pf))
-        for index, vf in enumerate(_read_vfs(sysfs, pf, entries)):
-            if vf == dev.address:
-                return index
-    except DeviceNotFound:
+        offset = sysfs.read_optional(f"{base}/sriov_offset", pf)
+        stride = sysfs.read_optional(f"{base}/sriov_stride", pf)
+        if offset is None or stride is None or int(stride) <= 0:
+            return None
+        distance = dev.address.pf_bus_devfn - pf.pf_bus_devfn - int(offset)
+        if dev.address.domain != pf.domain or distance < 0 or distance % int(stride):
+            return None
+        index = distance // int(stride)
+        name = sysfs.read_link_name(f"{base}/virtfn{index}", pf)
+    except (DeviceNotFound, ValueError):
         return None
-    return None
+    return index if name == str(dev.address) else None
 
 
 def _to_int(name: str | None, addr: PciAddress, what: str) -> int | None:

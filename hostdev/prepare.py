@@ -58,8 +58,11 @@ def prepare(txn: Transaction, owner: Owner, specs: Sequence[HostdevSpec]) -> Pre
         dev = snapshot(txn, spec.address, "prepare")
         drop_stale(txn, dev, report.pruned)
         devices[spec.address] = dev
+    # A PF is taken before its VFs (and given back after them, see reattach).
+    specs.sort(key=lambda s: _is_vf_of(devices[s.address], devices))
     for spec in specs:
         _check(txn, owner, spec, devices[spec.address], devices)
+    txn.declare("prepare", list(devices.values()))
     records: list[DeviceRecord] = []
     for spec in specs:
         dev = devices[spec.address]
@@ -78,6 +81,31 @@ def prepare(txn: Transaction, owner: Owner, specs: Sequence[HostdevSpec]) -> Pre
     return report
 
 
+def _is_vf_of(dev: PciDevice, batch: dict[PciAddress, PciDevice]) -> bool:
+    return dev.vf is not None and dev.vf.pf in batch
+
+
+def check_pf(txn: Transaction, dev: PciDevice, verb: str) -> None:
+    """A PF cannot leave its driver while it has VFs or any of its VFs is tracked."""
+    if dev.sriov is None:
+        return
+    addr = dev.address
+    if dev.sriov.numvfs > 0 and not is_vfio_driver(dev.driver, dev.vfio_dev):
+        raise NotAssignable(
+            f"cannot {verb} PCI device {addr}: it is an SR-IOV PF with {dev.sriov.numvfs} VFs"
+            f" enabled; set its VF count to 0 first ('hostdev sriov {addr} 0')",
+            address=addr,
+        )
+    for record in (*txn.lists.active.values(), *txn.lists.inactive.values()):
+        if record.pf == addr:
+            where = "active" if record.address in txn.lists.active else "inactive"
+            raise NotAssignable(
+                f"cannot {verb} PCI device {addr}: its VF {record.address} is still tracked"
+                f" ({where}); release or reattach it, or run 'hostdev prune'",
+                address=addr,
+            )
+
+
 def _check(txn: Transaction, owner: Owner, spec: HostdevSpec, dev: PciDevice,
            batch: dict[PciAddress, PciDevice]) -> None:
     addr = dev.address
@@ -86,6 +114,7 @@ def _check(txn: Transaction, owner: Owner, spec: HostdevSpec, dev: PciDevice,
             f"Non-endpoint PCI devices cannot be assigned to guests: {addr} is a bridge",
             address=addr,
         )
+    check_pf(txn, dev, "prepare")
     record = txn.lists.active.get(addr)
     if record is not None:
         raise DeviceInUse(in_use_message(addr, record), address=addr)

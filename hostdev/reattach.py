@@ -39,6 +39,9 @@ def reattach(txn: Transaction, owner: Owner, addresses: Sequence[PciAddress],
             report.pruned.append(record)
             continue
         mine.append(record)
+    # VFs go back before their PF (the PF was taken before them).
+    batch_pfs = {r.address for r in mine}
+    mine.sort(key=lambda r: r.pf is None or r.pf not in batch_pfs)
     to_unbind = [r.address for r in mine if _leaves_stub(r)
                  and is_vfio_driver(_driver_or_none(txn, r.address))]
     busy = wait_released(to_unbind) if to_unbind else {}
@@ -50,6 +53,7 @@ def reattach(txn: Transaction, owner: Owner, addresses: Sequence[PciAddress],
         del txn.lists.active[record.address]
         txn.lists.inactive[record.address] = record.model_copy(update={"owner": None})
     released = [r for r in mine if r.address not in busy]
+    txn.declare("reattach", [read_device(txn.sysfs, r.address) for r in released])
     for record in released:
         _reset_quietly(txn, record, report)
     for record in released:

@@ -16,7 +16,7 @@ import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import filelock
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -38,8 +38,68 @@ class StateFile(BaseModel):
 
     format: Literal["hostdev-state"] = "hostdev-state"
     version: Literal[1] = 1
+    #: Id of the last transaction saved (matches a leftover intent journal if that
+    #: transaction completed before the process died).
+    last_transaction: str | None = None
     active: list[DeviceRecord] = Field(default_factory=list)
     inactive: list[DeviceRecord] = Field(default_factory=list)
+
+
+class RecordMap(dict[PciAddress, DeviceRecord]):
+    """A dict of records that knows whether it changed since it was copied.
+
+    ``token`` is shared by a map and its unchanged copies and replaced on any
+    change, so "is this list the one we loaded or saved?" costs O(1) instead of
+    comparing thousands of records.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.token = object()
+
+    def clone(self) -> RecordMap:
+        """A copy carrying the same token."""
+        twin = RecordMap(self)
+        twin.token = self.token
+        return twin
+
+    def _changed(self) -> None:
+        self.token = object()
+
+    def __setitem__(self, key: PciAddress, value: DeviceRecord) -> None:
+        self._changed()
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: PciAddress) -> None:
+        self._changed()
+        super().__delitem__(key)
+
+    def pop(self, key: PciAddress, *default: Any) -> Any:
+        """dict.pop, marking the map changed when something was removed."""
+        if key in self:
+            self._changed()
+        return super().pop(key, *default)
+
+    def popitem(self) -> tuple[PciAddress, DeviceRecord]:
+        """dict.popitem, marking the map changed."""
+        self._changed()
+        return super().popitem()
+
+    def clear(self) -> None:
+        """dict.clear, marking the map changed."""
+        self._changed()
+        super().clear()
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        """dict.update, marking the map changed."""
+        self._changed()
+        super().update(*args, **kwargs)
+
+    def setdefault(self, key: PciAddress, default: Any = None) -> Any:
+        """dict.setdefault, marking the map changed when it inserts."""
+        if key not in self:
+            self._changed()
+        return super().setdefault(key, default)
 
 
 class Lists:
@@ -47,24 +107,31 @@ class Lists:
 
     def __init__(self, active: dict[PciAddress, DeviceRecord] | None = None,
                  inactive: dict[PciAddress, DeviceRecord] | None = None) -> None:
-        self.active: dict[PciAddress, DeviceRecord] = active or {}
-        self.inactive: dict[PciAddress, DeviceRecord] = inactive or {}
+        self.active: RecordMap = _as_map(active)
+        self.inactive: RecordMap = _as_map(inactive)
+        self.last_transaction: str | None = None
 
     @classmethod
     def from_file(cls, data: StateFile) -> Lists:
         """Index a loaded file."""
-        return cls({r.address: r for r in data.active}, {r.address: r for r in data.inactive})
+        lists = cls({r.address: r for r in data.active}, {r.address: r for r in data.inactive})
+        lists.last_transaction = data.last_transaction
+        return lists
 
     def to_file(self) -> StateFile:
         """The file form, each list sorted by address."""
         return StateFile(
+            last_transaction=self.last_transaction,
             active=[self.active[a] for a in sorted(self.active)],
             inactive=[self.inactive[a] for a in sorted(self.inactive)],
         )
 
     def copy(self) -> Lists:
-        """A shallow copy (records are immutable)."""
-        return Lists(dict(self.active), dict(self.inactive))
+        """A shallow copy (records are immutable) that remembers it is unchanged."""
+        twin = Lists()
+        twin.active, twin.inactive = self.active.clone(), self.inactive.clone()
+        twin.last_transaction = self.last_transaction
+        return twin
 
     def find(self, address: PciAddress) -> DeviceRecord | None:
         """The record of ``address`` in either list."""
@@ -72,14 +139,34 @@ class Lists:
 
     def drop(self, address: PciAddress) -> DeviceRecord | None:
         """Remove ``address`` from both lists; return what was there."""
-        a = self.active.pop(address, None)
-        i = self.inactive.pop(address, None)
+        a: DeviceRecord | None = self.active.pop(address, None)
+        i: DeviceRecord | None = self.inactive.pop(address, None)
         return a or i
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Lists):
             return NotImplemented
         return self.active == other.active and self.inactive == other.inactive
+
+    def same_as(self, other: Lists) -> bool:
+        """Neither list changed since one was copied from the other (O(1))."""
+        return (self.active.token is other.active.token
+                and self.inactive.token is other.inactive.token
+                and self.last_transaction == other.last_transaction)
+
+
+def _as_map(records: dict[PciAddress, DeviceRecord] | None) -> RecordMap:
+    if isinstance(records, RecordMap):
+        return records
+    return RecordMap(records or {})
+
+
+def _sort_key(address: PciAddress) -> tuple[int, int, int, int]:
+    return (address.domain, address.bus, address.slot, address.function)
+
+
+def _file_key(info: os.stat_result) -> tuple[int, int, int, int]:
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
 
 
 def default_state_dir(root: str | os.PathLike[str] = "/") -> Path:
@@ -109,6 +196,14 @@ class StateStore:
         self.lock_timeout = lock_timeout
         #: Number of times the file was written (benchmarks check one per transaction).
         self.saves = 0
+        # The file as this process last loaded or wrote it, keyed by its identity:
+        # the file is only ever replaced by rename, so an unchanged (dev, inode,
+        # size, mtime) means unchanged content and parsing can be skipped.
+        self._cached: tuple[tuple[int, int, int, int], Lists] | None = None
+        # Serialised lists by token, reused while a list is unchanged; and
+        # serialised records (by object: records are immutable) for lists that changed.
+        self._encoded: dict[str, tuple[object, bytes]] = {}
+        self._fragments: dict[int, tuple[DeviceRecord, bytes]] = {}
 
     @contextmanager
     def locked(self, timeout: float | None = None) -> Iterator[None]:
@@ -151,12 +246,17 @@ class StateStore:
                     f" (mode {stat.S_IMODE(info.st_mode):04o}); it cannot be trusted:"
                     " check it, then chmod 600 it"
                 )
+            key = _file_key(info)
+            if self._cached is not None and self._cached[0] == key:
+                return self._cached[1].copy()
             chunks = []
             while chunk := os.read(fd, 1 << 20):
                 chunks.append(chunk)
         finally:
             os.close(fd)
-        return Lists.from_file(self._parse(b"".join(chunks)))
+        lists = Lists.from_file(self._parse(b"".join(chunks)))
+        self._cached = (key, lists.copy())
+        return lists.copy()
 
     def peek(self) -> Lists:
         """Read the lists without the lock and without creating anything.
@@ -195,7 +295,7 @@ class StateStore:
     def save(self, lists: Lists) -> None:
         """Atomically replace the file with ``lists``."""
         self._ensure_dir()
-        data = lists.to_file().model_dump_json(indent=1).encode() + b"\n"
+        data = self._serialise(lists)
         tmp = self.dir / f".{STATE_NAME}.{os.getpid()}.tmp"
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -215,6 +315,38 @@ class StateStore:
         finally:
             os.close(dfd)
         self.saves += 1
+        try:
+            self._cached = (_file_key(os.stat(self.path)), lists.copy())
+        except OSError:
+            self._cached = None
+
+    def _serialise(self, lists: Lists) -> bytes:
+        """The file's bytes; a list unchanged since the last load or save is reused."""
+        def encode(name: str, records: RecordMap) -> bytes:
+            cached = self._encoded.get(name)
+            if cached is not None and cached[0] is records.token:
+                return cached[1]
+            parts = []
+            for addr in sorted(records, key=_sort_key):
+                record = records[addr]
+                known = self._fragments.get(id(record))
+                if known is None or known[0] is not record:
+                    known = (record, record.model_dump_json().encode())
+                fragments[id(record)] = known
+                parts.append(known[1])
+            blob = b"[\n  " + b",\n  ".join(parts) + b"\n ]" if parts else b"[]"
+            self._encoded[name] = (records.token, blob)
+            return blob
+
+        fragments: dict[int, tuple[DeviceRecord, bytes]] = {}
+        active = encode("active", lists.active)
+        inactive = encode("inactive", lists.inactive)
+        if fragments:
+            self._fragments = fragments
+        stamp = json.dumps(lists.last_transaction).encode()
+        return (b'{"format": "%s", "version": %d, "last_transaction": %s,\n "active": %s,\n'
+                b' "inactive": %s\n}\n'
+                % (STATE_FORMAT.encode(), STATE_VERSION, stamp, active, inactive))
 
     def _ensure_dir(self) -> None:
         try:

@@ -9,11 +9,13 @@ untracked.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from hostdev.address import PciAddress
 from hostdev.binding import Guard
+from hostdev.journal import DeviceBefore, Intent, VfCountBefore
+from hostdev.pci import PciDevice
 from hostdev.records import DeviceRecord
 from hostdev.state import Lists
 from hostdev.sysfs import Sysfs
@@ -38,7 +40,28 @@ class Transaction:
     sysfs: Sysfs
     lists: Lists
     guard: Guard
+    #: Writes the intent journal (set by the manager).
+    record_intent: Callable[[Intent], None] = lambda intent: None
     undo: list[UndoStep] = field(default_factory=list)
+    intent: Intent | None = None
+
+    def declare(self, operation: str, devices: Sequence[PciDevice],
+                vf_counts: Sequence[tuple[PciAddress, int, int]] = ()) -> None:
+        """Journal the devices this transaction may change, before changing any.
+
+        Called once per transaction, after its checks and before its first
+        sysfs write, so a crash leaves enough behind to put the host back.
+        """
+        if not devices and not vf_counts:
+            return
+        self.intent = Intent(
+            operation=operation,
+            devices=[DeviceBefore(address=d.address, driver=d.driver, override=d.driver_override,
+                                  generation=self.sysfs.identity(d.address)) for d in devices],
+            vf_counts=[VfCountBefore(pf=pf, count=before, target=target)
+                       for pf, before, target in vf_counts],
+        )
+        self.record_intent(self.intent)
 
     def push(self, step: UndoStep) -> None:
         """Remember how to undo the change about to be made."""

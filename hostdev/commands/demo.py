@@ -68,52 +68,41 @@ def _walk(fs: Any, host: str) -> None:
     _run(["show", str(pf.address)])
 
     mgr = HostdevManager(root="/", state_dir="/run/hostdev", release_timeout=0.5)
-    _say(f"Enable 4 VFs on {pf.address} (written to sriov_numvfs; the kernel creates them)")
-    mgr_set_num_vfs(mgr, pf.address, 4)
-    vfs = list_devices(sysfs)
-    vf_list = [d for d in vfs if d.vf is not None and d.vf.pf == pf.address]
+    state = ["--state-dir", "/run/hostdev"]
+    _say(f"Enable 4 VFs on {pf.address}: the kernel creates them (through 0 if some exist)")
+    _run([*state, "sriov", str(pf.address), "4"])
+    vf_list = [d for d in list_devices(sysfs) if d.vf is not None and d.vf.pf == pf.address]
     for vf in vf_list:
         print(f"  {vf.address}  VF {vf.vf.index if vf.vf else '?'}  driver {vf.driver}"
               f"  IOMMU group {vf.iommu_group}")
     vf0, vf1 = vf_list[0].address, vf_list[1].address
 
-    owner = Owner(driver="qemu", domain="vm1")
     _say(f"Assign VF {vf0} to qemu/vm1 (managed: detach to vfio-pci, then mark active)")
-    _run(["--state-dir", "/run/hostdev", "assign", "--owner", "qemu/vm1", str(vf0)])
+    _run([*state, "assign", "--owner", "qemu/vm1", str(vf0)])
     _say(f"Park VF {vf1} on vfio-pci without an owner (node detach: inactive list)")
-    _run(["--state-dir", "/run/hostdev", "detach", str(vf1)])
-    _run(["--state-dir", "/run/hostdev", "list"])
+    _run([*state, "detach", str(vf1)])
+    _run([*state, "show", str(vf0)])
 
     _say("A second guest asking for the same VF is refused")
     try:
         mgr.prepare(Owner(driver="qemu", domain="vm2"), [HostdevSpec(address=vf0)])
     except HostdevError as exc:
         print(f"  refused: {exc}")
+    _say("Changing the VF count would orphan the assigned VF: refused")
+    _run([*state, "sriov", str(pf.address), "0"])
 
     _say("The guest stops: release VF 0 (back to its original driver)")
-    _run(["--state-dir", "/run/hostdev", "release", "--owner", "qemu/vm1", str(vf0)])
-    del owner
+    _run([*state, "release", "--owner", "qemu/vm1", str(vf0)])
 
-    _say(f"Someone sets {pf.address}'s VF count to 0: the parked VF {vf1} vanishes")
-    mgr_set_num_vfs(mgr, pf.address, 0)
+    _say(f"An operator writes 0 to {pf.address}'s sriov_numvfs behind hostdev's back:"
+         f" the parked VF {vf1} vanishes")
+    from hostdev import binding
+
+    binding.set_num_vfs(sysfs, pf.address, 0)
     print(f"  {vf1} on the host: {sysfs.device_exists(PciAddress.parse(str(vf1)))};"
           f" still tracked inactive: {any(r.address == vf1 for r in mgr.inactive())}")
     _say("Prune drops the record of the vanished VF, so it never blocks a later start")
-    _run(["--state-dir", "/run/hostdev", "prune"])
+    _run([*state, "prune"])
     _say("VFs come back at the same addresses: new devices, not the old records")
-    mgr_set_num_vfs(mgr, pf.address, 2)
-    _run(["--state-dir", "/run/hostdev", "show", str(vf1)])
-
-
-def mgr_set_num_vfs(mgr: Any, pf: Any, count: int) -> None:
-    """Change the VF count (through 0, as the kernel demands)."""
-    setter = getattr(mgr, "set_num_vfs", None)
-    if setter is not None:
-        setter(pf, count)
-        return
-    from hostdev import binding
-
-    current = int(mgr.sysfs.read_text(mgr.sysfs.device_path(pf, "sriov_numvfs")))
-    if current and count:
-        binding.set_num_vfs(mgr.sysfs, pf, 0)
-    binding.set_num_vfs(mgr.sysfs, pf, count)
+    binding.set_num_vfs(sysfs, pf.address, 2)
+    _run([*state, "show", str(vf1)])

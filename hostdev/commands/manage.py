@@ -101,3 +101,31 @@ def cmd_prune(args: argparse.Namespace) -> int:
         owner = f" (was {record.owner})" if record.owner else ""
         print(f"{record.address}: pruned{owner}")
     return 0
+
+
+def cmd_sriov(args: argparse.Namespace) -> int:
+    """Set a PF's VF count."""
+    pf = PciAddress.parse(args.pf)
+    report = manager(args).set_num_vfs(pf, args.count, force=args.force)
+    lines = [f"{pf}: {report.before} -> {report.after} VFs"
+             + (" (through 0: the kernel refuses a direct change)"
+                if report.went_through_zero else "")]
+    lines += [f"{r.address}: record pruned (VF vanished)" for r in report.pruned]
+    lines += [f"{r.address}: ORPHANED: was assigned to {r.owner}" for r in report.orphaned]
+    _emit(args, report, lines)
+    return 0
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    """Compare the state with the host and fix what is safe."""
+    report = manager(args).reconcile()
+    lines = [f"recovered: {line}" for line in report.recovered]
+    lines += [f"{r.address}: vanished; record pruned" for r in report.pruned]
+    lines += [f"{r.address}: re-created at the same address; stale record dropped"
+              for r in report.stale]
+    lines += [f"{c.address}: driver changed behind our back: expected {c.expected},"
+              f" found {c.found or 'none'}" for c in report.driver_changed]
+    if not lines:
+        lines = ["the lists agree with the host"]
+    _emit(args, report, lines)
+    return 0

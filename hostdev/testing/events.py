@@ -26,7 +26,7 @@ class FakeKernelSetupError(RuntimeError):
     """
 
 
-class VfioWouldBlock(Exception):  # noqa: N818 - the name says what happened
+class VfioWouldBlock(Exception):
     """A write that blocks forever on a real kernel because a VFIO user holds a device.
 
     Raised instead of hanging: unbinding a held device from its vfio driver,

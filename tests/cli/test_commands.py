@@ -103,7 +103,7 @@ def test_bad_input_exit_2_one_line_nothing_written(
         phrase: str) -> None:
     fake_kernel.load_fixture("two-socket-server")
     writes = len(fake_kernel.writes)
-    code, out, err = run_exit(capsys, [*STATE, *argv])
+    code, _, err = run_exit(capsys, [*STATE, *argv])
     assert code == 2
     assert phrase in err and err.count("\n") == 1 and "Traceback" not in err
     assert len(fake_kernel.writes) == writes

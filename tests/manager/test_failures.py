@@ -18,8 +18,7 @@ from hostdev.manager import HostdevManager
 from hostdev.records import HostdevSpec
 from hostdev.sysfs import Sysfs
 from hostdev.testing import FakeKernel
-
-from .conftest import NIC, NVME, VM1, Host, build_host
+from tests.smallhost import NIC, NVME, VM1, Host, build_host
 
 DEVICES = (NIC, NVME)
 

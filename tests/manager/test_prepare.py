@@ -6,8 +6,7 @@ import pytest
 
 from hostdev.errors import BadInput, DeviceInUse, DeviceNotFound, NotAssignable
 from hostdev.records import HostdevSpec
-
-from .conftest import AUDIO, GPU, NIC, NVME, PF, ROOT_PORT, VM1, VM2, Host
+from tests.smallhost import AUDIO, GPU, NIC, NVME, PF, ROOT_PORT, VM1, VM2, Host
 
 
 def test_prepare_managed_vf(host: Host) -> None:

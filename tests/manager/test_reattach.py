@@ -10,8 +10,7 @@ from hostdev.address import PciAddress
 from hostdev.errors import DeviceInUse, DeviceNotFound, NotAssignable
 from hostdev.manager import HostdevManager
 from hostdev.records import HostdevSpec
-
-from .conftest import GPU, NIC, NVME, PF, VM1, VM2, Host
+from tests.smallhost import GPU, NIC, NVME, PF, VM1, VM2, Host
 
 
 def test_managed_round_trip(host: Host) -> None:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from hostdev.records import HostdevSpec
-
-from .conftest import NIC, VM1, VM2, Host
+from tests.smallhost import NIC, VM1, VM2, Host
 
 
 def test_vanished_vfs_pruned_by_reattach(host: Host) -> None:

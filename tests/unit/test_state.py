@@ -86,8 +86,8 @@ def test_world_writable_file_refused(tmp_path: Path) -> None:
 def test_lock_timeout_is_busy(tmp_path: Path) -> None:
     first, second = StateStore(tmp_path, lock_timeout=0.05), StateStore(tmp_path,
                                                                           lock_timeout=0.05)
-    with first.locked(), pytest.raises(StateBusy, match="locked by another hostdev process"):
-        with second.locked():
-            pass
+    with first.locked(), pytest.raises(StateBusy, match="locked by another hostdev process"), \
+            second.locked():
+        pass
     with second.locked():
         pass

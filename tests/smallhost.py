@@ -1,4 +1,4 @@
-"""A small host for manager tests, built through the fake kernel's public API."""
+"""A small host for manager and safety tests, built through the fake kernel's public API."""
 
 from __future__ import annotations
 
@@ -38,6 +38,13 @@ class Host:
     def where(self, *addresses: PciAddress) -> dict[PciAddress, tuple[str | None, str | None]]:
         """Driver and override of each device: what must survive a failed transaction."""
         return {a: (self.driver(a), self.override(a)) for a in addresses}
+
+    def vfs_now(self) -> list[PciAddress]:
+        """The PF's current VFs."""
+        sysfs = self.mgr.sysfs
+        count = int(sysfs.read_text(sysfs.device_path(PF, "sriov_numvfs")))
+        return [PciAddress.parse(sysfs.read_link_name(sysfs.device_path(PF, f"virtfn{i}"))
+                                 or "") for i in range(count)]
 
     def vfs(self, n: int) -> list[PciAddress]:
         """Enable ``n`` VFs on the PF (through 0) and return their addresses."""

@@ -1,0 +1,102 @@
+"""The intent journal: what a transaction is about to change, written before it does.
+
+A transaction that will write to sysfs first records each device it may touch
+(with the driver, override and kernel identity it had) in ``intent.json``, then
+acts, then saves the state file stamped with its id, then deletes the journal.
+A manager that finds a journal whose id is not the state file's last
+transaction knows the process died mid-way, and puts those devices back as
+they were before anything else happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from hostdev.address import PciAddress
+from hostdev.errors import StateCorrupt
+
+INTENT_NAME = "intent.json"
+
+
+class DeviceBefore(BaseModel):
+    """A device as it was before the transaction touched it."""
+
+    address: PciAddress
+    driver: str | None
+    override: str | None
+    generation: int | None
+
+
+class VfCountBefore(BaseModel):
+    """A PF's VF count before the transaction changed it."""
+
+    pf: PciAddress
+    count: int
+    target: int
+
+
+class Intent(BaseModel):
+    """One unfinished transaction."""
+
+    format: Literal["hostdev-intent"] = "hostdev-intent"
+    version: Literal[1] = 1
+    transaction: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    operation: str
+    pid: int = Field(default_factory=os.getpid)
+    devices: list[DeviceBefore] = Field(default_factory=list)
+    vf_counts: list[VfCountBefore] = Field(default_factory=list)
+
+
+class Journal:
+    """``intent.json`` in the state directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / INTENT_NAME
+
+    def write(self, intent: Intent) -> None:
+        """Atomically replace the journal with ``intent`` (fsynced)."""
+        data = intent.model_dump_json().encode()
+        tmp = self.path.with_name(f".{INTENT_NAME}.{os.getpid()}.tmp")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
+
+    def read(self) -> Intent | None:
+        """The unfinished intent, if any."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StateCorrupt(f"intent journal {self.path} cannot be opened: {exc.strerror};"
+                               " move it aside") from None
+        try:
+            raw = os.read(fd, 1 << 22)
+        finally:
+            os.close(fd)
+        try:
+            return Intent.model_validate(json.loads(raw))
+        except (ValueError, ValidationError):
+            raise StateCorrupt(
+                f"intent journal {self.path} is damaged; it was left as it is: check the"
+                " devices it names by hand, then move it aside"
+            ) from None
+
+    def clear(self) -> None:
+        """Delete the journal (the transaction is complete or undone)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)

@@ -1,0 +1,118 @@
+"""Putting the host back after a process died mid-transaction, and reconcile().
+
+The journal names every device the dead transaction may have touched, with
+the driver and override it had. Each one still present (same kernel object)
+is put back; one that cannot be put back but sits on a stub is tracked
+inactive, so nothing we bound is left untracked. VF counts go back to what
+they were. The lists were not saved by the dead transaction, so once the host
+is back they describe it again.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from hostdev import binding
+from hostdev.address import PciAddress
+from hostdev.errors import HostdevError
+from hostdev.identity import Presence, check
+from hostdev.journal import Intent
+from hostdev.pci import read_device
+from hostdev.records import DeviceRecord
+from hostdev.sriov import restore_count
+from hostdev.stubs import is_stub_driver
+from hostdev.transaction import Transaction, log
+
+
+class DriverChange(BaseModel):
+    """A tracked device found on another driver than its record says."""
+
+    address: PciAddress
+    expected: str | None
+    found: str | None
+
+
+class ReconcileReport(BaseModel):
+    """Outcome of :meth:`HostdevManager.reconcile`."""
+
+    #: What an unfinished transaction left, and what was done about it.
+    recovered: list[str] = Field(default_factory=list)
+    #: Records dropped because the device vanished.
+    pruned: list[DeviceRecord] = Field(default_factory=list)
+    #: Records dropped because a new device sits at the address (re-created VF).
+    stale: list[DeviceRecord] = Field(default_factory=list)
+    #: Tracked devices whose driver changed behind our back (reported, not changed).
+    driver_changed: list[DriverChange] = Field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        """Anything was fixed (a second reconcile should report False)."""
+        return bool(self.recovered or self.pruned or self.stale)
+
+
+def recover(txn: Transaction, intent: Intent) -> list[str]:
+    """Undo what the dead transaction ``intent`` may have done; say what was done."""
+    done: list[str] = []
+    for count in intent.vf_counts:
+        try:
+            restore_count(txn, count.pf, count.count)
+            done.append(f"{count.pf}: VF count back to {count.count}")
+        except HostdevError as exc:
+            done.append(f"{count.pf}: could not set the VF count back to {count.count}: {exc}")
+    for before in reversed(intent.devices):
+        addr = before.address
+        if not txn.sysfs.device_exists(addr) or txn.sysfs.identity(addr) != before.generation:
+            done.append(f"{addr}: gone or re-created; nothing to put back")
+            continue
+        try:
+            now = binding.current_driver(txn.sysfs, addr)
+            override = txn.sysfs.read_override(addr)
+            if (now, override) == (before.driver, before.override):
+                continue
+            binding.restore(txn.sysfs, addr, before.driver, before.override, txn.guard)
+            done.append(f"{addr}: back on {before.driver or 'no driver'}")
+        except HostdevError as exc:
+            log.error("recovery: cannot put %s back: %s", addr, exc)
+            done.append(f"{addr}: could not put back: {exc}")
+            _track_if_on_stub(txn, addr, before.driver, before.override)
+    return done
+
+
+def _track_if_on_stub(txn: Transaction, addr: PciAddress, driver: str | None,
+                      override: str | None) -> None:
+    from hostdev.detach import new_record
+
+    try:
+        dev = read_device(txn.sysfs, addr)
+    except HostdevError:
+        return
+    if txn.lists.find(addr) is None and is_stub_driver(dev.driver, dev.vfio_dev) and \
+            dev.driver is not None:
+        txn.lists.inactive[addr] = new_record(
+            txn, dev, stub=dev.driver, managed=True, original_driver=driver,
+            original_override=override, unbind_from_stub=driver != dev.driver)
+
+
+def reconcile(txn: Transaction, report: ReconcileReport) -> ReconcileReport:
+    """Compare every record with the host; prune what vanished or was re-created."""
+    for addr in sorted(set(txn.lists.active) | set(txn.lists.inactive)):
+        record = txn.lists.find(addr)
+        assert record is not None
+        if not txn.sysfs.device_exists(addr):
+            txn.lists.drop(addr)
+            report.pruned.append(record)
+            continue
+        try:
+            dev = read_device(txn.sysfs, addr)
+        except HostdevError:
+            txn.lists.drop(addr)
+            report.pruned.append(record)
+            continue
+        if check(txn.sysfs, record, dev) is not Presence.PRESENT:
+            txn.lists.drop(addr)
+            report.stale.append(record)
+            continue
+        if dev.driver != record.stub_driver:
+            report.driver_changed.append(
+                DriverChange(address=addr, expected=record.stub_driver, found=dev.driver))
+    return report

@@ -1,0 +1,185 @@
+"""The write path: from a pyfakefs write hook to the kernel handler and back.
+
+Every writable-looking sysfs file carries one of the node objects below as its
+pyfakefs ``side_effect``. On each non-empty write the pipeline:
+
+1. refuses with ENODEV if the file's device is gone (write through a stale fd);
+2. applies an armed ``fail_write`` fault (before any effect);
+3. runs the handler registered for the file name;
+4. records the attempt in ``writes``, restores the file's readable content from
+   the model, and only then re-raises the error, if any;
+5. after a successful write, fires an armed ``crash_after_writes``.
+
+The empty write pyfakefs makes when a file is opened with O_TRUNC is ignored,
+as is a zero-byte write (the kernel never calls the handler for those).
+
+Read-only attributes (no handler) refuse with EACCES, even for root: kernfs
+checks the file mode at open (observed on a real 6.1 kernel; KERNEL.md 0 said
+EIO). Opened with O_TRUNC the open itself fails, as on the real kernel;
+without O_TRUNC pyfakefs only lets us fail the write.
+"""
+
+from __future__ import annotations
+
+import errno
+
+from pyfakefs.fake_file import FakeFile
+
+from hostdev.testing.events import SimulatedCrash, VfioWouldBlock, WriteRecord, kerr
+from hostdev.testing.model import Device, Driver, KernelState
+from hostdev.testing.render import render
+from hostdev.testing.vfs import set_contents
+
+
+class SysfsNode:
+    """Base of the write hooks: one per sysfs file the fake kernel serves."""
+
+    __slots__ = ("name", "state")
+
+    def __init__(self, state: KernelState, name: str) -> None:
+        self.state = state
+        self.name = name
+
+    @property
+    def path(self) -> str:
+        """Canonical path of the file."""
+        raise NotImplementedError
+
+    @property
+    def alias(self) -> str:
+        """The path recorded in ``writes`` and also matched by ``fail_write``."""
+        return self.path
+
+    def alive(self) -> bool:
+        """False once the object the file belongs to has been deleted."""
+        return True
+
+    def apply(self, data: bytes, path: str) -> None:
+        """Run the kernel's store handler."""
+        raise NotImplementedError
+
+    def writable(self) -> bool:
+        """Whether the file has a store handler (else writes are refused with EACCES)."""
+        return True
+
+    def content(self) -> str | bytes:
+        """What the file reads as now."""
+        return ""
+
+    def __call__(self, fake_file: FakeFile) -> None:
+        data = fake_file.byte_contents
+        if not data:
+            if not self.writable():  # opened O_TRUNC for writing: kernfs refuses the open
+                set_contents(fake_file, self.content())
+                raise kerr(errno.EACCES)
+            return
+        write(self, fake_file, data)
+
+
+class DeviceNode(SysfsNode):
+    """An attribute file in a device directory."""
+
+    __slots__ = ("device",)
+
+    def __init__(self, state: KernelState, device: Device, name: str) -> None:
+        super().__init__(state, name)
+        self.device = device
+
+    @property
+    def path(self) -> str:
+        return f"{self.device.path}/{self.name}"
+
+    @property
+    def alias(self) -> str:
+        return f"{self.device.alias}/{self.name}"
+
+    def alive(self) -> bool:
+        return self.device.alive
+
+    def writable(self) -> bool:
+        return self.name in self.state.device_handlers
+
+    def apply(self, data: bytes, path: str) -> None:
+        handler = self.state.device_handlers.get(self.name)
+        if handler is None:
+            raise kerr(errno.EACCES)
+        handler(self.state, self.device, data, path)
+
+    def content(self) -> str | bytes:
+        return render(self.device, self.name)
+
+
+class DriverNode(SysfsNode):
+    """``bind``, ``unbind``, ``new_id``, ``remove_id`` of a driver."""
+
+    __slots__ = ("driver",)
+
+    def __init__(self, state: KernelState, driver: Driver, name: str) -> None:
+        super().__init__(state, name)
+        self.driver = driver
+
+    @property
+    def path(self) -> str:
+        return f"{self.driver.path}/{self.name}"
+
+    def apply(self, data: bytes, path: str) -> None:
+        handler = self.state.driver_handlers.get(self.name)
+        if handler is None:
+            raise kerr(errno.EIO)
+        handler(self.state, self.driver, data, path)
+
+
+class BusNode(SysfsNode):
+    """``/sys/bus/pci/{drivers_probe,drivers_autoprobe,rescan}``."""
+
+    __slots__ = ()
+
+    @property
+    def path(self) -> str:
+        return f"/sys/bus/pci/{self.name}"
+
+    def apply(self, data: bytes, path: str) -> None:
+        handler = self.state.bus_handlers.get(self.name)
+        if handler is None:
+            raise kerr(errno.EIO)
+        handler(self.state, data, path)
+
+    def content(self) -> str | bytes:
+        if self.name == "drivers_autoprobe":
+            return f"{int(self.state.drivers_autoprobe)}\n"
+        return ""
+
+
+def write(node: SysfsNode, fake_file: FakeFile, data: bytes) -> None:
+    """Handle one write to ``node`` (see the module docstring for the steps).
+
+    Writes are serialised (the real kernel holds device and bus locks).
+    """
+    with node.state.lock:
+        _write(node, fake_file, data)
+
+
+def _write(node: SysfsNode, fake_file: FakeFile, data: bytes) -> None:
+    state = node.state
+    path = node.path
+    alias = node.alias
+    record = WriteRecord(alias, data.decode("utf-8", "surrogateescape"), None)
+    try:
+        if not node.alive():
+            raise kerr(errno.ENODEV)
+        injected = state.faults.write_error(path, alias)
+        if injected is not None:
+            raise kerr(injected)
+        node.apply(data, alias)
+    except OSError as exc:
+        state.writes.append(record._replace(errno=exc.errno))
+        raise kerr(exc.errno or errno.EIO) from None
+    except VfioWouldBlock:
+        state.writes.append(record._replace(blocked=True))
+        raise
+    else:
+        state.writes.append(record)
+    finally:
+        set_contents(fake_file, node.content())
+    if state.faults.count_success():
+        raise SimulatedCrash(record)

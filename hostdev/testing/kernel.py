@@ -1,0 +1,329 @@
+"""FakeKernel: the facade tests use to build a host and inject trouble.
+
+The kernel itself reacts to plain file writes under ``/sys`` (see dispatch);
+this class only builds the starting host (drivers, devices, fixtures), arms
+faults, adds fake VFIO users, and offers read-only views for assertions.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+
+from pyfakefs.fake_filesystem import FakeFilesystem
+
+from hostdev.address import AddressLike, PciAddress
+from hostdev.testing import attrs, drivers, hotplug, sriov
+from hostdev.testing.dispatch import BusNode
+from hostdev.testing.events import FakeKernelSetupError, WouldBlockEvent, WriteRecord
+from hostdev.testing.faults import ProbeFault, WriteFault
+from hostdev.testing.fixtures import read_host_spec
+from hostdev.testing.hostspec import RESET_METHODS, DeviceSpec, HostSpec
+from hostdev.testing.model import Device, DeviceTemplate, KernelState, Options
+from hostdev.testing.tree import create_device, join_group, refresh
+from hostdev.testing.vfio_users import VfioHolder, hold, init_proc
+from hostdev.testing.views import DeviceState, device_state
+
+
+def _install_handlers(state: KernelState) -> None:
+    state.device_handlers.update({
+        "driver_override": attrs.driver_override_store,
+        "reset": attrs.reset_store,
+        "reset_method": attrs.reset_method_store,
+        "enable": attrs.enable_store,
+        "numa_node": attrs.numa_node_store,
+        "config": attrs.accept_store,
+        "uevent": attrs.accept_store,
+        "remove": hotplug.remove_store,
+        "rescan": hotplug.dev_rescan_store,
+        "sriov_numvfs": sriov.sriov_numvfs_store,
+        "sriov_drivers_autoprobe": sriov.sriov_drivers_autoprobe_store,
+        "sriov_vf_msix_count": sriov.sriov_vf_msix_count_store,
+    })
+    state.driver_handlers.update({
+        "bind": drivers.bind_store,
+        "unbind": drivers.unbind_store,
+        "new_id": drivers.new_id_store,
+        "remove_id": drivers.remove_id_store,
+    })
+    state.bus_handlers.update({
+        "drivers_probe": drivers.drivers_probe_store,
+        "drivers_autoprobe": drivers.drivers_autoprobe_store,
+        "rescan": hotplug.bus_rescan_store,
+    })
+
+
+class FakeKernel:
+    """A Linux PCI/VFIO kernel behind a pyfakefs filesystem; starts as an empty host."""
+
+    def __init__(
+        self,
+        fs: FakeFilesystem,
+        *,
+        vfio_fdinfo_syspath: bool = False,
+        vfio_enable_sriov: bool = False,
+        vfio_device_cdev: bool = True,
+    ) -> None:
+        """Lay out an empty host in ``fs``.
+
+        ``vfio_fdinfo_syspath``: fdinfo of VFIO device fds names the device (>= 6.18).
+        ``vfio_enable_sriov``: vfio-pci's ``enable_sriov=1`` module parameter.
+        ``vfio_device_cdev``: CONFIG_VFIO_DEVICE_CDEV (>= 6.6): /dev/vfio/devices/vfioX
+        nodes; without it (6.1) only the ``vfio-dev/vfioX`` sysfs entries appear.
+        """
+        self.fs = fs
+        state = self.state = KernelState(
+            fs, Options(vfio_fdinfo_syspath=vfio_fdinfo_syspath,
+                        vfio_enable_sriov=vfio_enable_sriov,
+                        vfio_device_cdev=vfio_device_cdev)
+        )
+        _install_handlers(state)
+        vfs = state.vfs
+        bus = vfs.ensure_dir("/sys/bus/pci")
+        vfs.file(bus, "drivers_probe", "", 0o200, BusNode(state, "drivers_probe"))
+        vfs.file(bus, "drivers_autoprobe", "1\n", 0o644, BusNode(state, "drivers_autoprobe"))
+        vfs.file(bus, "rescan", "", 0o200, BusNode(state, "rescan"))
+        vfs.chardev(state.dev_vfio, "vfio", 0o666)
+        dev_dir = vfs.ensure_dir("/dev")
+        for node in ("iommu", "kmsg"):  # pyfakefs emulates /dev/null itself
+            if node not in dev_dir.entries:
+                vfs.chardev(dev_dir, node, 0o666)
+        init_proc(state)
+
+    # ------------------------------------------------------------------ records
+
+    @property
+    def writes(self) -> list[WriteRecord]:
+        """Every write that reached the kernel, in order (path, value, errno, blocked)."""
+        return self.state.writes
+
+    @property
+    def would_block_events(self) -> list[WouldBlockEvent]:
+        """Every write that raised VfioWouldBlock, even if the caller caught it."""
+        return self.state.would_block_events
+
+    # ------------------------------------------------------------------ building
+
+    def add_driver(
+        self,
+        name: str,
+        ids: Iterable[Sequence[int]] = (),
+        sriov: bool = False,
+        *,
+        leaves_vfs_on_remove: bool | None = None,
+    ) -> None:
+        """Register (load) a driver with a (vendor, device) id table.
+
+        ``sriov``: it implements sriov_configure. ``leaves_vfs_on_remove``: its
+        remove does not disable SR-IOV, so VFs survive an unbind of the PF
+        (None: True for nvme, as observed on a real kernel; False otherwise).
+        Unbound matching devices are probed if ``drivers_autoprobe`` is 1.
+        """
+        pairs = [(int(pair[0]), int(pair[1])) for pair in ids]
+        drivers.register_driver(self.state, name, pairs, sriov=sriov,
+                                leaves_vfs_on_remove=leaves_vfs_on_remove)
+
+    def add_device(
+        self,
+        address: AddressLike,
+        vendor: int,
+        device: int,
+        class_code: int,
+        iommu_group: int | None = None,
+        driver: str | None = None,
+        sriov_totalvfs: int = 0,
+        vf_device: int | None = None,
+        numa_node: int = -1,
+        *,
+        parent: AddressLike | None = None,
+        subsystem_vendor: int = 0,
+        subsystem_device: int = 0,
+        revision: int = 0,
+        reset_methods: Sequence[str] = ("flr", "bus"),
+        sriov_offset: int = 1,
+        sriov_stride: int = 1,
+        sriov_drivers_autoprobe: bool = True,
+        sriov_numvfs: int = 0,
+    ) -> PciAddress:
+        """Hot-add a PCI function (probed normally unless ``driver`` forces a binding).
+
+        ``parent``: the bridge above it (None: on root bus ``pciDDDD:BB``).
+        ``sriov_numvfs``: enable that many VFs right away (needs an SR-IOV PF driver).
+        """
+        state = self.state
+        addr = PciAddress.parse(address)
+        if addr in state.devices:
+            raise FakeKernelSetupError(f"device {addr} already exists")
+        parent_addr = PciAddress.parse(parent) if parent is not None else None
+        if parent_addr is not None and parent_addr not in state.devices:
+            raise FakeKernelSetupError(f"parent {parent_addr} of {addr} does not exist")
+        unknown = [m for m in reset_methods if m not in RESET_METHODS]
+        if unknown:
+            raise FakeKernelSetupError(f"unknown reset methods {unknown} for {addr}")
+        t = DeviceTemplate(
+            address=addr, vendor=vendor, device=device, class_code=class_code,
+            subsystem_vendor=subsystem_vendor, subsystem_device=subsystem_device,
+            revision=revision, numa_node=numa_node, parent=parent_addr,
+            reset_methods=attrs.sort_methods(tuple(reset_methods)),
+            sriov_totalvfs=sriov_totalvfs,
+            vf_device=device if vf_device is None else vf_device,
+            sriov_offset=sriov_offset, sriov_stride=sriov_stride,
+        )
+        origin = ("spec", iommu_group)
+        if iommu_group in state.groups and state.origin_group.get(origin) != iommu_group:
+            raise FakeKernelSetupError(
+                f"{addr}: IOMMU group {iommu_group} was already handed out by the kernel"
+                " (to a VF or a rescanned device); add fixed-group devices before enabling VFs"
+            )
+        state.removed.pop(addr, None)
+        dev = create_device(state, t)
+        if iommu_group is not None:
+            join_group(state, dev, iommu_group, origin)
+        if dev.sriov is not None and not sriov_drivers_autoprobe:
+            dev.sriov.drivers_autoprobe = False
+            refresh(dev, "sriov_drivers_autoprobe")
+        if driver is None:
+            drivers.device_attach(state, dev)
+        else:
+            self._force_bind(dev, driver)
+        if sriov_numvfs:
+            self._enable_vfs(dev, sriov_numvfs)
+        return addr
+
+    def _enable_vfs(self, dev: Device, count: int) -> None:
+        if dev.sriov is None:
+            raise FakeKernelSetupError(f"{dev.name}: sriov_numvfs needs sriov_totalvfs > 0")
+        try:
+            sriov.configure(self.state, dev, count, dev.alias + "/sriov_numvfs")
+        except OSError as exc:
+            raise FakeKernelSetupError(
+                f"{dev.name}: cannot enable {count} VFs ({exc.strerror}); the PF"
+                " needs a driver registered with sriov=True"
+            ) from exc
+
+    def _force_bind(self, dev: Device, name: str) -> None:
+        state = self.state
+        drv = state.drivers.get(name)
+        if drv is None:
+            drv = drivers.register_driver(state, name, placeholder=True)
+        if drv.vfio:
+            refused = drivers.vfio_probe_error(dev)
+            if refused:
+                raise FakeKernelSetupError(
+                    f"{dev.name} cannot be bound to {name}: {os.strerror(refused)}"
+                    " (bridge, denylisted, or no IOMMU group)"
+                )
+        drivers.attach_now(state, dev, drv)
+
+    def add_spec(self, spec: DeviceSpec, *, enable_vfs: bool = True) -> PciAddress:
+        """Add one device from a fixture description (``enable_vfs``: honour its numvfs)."""
+        s = spec.sriov
+        return self.add_device(
+            spec.address, spec.vendor, spec.device, spec.class_code,
+            iommu_group=spec.iommu_group, driver=spec.driver,
+            sriov_totalvfs=s.totalvfs if s else 0,
+            vf_device=s.vf_device if s else None,
+            numa_node=spec.numa_node, parent=spec.parent,
+            subsystem_vendor=spec.subsystem_vendor, subsystem_device=spec.subsystem_device,
+            revision=spec.revision, reset_methods=tuple(spec.reset_methods),
+            sriov_offset=s.offset if s else 1, sriov_stride=s.stride if s else 1,
+            sriov_drivers_autoprobe=s.drivers_autoprobe if s else True,
+            sriov_numvfs=s.numvfs if s and enable_vfs else 0,
+        )
+
+    def load_spec(self, spec: HostSpec) -> None:
+        """Build a whole host: drivers, then devices in order, then VFs (as at boot).
+
+        VFs come last so their dynamically numbered IOMMU groups never take a
+        number the fixture gives to a later device.
+        """
+        for drv in spec.drivers:
+            self.add_driver(drv.name, drv.ids, drv.sriov)
+        for dev in spec.devices:
+            self.add_spec(dev, enable_vfs=False)
+        for dev in spec.devices:
+            if dev.sriov is not None and dev.sriov.numvfs:
+                self._enable_vfs(self.state.devices[dev.address], dev.sriov.numvfs)
+
+    def load_fixture(self, name_or_path: str | os.PathLike[str]) -> HostSpec:
+        """Load a fixture host by name (``"two-socket-server"``) or TOML path."""
+        spec = read_host_spec(name_or_path, self.fs)
+        self.load_spec(spec)
+        return spec
+
+    # ------------------------------------------------------------------ trouble
+
+    def fail_write(self, path_glob: str, errno: int, times: int | None = 1) -> WriteFault:
+        """Make writes to files matching ``path_glob`` fail with ``errno`` before any effect.
+
+        The glob (fnmatch, ``*`` crosses ``/``) is tried against the canonical path
+        and the ``/sys/bus/pci/devices/<addr>/<attr>`` form. ``times=None``: always.
+        """
+        return self.state.faults.add_write_fault(path_glob, errno, times)
+
+    def fail_probe(self, driver: str, errno: int, times: int | None = None) -> ProbeFault:
+        """Make ``driver``'s probe return ``-errno`` (bind fails; autoprobe leaves it unbound)."""
+        return self.state.faults.add_probe_fault(driver, errno, times)
+
+    def crash_after_writes(self, n: int) -> None:
+        """Raise SimulatedCrash right after the n-th successful write from now takes effect."""
+        if n < 1:
+            raise ValueError("n must be >= 1")
+        self.state.faults.crash_countdown = n
+
+    def hold_vfio(
+        self,
+        address: AddressLike,
+        *,
+        pid: int | None = None,
+        comm: str = "qemu-system-x86",
+        via: str = "group",
+    ) -> VfioHolder:
+        """Open a vfio-bound device from a fake process; returns a handle to release it.
+
+        ``via="group"``: fds to /dev/vfio/vfio, /dev/vfio/<group> and an
+        ``anon_inode:[vfio-device]``; ``via="cdev"``: /dev/iommu and
+        /dev/vfio/devices/vfioX. The same ``pid`` again adds to that process.
+        Raises FakeKernelSetupError unless the device is on a vfio driver and its
+        group is viable (no member on a DMA-using host driver).
+        """
+        with self.state.lock:
+            return hold(self.state, self._device(address), pid, comm, via)
+
+    def remove_device(self, address: AddressLike) -> None:
+        """Hot-unplug a device as a write of 1 to its ``remove`` would."""
+        dev = self._device(address)
+        if dev.t.is_vf:
+            raise FakeKernelSetupError(f"{dev.name} is a VF: change sriov_numvfs instead")
+        hotplug.remove(self.state, dev, dev.alias + "/remove")
+
+    def rescan(self) -> list[PciAddress]:
+        """Bring back every removed device, as ``/sys/bus/pci/rescan`` would."""
+        return [dev.address for dev in hotplug.rescan(self.state)]
+
+    # ------------------------------------------------------------------ views
+
+    def _device(self, address: AddressLike) -> Device:
+        addr = PciAddress.parse(address)
+        dev = self.state.devices.get(addr)
+        if dev is None:
+            raise FakeKernelSetupError(f"no device {addr} in the fake kernel")
+        return dev
+
+    def has_device(self, address: AddressLike) -> bool:
+        """Whether the device is present."""
+        return PciAddress.parse(address) in self.state.devices
+
+    def device_state(self, address: AddressLike) -> DeviceState:
+        """A snapshot of one present device."""
+        return device_state(self._device(address))
+
+    def addresses(self) -> list[PciAddress]:
+        """Addresses of all present devices, sorted."""
+        return sorted(self.state.devices)
+
+    def holders(self, address: AddressLike | None = None) -> list[VfioHolder]:
+        """Active VFIO holders (of one device, or all)."""
+        if address is not None:
+            return list(self._device(address).holders)
+        return [h for process in self.state.processes.values() for h in process.holds]

@@ -1,0 +1,273 @@
+"""The fake kernel's state: devices, drivers, IOMMU groups, all in dicts.
+
+Plain data and small helpers only; behaviour lives in the modules that act on
+it (tree, drivers, sriov, hotplug, vfio_users). Every lookup a write needs is a
+dict access keyed by address, name or group, so no write scans all devices.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from pyfakefs.fake_file import FakeDirectory, FakeFile
+from pyfakefs.fake_filesystem import FakeFilesystem
+
+from hostdev.address import PciAddress
+from hostdev.testing.events import WouldBlockEvent, WriteRecord
+from hostdev.testing.faults import FaultInjector
+from hostdev.testing.vfs import Vfs
+
+if TYPE_CHECKING:
+    from hostdev.testing.vfio_users import VfioHolder, VfioProcess
+
+#: driver_managed_dma drivers other than the vfio family (they never block VFIO use).
+MANAGED_DMA_DRIVERS = frozenset({"pci-stub", "pcieport"})
+#: Drivers whose static table matches nothing by itself (bind only by override/new_id).
+OVERRIDE_ONLY_DRIVERS = frozenset({"pci-stub"})
+#: PF drivers whose remove leaves SR-IOV enabled (seen on a real 6.1 kernel for nvme).
+LEAVES_VFS_DRIVERS = frozenset({"nvme"})
+
+
+def is_vfio_driver_name(name: str) -> bool:
+    """vfio-pci and its variant drivers (``*-vfio-pci``)."""
+    return name == "vfio-pci" or name.endswith("-vfio-pci")
+
+
+@dataclass(frozen=True)
+class DeviceTemplate:
+    """The facts of a PCI function that do not change while it exists."""
+
+    address: PciAddress
+    vendor: int
+    device: int
+    class_code: int
+    subsystem_vendor: int = 0
+    subsystem_device: int = 0
+    revision: int = 0
+    numa_node: int = -1
+    parent: PciAddress | None = None
+    reset_methods: tuple[str, ...] = ("flr", "bus")
+    sriov_totalvfs: int = 0
+    vf_device: int = 0
+    sriov_offset: int = 1
+    sriov_stride: int = 1
+    is_vf: bool = False
+
+    @property
+    def is_bridge(self) -> bool:
+        """Header type 1 (PCI-to-PCI bridge) or 2 (CardBus)."""
+        return (self.class_code >> 8) in (0x0604, 0x0607)
+
+
+@dataclass(eq=False)
+class SriovState:
+    """SR-IOV state of a physical function."""
+
+    drivers_autoprobe: bool = True
+    vfs: list[Device] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class Device:
+    """A PCI function present in the fake kernel."""
+
+    t: DeviceTemplate
+    name: str
+    path: str
+    dir: FakeDirectory
+    parent_dir: FakeDirectory
+    parent_dev: Device | None
+    files: dict[str, FakeFile] = field(default_factory=dict)
+    iommu_group: int | None = None
+    group_origin: object = None
+    driver: Driver | None = None
+    override: str | None = None
+    numa_node: int = -1
+    reset_methods: tuple[str, ...] = ()
+    user_enable: int = 0
+    reset_count: int = 0
+    sriov: SriovState | None = None
+    physfn: Device | None = None
+    vf_index: int | None = None
+    children: dict[PciAddress, Device] = field(default_factory=dict)
+    vfio_index: int | None = None
+    holders: list[VfioHolder] = field(default_factory=list)
+    ever_bound: bool = False
+    alive: bool = True
+
+    @property
+    def address(self) -> PciAddress:
+        """The function's address."""
+        return self.t.address
+
+    @property
+    def alias(self) -> str:
+        """The ``/sys/bus/pci/devices/<addr>`` path of this device."""
+        return "/sys/bus/pci/devices/" + self.name
+
+
+@dataclass(frozen=True)
+class DynId:
+    """A dynamic id added through ``new_id`` (0xffffffff is PCI_ANY_ID)."""
+
+    vendor: int
+    device: int
+    subvendor: int = 0xFFFFFFFF
+    subdevice: int = 0xFFFFFFFF
+    class_code: int = 0
+    class_mask: int = 0
+    driver_data: int = 0
+
+    def matches(self, t: DeviceTemplate) -> bool:
+        """``pci_match_one_device`` for this id."""
+        return (
+            self.vendor in (0xFFFFFFFF, t.vendor)
+            and self.device in (0xFFFFFFFF, t.device)
+            and self.subvendor in (0xFFFFFFFF, t.subsystem_vendor)
+            and self.subdevice in (0xFFFFFFFF, t.subsystem_device)
+            and not ((self.class_code ^ t.class_code) & self.class_mask)
+        )
+
+
+@dataclass(eq=False)
+class Driver:
+    """A registered PCI driver."""
+
+    name: str
+    ids: frozenset[tuple[int, int]]
+    sriov: bool
+    dir: FakeDirectory
+    path: str
+    leaves_vfs_on_remove: bool = False
+    placeholder: bool = False
+    dynids: list[DynId] = field(default_factory=list)
+    bound: dict[PciAddress, Device] = field(default_factory=dict)
+
+    @property
+    def vfio(self) -> bool:
+        """A vfio driver: creates /dev/vfio nodes at bind."""
+        return is_vfio_driver_name(self.name)
+
+    @property
+    def managed_dma(self) -> bool:
+        """``driver_managed_dma``: binding it never conflicts with a VFIO user."""
+        return self.vfio or self.name in MANAGED_DMA_DRIVERS
+
+    @property
+    def has_id_table(self) -> bool:
+        """Whether ``new_id`` checks driver_data against a static table (all entries 0)."""
+        return self.vfio or (bool(self.ids) and self.name not in OVERRIDE_ONLY_DRIVERS)
+
+    @property
+    def enables_device(self) -> bool:
+        """Host drivers call pci_enable_device in probe; vfio and pci-stub do not."""
+        return not self.vfio and self.name != "pci-stub"
+
+
+class LowestFree:
+    """Hands out the lowest unused non-negative number (like the kernel's IDA)."""
+
+    def __init__(self) -> None:
+        self.taken: set[int] = set()
+        self._free: list[int] = []
+        self._high = 0
+
+    def take(self, number: int) -> None:
+        """Mark ``number`` as used."""
+        if number >= self._high:
+            for unused in range(self._high, number):
+                heapq.heappush(self._free, unused)
+            self._high = number + 1
+        self.taken.add(number)
+
+    def alloc(self) -> int:
+        """Take and return the lowest free number."""
+        while self._free and self._free[0] in self.taken:
+            heapq.heappop(self._free)
+        number = heapq.heappop(self._free) if self._free else self._high
+        self.take(number)
+        return number
+
+    def free(self, number: int) -> None:
+        """Give ``number`` back."""
+        if number in self.taken:
+            self.taken.discard(number)
+            heapq.heappush(self._free, number)
+
+
+@dataclass(frozen=True)
+class RemovedDevice:
+    """A device taken away by ``remove``, brought back by ``rescan``."""
+
+    template: DeviceTemplate
+    group_origin: object
+    iommu_group: int | None
+
+
+@dataclass(frozen=True)
+class Options:
+    """Kernel build and module options the fake honours."""
+
+    vfio_fdinfo_syspath: bool = False
+    vfio_enable_sriov: bool = False
+    vfio_device_cdev: bool = True
+
+
+DeviceHandler = Callable[["KernelState", Device, bytes, str], None]
+DriverHandler = Callable[["KernelState", Driver, bytes, str], None]
+BusHandler = Callable[["KernelState", bytes, str], None]
+
+
+class KernelState:
+    """Everything the fake kernel knows, shared by its modules."""
+
+    def __init__(self, fs: FakeFilesystem, options: Options) -> None:
+        self.fs = fs
+        self.vfs = Vfs(fs)
+        self.options = options
+        self.lock = threading.RLock()
+        self.devices: dict[PciAddress, Device] = {}
+        self.by_name: dict[str, Device] = {}
+        self.by_ids: dict[tuple[int, int], dict[PciAddress, Device]] = {}
+        self.drivers: dict[str, Driver] = {}
+        self.groups: dict[int, dict[PciAddress, Device]] = {}
+        self.group_dirs: dict[int, FakeDirectory] = {}
+        self.group_ids = LowestFree()
+        self.origin_group: dict[object, int] = {}
+        self.vfio_ids = LowestFree()
+        self.vfio_group_count: dict[int, int] = {}
+        self.group_claims: dict[int, int] = {}
+        self.removed: dict[PciAddress, RemovedDevice] = {}
+        self.drivers_autoprobe = True
+        self.online_nodes: set[int] = {0}
+        self.processes: dict[int, VfioProcess] = {}
+        self.faults = FaultInjector()
+        self.writes: list[WriteRecord] = []
+        self.would_block_events: list[WouldBlockEvent] = []
+        self.device_handlers: dict[str, DeviceHandler] = {}
+        self.driver_handlers: dict[str, DriverHandler] = {}
+        self.bus_handlers: dict[str, BusHandler] = {}
+        vfs = self.vfs
+        self.sys_devices = vfs.ensure_dir("/sys/devices")
+        self.bus_devices = vfs.ensure_dir("/sys/bus/pci/devices")
+        self.bus_drivers = vfs.ensure_dir("/sys/bus/pci/drivers")
+        self.groups_dir = vfs.ensure_dir("/sys/kernel/iommu_groups")
+        self.class_vfio = vfs.ensure_dir("/sys/class/vfio-dev")
+        self.dev_vfio = vfs.ensure_dir("/dev/vfio")
+        self.proc = vfs.ensure_dir("/proc")
+        self.root_buses: dict[str, FakeDirectory] = {}
+
+    def index_ids(self, dev: Device) -> None:
+        """Add ``dev`` to the (vendor, device) index."""
+        key = (dev.t.vendor, dev.t.device)
+        self.by_ids.setdefault(key, {})[dev.address] = dev
+
+    def unindex_ids(self, dev: Device) -> None:
+        """Drop ``dev`` from the (vendor, device) index."""
+        bucket = self.by_ids.get((dev.t.vendor, dev.t.device))
+        if bucket is not None:
+            bucket.pop(dev.address, None)

@@ -1,0 +1,119 @@
+"""What each device attribute reads as, computed from the model (KERNEL.md 7.2).
+
+Write-only files read empty here (a real root read gives EIO; pyfakefs cannot
+fail a read).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+
+from hostdev.testing.model import Device
+
+
+def config_space(dev: Device) -> bytes:
+    """256 bytes of type-0 or type-1 config header (VFs read 0xffff ids, as hardware does)."""
+    t = dev.t
+    data = bytearray(256)
+    vendor, device = (0xFFFF, 0xFFFF) if t.is_vf else (t.vendor, t.device)
+    struct.pack_into("<HHHH", data, 0, vendor, device, 0, 0x0010)
+    data[8] = t.revision
+    data[9] = t.class_code & 0xFF
+    data[10] = (t.class_code >> 8) & 0xFF
+    data[11] = (t.class_code >> 16) & 0xFF
+    header = 1 if (t.class_code >> 8) == 0x0604 else 2 if (t.class_code >> 8) == 0x0607 else 0
+    data[0x0E] = header
+    if header == 0:
+        struct.pack_into("<HH", data, 0x2C, t.subsystem_vendor, t.subsystem_device)
+    return bytes(data)
+
+
+def modalias(dev: Device) -> str:
+    """``pci:v%08Xd%08Xsv%08Xsd%08Xbc%02Xsc%02Xi%02X``."""
+    t = dev.t
+    c = t.class_code
+    return (
+        f"pci:v{t.vendor:08X}d{t.device:08X}sv{t.subsystem_vendor:08X}"
+        f"sd{t.subsystem_device:08X}bc{c >> 16:02X}sc{(c >> 8) & 0xFF:02X}i{c & 0xFF:02X}\n"
+    )
+
+
+def enable_count(dev: Device) -> int:
+    """``enable``: user enables, plus the bound driver's, plus an open VFIO user's."""
+    count = dev.user_enable
+    if dev.driver is not None and dev.driver.enables_device:
+        count += 1
+    if dev.holders:
+        count += 1
+    return count
+
+
+def power_state(dev: Device) -> str:
+    """Idle vfio-bound: D3hot; a VF no driver has touched yet: unknown; else D0."""
+    if dev.driver is not None and dev.driver.vfio and not dev.holders:
+        return "D3hot\n"
+    if dev.t.is_vf and not dev.ever_bound:
+        return "unknown\n"
+    return "D0\n"
+
+
+def uevent(dev: Device) -> str:
+    """The device's uevent variables."""
+    t = dev.t
+    lines = []
+    if dev.driver is not None:
+        lines.append(f"DRIVER={dev.driver.name}")
+    lines += [
+        f"PCI_CLASS={t.class_code:X}",
+        f"PCI_ID={t.vendor:04X}:{t.device:04X}",
+        f"PCI_SUBSYS_ID={t.subsystem_vendor:04X}:{t.subsystem_device:04X}",
+        f"PCI_SLOT_NAME={dev.name}",
+        "MODALIAS=" + modalias(dev).rstrip("\n"),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _sriov(dev: Device, what: str) -> str:
+    t = dev.t
+    sriov = dev.sriov
+    values = {
+        "sriov_totalvfs": t.sriov_totalvfs,
+        "sriov_numvfs": len(sriov.vfs) if sriov else 0,
+        "sriov_offset": t.sriov_offset,
+        "sriov_stride": t.sriov_stride,
+        "sriov_drivers_autoprobe": int(sriov.drivers_autoprobe) if sriov else 1,
+        "sriov_vf_total_msix": 0,
+    }
+    return f"{values[what]}\n"
+
+
+_RENDER: dict[str, Callable[[Device], str | bytes]] = {
+    "vendor": lambda d: f"0x{d.t.vendor:04x}\n",
+    "device": lambda d: f"0x{d.t.device:04x}\n",
+    "subsystem_vendor": lambda d: f"0x{d.t.subsystem_vendor:04x}\n",
+    "subsystem_device": lambda d: f"0x{d.t.subsystem_device:04x}\n",
+    "class": lambda d: f"0x{d.t.class_code:06x}\n",
+    "revision": lambda d: f"0x{d.t.revision:02x}\n",
+    "config": config_space,
+    "modalias": modalias,
+    "uevent": uevent,
+    "driver_override": lambda d: f"{d.override if d.override is not None else '(null)'}\n",
+    "numa_node": lambda d: f"{d.numa_node}\n",
+    "enable": lambda d: f"{enable_count(d)}\n",
+    "power_state": power_state,
+    "reset_method": lambda d: " ".join(d.reset_methods) + "\n" if d.reset_methods else "",
+    "sriov_totalvfs": lambda d: _sriov(d, "sriov_totalvfs"),
+    "sriov_numvfs": lambda d: _sriov(d, "sriov_numvfs"),
+    "sriov_offset": lambda d: _sriov(d, "sriov_offset"),
+    "sriov_stride": lambda d: _sriov(d, "sriov_stride"),
+    "sriov_drivers_autoprobe": lambda d: _sriov(d, "sriov_drivers_autoprobe"),
+    "sriov_vf_device": lambda d: f"{d.t.vf_device:x}\n",
+    "sriov_vf_total_msix": lambda d: _sriov(d, "sriov_vf_total_msix"),
+}
+
+
+def render(dev: Device, name: str) -> str | bytes:
+    """The readable content of attribute ``name`` of ``dev`` ("" for write-only files)."""
+    fn = _RENDER.get(name)
+    return fn(dev) if fn is not None else ""

@@ -1,0 +1,272 @@
+"""VFIO: device nodes of vfio-bound devices, and the processes that hold them.
+
+Binding a vfio driver registers the device (KERNEL.md 4.1): ``/dev/vfio/<group>``
+while at least one device of the group is on a vfio driver, plus the per-device
+cdev ``/dev/vfio/devices/vfioX`` with its ``vfio-dev/vfioX`` class device.
+
+A :class:`VfioHolder` is a fake user space process (QEMU, say) with the device
+open, shown in ``/proc/PID/{comm,fd,fdinfo}`` as a real kernel shows it (4.3).
+While held, operations that would block on a real kernel raise
+:class:`~hostdev.testing.events.VfioWouldBlock` instead (4.4), and the device's
+IOMMU group counts as claimed (host driver binds fail with EBUSY, 4.2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
+
+from pyfakefs.fake_file import FakeDirectory
+
+from hostdev.testing.events import FakeKernelSetupError, VfioWouldBlock, WouldBlockEvent
+from hostdev.testing.model import Device, KernelState
+from hostdev.testing.tree import refresh_binding
+from hostdev.testing.vfs import relpath
+
+VFIO_CDEV_MAJOR = 511
+_FIRST_PID = 4000
+
+
+# --------------------------------------------------------------------------- nodes
+
+
+def register(state: KernelState, dev: Device) -> None:
+    """``vfio_register_group_dev``: create the group node (first device) and the cdev."""
+    vfs = state.vfs
+    group = dev.iommu_group
+    assert group is not None, "vfio probe refuses devices without an IOMMU group"
+    count = state.vfio_group_count.get(group, 0)
+    if count == 0:
+        vfs.chardev(state.dev_vfio, str(group))
+    state.vfio_group_count[group] = count + 1
+    index = state.vfio_ids.alloc()
+    dev.vfio_index = index
+    name = f"vfio{index}"
+    class_dir = vfs.mkdir(vfs.mkdir(dev.dir, "vfio-dev"), name)
+    class_path = f"{dev.path}/vfio-dev/{name}"
+    vfs.file(class_dir, "dev", f"{VFIO_CDEV_MAJOR}:{index}\n", 0o444)
+    vfs.file(class_dir, "uevent",
+             f"MAJOR={VFIO_CDEV_MAJOR}\nMINOR={index}\nDEVNAME=vfio/devices/{name}\n", 0o644)
+    vfs.link(class_dir, "device", relpath(dev.path, class_path))
+    vfs.link(state.class_vfio, name, relpath(class_path, "/sys/class/vfio-dev"))
+    if state.options.vfio_device_cdev:
+        devices = state.dev_vfio.entries.get("devices")
+        if not isinstance(devices, FakeDirectory):
+            devices = vfs.mkdir(state.dev_vfio, "devices")
+        vfs.chardev(devices, name)
+
+
+def unregister(state: KernelState, dev: Device) -> None:
+    """Undo :func:`register` (the group node goes with the group's last vfio device)."""
+    vfs = state.vfs
+    index = dev.vfio_index
+    if index is not None:
+        name = f"vfio{index}"
+        vfs.remove(dev.dir, "vfio-dev")
+        vfs.remove(state.class_vfio, name)
+        devices = state.dev_vfio.entries.get("devices")
+        if isinstance(devices, FakeDirectory):
+            vfs.remove(devices, name)
+            if not devices.entries:
+                vfs.remove(state.dev_vfio, "devices")
+        state.vfio_ids.free(index)
+        dev.vfio_index = None
+    group = dev.iommu_group
+    if group is not None:
+        count = state.vfio_group_count.get(group, 0) - 1
+        if count <= 0:
+            state.vfio_group_count.pop(group, None)
+            vfs.remove(state.dev_vfio, str(group))
+        else:
+            state.vfio_group_count[group] = count
+
+
+# --------------------------------------------------------------------------- users
+
+
+def group_claimed(state: KernelState, group: int | None) -> bool:
+    """Whether a VFIO user owns the group's DMA (container set or iommufd bound)."""
+    return group is not None and state.group_claims.get(group, 0) > 0
+
+
+def ensure_not_blocking(
+    state: KernelState, devices: Iterable[Device], operation: str, path: str
+) -> None:
+    """Raise VfioWouldBlock (and log it) if any of ``devices`` is held by a VFIO user."""
+    held = [dev for dev in devices if dev.holders]
+    if not held:
+        return
+    addresses = [dev.name for dev in held]
+    pids = sorted({holder.pid for dev in held for holder in dev.holders})
+    state.would_block_events.append(
+        WouldBlockEvent(operation, path, tuple(addresses), tuple(pids))
+    )
+    raise VfioWouldBlock(operation, path, addresses, pids)
+
+
+class VfioProcess:
+    """A fake user-space process under ``/proc/PID``."""
+
+    def __init__(self, state: KernelState, pid: int, comm: str) -> None:
+        vfs = state.vfs
+        self.state = state
+        self.pid = pid
+        self.comm = comm
+        self.dir = vfs.mkdir(state.proc, str(pid))
+        vfs.file(self.dir, "comm", comm + "\n", 0o644)
+        vfs.file(self.dir, "cmdline", comm + "\0", 0o444)
+        self.fd_dir = vfs.mkdir(self.dir, "fd")
+        self.fdinfo_dir = vfs.mkdir(self.dir, "fdinfo")
+        self.next_fd = 0
+        self.holds: list[VfioHolder] = []
+        self.shared_fds: dict[str, int] = {}
+        self.shared_refs: dict[str, int] = {}
+        for _ in range(3):
+            self.open("/dev/null")
+
+    def open(self, target: str, extra_info: str = "") -> int:
+        """Add fd link ``N -> target`` and its fdinfo; return N."""
+        fd = self.next_fd
+        self.next_fd += 1
+        self.state.vfs.link(self.fd_dir, str(fd), target)
+        info = f"pos:\t0\nflags:\t02100002\nmnt_id:\t25\nino:\t{1000 + fd}\n{extra_info}"
+        self.state.vfs.file(self.fdinfo_dir, str(fd), info, 0o444)
+        return fd
+
+    def close(self, fd: int) -> None:
+        """Close fd N."""
+        self.state.vfs.remove(self.fd_dir, str(fd))
+        self.state.vfs.remove(self.fdinfo_dir, str(fd))
+
+    def acquire_shared(self, target: str) -> int:
+        """An fd to ``target`` shared by several holds (container, group, iommufd)."""
+        fd = self.shared_fds.get(target)
+        if fd is None:
+            fd = self.shared_fds[target] = self.open(target)
+        self.shared_refs[target] = self.shared_refs.get(target, 0) + 1
+        return fd
+
+    def release_shared(self, target: str) -> None:
+        """Drop one reference to a shared fd, closing it with the last."""
+        refs = self.shared_refs[target] - 1
+        if refs:
+            self.shared_refs[target] = refs
+            return
+        del self.shared_refs[target]
+        self.close(self.shared_fds.pop(target))
+
+    def exit(self) -> None:
+        """The process ends: ``/proc/PID`` disappears."""
+        self.state.vfs.remove(self.state.proc, str(self.pid))
+        self.state.processes.pop(self.pid, None)
+
+
+class VfioHolder:
+    """One device held open by a fake process; :meth:`release` closes it."""
+
+    def __init__(self, process: VfioProcess, dev: Device, via: Literal["group", "cdev"]) -> None:
+        self.process = process
+        self.device = dev
+        self.via = via
+        self.address = dev.name
+        self.group = dev.iommu_group
+        self.released = False
+        state = process.state
+        if via == "group":
+            self._shared = ["/dev/vfio/vfio", f"/dev/vfio/{self.group}"]
+            target = "anon_inode:[vfio-device]"
+        else:
+            self._shared = ["/dev/iommu"]
+            target = f"/dev/vfio/devices/vfio{dev.vfio_index}"
+        self.fds = [process.acquire_shared(path) for path in self._shared]
+        syspath = f"vfio-device-syspath: {dev.path}\n" if state.options.vfio_fdinfo_syspath else ""
+        self.device_fd = process.open(target, syspath)
+        self.fds.append(self.device_fd)
+
+    @property
+    def pid(self) -> int:
+        """The holder's process id."""
+        return self.process.pid
+
+    def release(self) -> None:
+        """Close the device (and, with its last hold, the process exits). Idempotent."""
+        with self.process.state.lock:
+            if not self.released:
+                self._close()
+
+    def _close(self) -> None:
+        self.released = True
+        process = self.process
+        state = process.state
+        process.close(self.device_fd)
+        for path in reversed(self._shared):
+            process.release_shared(path)
+        process.holds.remove(self)
+        if not process.holds:
+            process.exit()
+        self.device.holders.remove(self)
+        if self.group is not None:
+            state.group_claims[self.group] -= 1
+            if not state.group_claims[self.group]:
+                del state.group_claims[self.group]
+        refresh_binding(self.device)
+
+    def __enter__(self) -> VfioHolder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        state = "released" if self.released else "holding"
+        return f"VfioHolder(pid={self.pid}, address={self.address!r}, via={self.via!r}, {state})"
+
+
+def hold(
+    state: KernelState, dev: Device, pid: int | None, comm: str, via: str
+) -> VfioHolder:
+    """Open ``dev`` from a fake process (see :meth:`FakeKernel.hold_vfio`)."""
+    if via not in ("group", "cdev"):
+        raise FakeKernelSetupError(f"hold_vfio via must be 'group' or 'cdev', not {via!r}")
+    if via == "cdev" and not state.options.vfio_device_cdev:
+        raise FakeKernelSetupError("hold_vfio via='cdev' needs FakeKernel(vfio_device_cdev=True)")
+    if dev.driver is None or not dev.driver.vfio:
+        bound = dev.driver.name if dev.driver else "no driver"
+        raise FakeKernelSetupError(
+            f"hold_vfio({dev.name}): the device is bound to {bound}, not a vfio driver;"
+            " bind it to vfio-pci first"
+        )
+    members = state.groups.get(dev.iommu_group, {}) if dev.iommu_group is not None else {}
+    blockers = [
+        f"{other.name} ({other.driver.name})"
+        for other in members.values()
+        if other.driver is not None and not other.driver.managed_dma
+    ]
+    if blockers:
+        raise FakeKernelSetupError(
+            f"hold_vfio({dev.name}): IOMMU group {dev.iommu_group} is not viable, a real"
+            f" VFIO user could not open it: {', '.join(blockers)} on host drivers"
+        )
+    if pid is None:
+        pid = _FIRST_PID
+        while pid in state.processes:
+            pid += 1
+    process = state.processes.get(pid)
+    if process is None:
+        process = state.processes[pid] = VfioProcess(state, pid, comm)
+    holder = VfioHolder(process, dev, "group" if via == "group" else "cdev")
+    process.holds.append(holder)
+    dev.holders.append(holder)
+    if holder.group is not None:
+        state.group_claims[holder.group] = state.group_claims.get(holder.group, 0) + 1
+    refresh_binding(dev)
+    return holder
+
+
+def init_proc(state: KernelState) -> None:
+    """``/proc/1``: an init process with ordinary fds, so scans meet non-VFIO entries."""
+    if "1" in state.proc.entries:
+        return
+    init = state.processes[1] = VfioProcess(state, 1, "systemd")
+    init.open("socket:[12345]")
+    init.open("/dev/kmsg")

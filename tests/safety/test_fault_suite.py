@@ -1,0 +1,210 @@
+"""Fault-injection suite: every transaction, every kernel write, every way to fail.
+
+For each transaction on the small host, the k-th sysfs write (k = 1..N) is made
+to fail with EIO, EBUSY or ENODEV, or its device is made to vanish just before
+it, or the process "dies" right after it (the fake kernel raises
+SimulatedCrash and a new manager starts on the same state). After every case:
+the state file loads; every device is on the driver and override it started
+with, or tracked with what is needed to restore it; nothing on a stub is
+untracked unless it started there; reconcile() converges and a second
+reconcile() changes nothing. The number of cases run is printed at the end.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+
+import pytest
+from pyfakefs.fake_filesystem import FakeFilesystem
+
+from hostdev.address import PciAddress
+from hostdev.binding import current_driver
+from hostdev.errors import HostdevError
+from hostdev.manager import HostdevManager
+from hostdev.records import HostdevSpec
+from hostdev.stubs import is_stub_driver
+from hostdev.sysfs import Sysfs
+from hostdev.testing import FakeKernel, SimulatedCrash
+from tests.smallhost import NIC, NVME, PF, VM1, build_host
+
+CASES: list[str] = []
+
+
+@dataclass
+class Scenario:
+    name: str
+    setup: Callable[[HostdevManager, FakeKernel], list[PciAddress]]
+    action: Callable[[HostdevManager, list[PciAddress]], object]
+
+
+def _vfs(mgr: HostdevManager, n: int) -> list[PciAddress]:
+    return mgr.set_num_vfs(PF, n).vfs
+
+
+def _prepare_specs(vfs: list[PciAddress]) -> list[HostdevSpec]:
+    return [HostdevSpec(address=NIC), HostdevSpec(address=NVME, stub_driver="pci-stub"),
+            HostdevSpec(address=vfs[0])]
+
+
+def _setup_plain(mgr: HostdevManager, kernel: FakeKernel) -> list[PciAddress]:
+    return _vfs(mgr, 2)
+
+
+def _setup_prepared(mgr: HostdevManager, kernel: FakeKernel) -> list[PciAddress]:
+    vfs = _vfs(mgr, 2)
+    mgr.prepare(VM1, _prepare_specs(vfs))
+    return vfs
+
+
+def _setup_detached(mgr: HostdevManager, kernel: FakeKernel) -> list[PciAddress]:
+    vfs = _vfs(mgr, 2)
+    mgr.node_detach(NIC)
+    mgr.node_detach(vfs[1])
+    return vfs
+
+
+SCENARIOS = [
+    Scenario("prepare", _setup_plain, lambda m, v: m.prepare(VM1, _prepare_specs(v))),
+    Scenario("reattach", _setup_prepared, lambda m, v: m.reattach(VM1, [NIC, NVME, v[0]])),
+    Scenario("node_detach", _setup_plain, lambda m, v: m.node_detach(NIC)),
+    Scenario("node_reattach", _setup_detached, lambda m, v: m.node_reattach(NIC)),
+    Scenario("set_num_vfs", _setup_detached, lambda m, v: m.set_num_vfs(PF, 3)),
+]
+
+
+@contextmanager
+def _on_write(k: int, hook: Callable[[str, PciAddress | None], None]) -> Iterator[list[str]]:
+    """Call ``hook`` just before the k-th (1-based) sysfs write from now."""
+    original = Sysfs.write
+    seen: list[str] = []
+
+    def write(self: Sysfs, path: str, value: str, address: PciAddress | None = None) -> None:
+        seen.append(path)
+        if len(seen) == k:
+            hook(path, address)
+        original(self, path, value, address)
+
+    Sysfs.write = write  # type: ignore[method-assign]
+    try:
+        yield seen
+    finally:
+        Sysfs.write = original  # type: ignore[method-assign]
+
+
+PRISTINE: dict[PciAddress, tuple[str | None, str | None]] = {}
+
+
+def _fresh(fs: FakeFilesystem, scenario: Scenario) -> tuple[FakeKernel, HostdevManager,
+                                                          list[PciAddress]]:
+    fs.reset()
+    kernel = FakeKernel(fs)
+    build_host(kernel)
+    mgr = HostdevManager(root="/", state_dir="/run/hostdev", release_timeout=0)
+    PRISTINE.clear()
+    PRISTINE.update({a: s[:2] for a, s in _snapshot(mgr).items()})
+    vfs = scenario.setup(mgr, kernel)
+    return kernel, mgr, vfs
+
+
+def _snapshot(mgr: HostdevManager) -> dict[PciAddress, tuple[str | None, str | None, int | None]]:
+    out = {}
+    for name in mgr.sysfs.list_dir(mgr.sysfs.pci_devices):
+        addr = PciAddress.parse(name)
+        out[addr] = (current_driver(mgr.sysfs, addr), mgr.sysfs.read_override(addr),
+                     mgr.sysfs.identity(addr))
+    return out
+
+
+def _check_invariants(mgr: HostdevManager, before: dict[PciAddress, tuple[
+        str | None, str | None, int | None]], label: str) -> None:
+    fresh = HostdevManager(root="/", state_dir="/run/hostdev", release_timeout=0)
+    first = fresh.reconcile()
+    lists = fresh.lists()
+    now = _snapshot(fresh)
+    for addr, (driver, override, generation) in now.items():
+        start = before.get(addr)
+        same_object = start is not None and start[2] == generation
+        unchanged = same_object and start is not None and start[:2] == (driver, override)
+        record = lists.find(addr)
+        if unchanged:
+            continue
+        if same_object and record is None and PRISTINE.get(addr) == (driver, override):
+            continue  # given back to the driver it had at boot: the transaction's goal
+        if same_object and record is None and addr not in PRISTINE and start is not None \
+                and is_stub_driver(start[0]) and not is_stub_driver(driver) and override is None:
+            continue  # a VF created in setup, given back to its host driver
+        if not same_object:
+            # A VF created by the transaction: it must not be on a stub untracked.
+            assert record is not None or not is_stub_driver(driver), f"{label}: {addr} on stub"
+            continue
+        assert record is not None, f"{label}: {addr} moved ({start} -> {driver}) untracked"
+        assert start is not None
+        restorable = (record.original_driver, record.original_override) in (
+            start[:2], PRISTINE.get(addr)) or (addr not in PRISTINE and not is_stub_driver(
+                record.original_driver))
+        assert restorable or not record.unbind_from_stub, f"{label}: {addr} record {record}"
+    for addr in list(lists.active) + list(lists.inactive):
+        assert addr in now, f"{label}: record of vanished {addr} survived reconcile"
+    second = fresh.reconcile()
+    assert not second.changed, f"{label}: second reconcile changed {second}"
+    assert fresh.lists() == lists
+    _ = first
+
+
+def _count(fs: FakeFilesystem, scenario: Scenario) -> int:
+    _, mgr, vfs = _fresh(fs, scenario)
+    with _on_write(10**9, lambda p, a: None) as seen:
+        scenario.action(mgr, vfs)
+    return len(seen)
+
+
+def _vanish(kernel: FakeKernel, mgr: HostdevManager, address: PciAddress | None) -> None:
+    if address is None or not kernel.has_device(address):
+        return
+    if mgr.sysfs.exists(mgr.sysfs.device_path(address, "physfn")):
+        # A VF cannot be unplugged alone: its PF's VFs all go.
+        mgr.sysfs.write(mgr.sysfs.device_path(PF, "sriov_numvfs"), "0\n")
+    elif not mgr.sysfs.exists(mgr.sysfs.device_path(address, "sriov_totalvfs")):
+        kernel.remove_device(address)
+
+
+def _hook(kernel: FakeKernel, mgr: HostdevManager,
+          mode: str) -> Callable[[str, PciAddress | None], None]:
+    def hook(path: str, address: PciAddress | None) -> None:
+        if mode == "vanish":
+            _vanish(kernel, mgr, address)
+        else:
+            kernel.fail_write(path, getattr(errno, mode), times=1)
+
+    return hook
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+@pytest.mark.parametrize("mode", ["EIO", "EBUSY", "ENODEV", "vanish", "crash"])
+def test_every_write(fs: FakeFilesystem, scenario: Scenario, mode: str) -> None:
+    total = _count(fs, scenario)
+    assert total >= 1
+    for k in range(1, total + 1):
+        kernel, mgr, vfs = _fresh(fs, scenario)
+        before = _snapshot(mgr)
+        label = f"{scenario.name}/{mode}/write {k} of {total}"
+        if mode == "crash":
+            kernel.crash_after_writes(k)
+            with pytest.raises(SimulatedCrash):
+                scenario.action(mgr, vfs)
+        else:
+            hook = _hook(kernel, mgr, mode)
+            with _on_write(k, hook), suppress(HostdevError):
+                scenario.action(mgr, vfs)
+        assert kernel.would_block_events == [], label
+        _check_invariants(mgr, before, label)
+        CASES.append(label)
+
+
+def test_cases_were_counted() -> None:
+    print(f"\nfault-injection suite: {len(CASES)} cases ran")
+    if CASES:
+        assert len(CASES) >= 5 * len(SCENARIOS)
