@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from hostdev.manager import HostdevManager
+
 from . import guest
 from .observing import Observer, results_dir
 
@@ -87,3 +89,18 @@ def pf() -> Iterator[str]:
     guest.reset_pf_state()
     yield guest.PF
     guest.reset_pf_state()
+
+
+@pytest.fixture
+def manager(tmp_path: Path) -> HostdevManager:
+    """A HostdevManager on the guest's real sysfs, with its state on the guest's tmpfs.
+
+    Refuses to exist outside the guest: the library writes to ``/sys``.
+    """
+    reason = guest.not_in_guest_reason()
+    if reason:
+        raise RuntimeError(f"refusing to drive the library on this machine's /sys: {reason}")
+    state = tmp_path / "state"
+    if not str(state).startswith("/tmp/"):
+        raise RuntimeError(f"state directory {state} is not on the guest's /tmp tmpfs")
+    return HostdevManager(root="/", state_dir=state, lock_timeout=5.0, release_timeout=2.0)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 #: The NVMe physical function of the guest (QEMU ``nvme`` behind ``pcie-root-port``).
 PF = "0000:01:00.0"
@@ -287,3 +289,34 @@ def enable_vfs(count: int, *, autoprobe: bool) -> list[str]:
 def wait_unbound(addrs: list[str], timeout: float = 15.0) -> bool:
     """Wait until none of ``addrs`` has a driver (nvme gives up on unprovisioned VFs)."""
     return wait_until(lambda: all(driver_of(a) is None for a in addrs), timeout)
+
+
+class LineReader:
+    """Read lines from a child's stdout pipe with a time limit (never blocks forever)."""
+
+    def __init__(self, stream: IO[bytes] | IO[str]) -> None:
+        """Read from the file descriptor of ``stream`` (opened by subprocess)."""
+        self.fd = stream.fileno()
+        self.buffer = b""
+
+    def readline(self, timeout: float) -> str | None:
+        """Return the next line (without newline); None on timeout or end of file."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            ready, _, _ = select.select([self.fd], [], [], left)
+            if not ready:
+                continue
+            chunk = os.read(self.fd, 4096)
+            if not chunk:
+                return None
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line.decode("utf-8", "replace")
+
+
+def override_of(addr: str) -> str:
+    """Return the ``driver_override`` text of ``addr`` without its newline."""
+    return read(dev(addr) / "driver_override").rstrip("\n")

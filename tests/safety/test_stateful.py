@@ -1,0 +1,192 @@
+"""Hypothesis stateful test: random operations against a simple model of lists and drivers.
+
+The model knows, for each device, its driver, its list (active with an owner,
+inactive, or none) and whether a fake VFIO user holds it. After every step the
+library's lists and the fake kernel's drivers must match the model, and the
+fake kernel's "would block" error must never have fired.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from pyfakefs.fake_filesystem_unittest import Patcher
+
+from hostdev.address import PciAddress
+from hostdev.binding import current_driver
+from hostdev.errors import DeviceBusy, DeviceInUse, HostdevError
+from hostdev.manager import HostdevManager
+from hostdev.records import HostdevSpec, Owner
+from hostdev.testing import FakeKernel, VfioHolder
+from tests.smallhost import NIC, NVME, PF, build_host
+
+OWNERS = [Owner(driver="qemu", domain="a"), Owner(driver="qemu", domain="b")]
+HOST_DRIVER = {NIC: "e1000e", NVME: "nvme"}
+
+
+@dataclass
+class Entry:
+    """The model of one tracked device."""
+
+    owner: Owner | None
+    #: Giving it back means leaving the stub (it was on a host driver when taken).
+    leaves_stub: bool
+
+
+class Manager(RuleBasedStateMachine):
+    """Drive HostdevManager and a model side by side."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.patcher = Patcher()
+        self.patcher.setUp()
+        assert self.patcher.fs is not None
+        self.kernel = FakeKernel(self.patcher.fs)
+        build_host(self.kernel)
+        self.mgr = HostdevManager(root="/", state_dir="/run/hostdev", release_timeout=0,
+                                  lock_timeout=1)
+        self.vfs: list[PciAddress] = self.mgr.set_num_vfs(PF, 2).vfs
+        self.entries: dict[PciAddress, Entry] = {}
+        self.on_stub: set[PciAddress] = set()
+        self.holders: dict[PciAddress, VfioHolder] = {}
+
+    def teardown(self) -> None:
+        self.patcher.tearDown()
+
+    def devices(self) -> list[PciAddress]:
+        return [NIC, NVME, *self.vfs]
+
+    def host_driver(self, addr: PciAddress) -> str:
+        return HOST_DRIVER.get(addr, "iavf")
+
+    # ------------------------------------------------------------------ rules
+    @rule(data=st.data(), owner=st.sampled_from(OWNERS))
+    def prepare(self, data: st.DataObject, owner: Owner) -> None:
+        addr = data.draw(st.sampled_from(self.devices()))
+        entry = self.entries.get(addr)
+        if entry is not None and entry.owner is not None:
+            try:
+                self.mgr.prepare(owner, [HostdevSpec(address=addr)])
+            except DeviceInUse:
+                return
+            raise AssertionError(f"prepare of active {addr} succeeded")
+        self.mgr.prepare(owner, [HostdevSpec(address=addr)])
+        self.entries[addr] = Entry(owner, entry.leaves_stub if entry else True)
+        self.on_stub.add(addr)
+
+    @rule(data=st.data(), owner=st.sampled_from(OWNERS))
+    def reattach(self, data: st.DataObject, owner: Owner) -> None:
+        addr = data.draw(st.sampled_from(self.devices()))
+        report = self.mgr.reattach(owner, [addr])
+        entry = self.entries.get(addr)
+        if entry is None or entry.owner != owner:
+            assert report.reattached == [] and report.kept_on_stub == []
+            return
+        if addr in self.holders and entry.leaves_stub:
+            assert [f.address for f in report.failed] == [addr]
+            return
+        if entry.leaves_stub:
+            assert report.reattached == [addr]
+            del self.entries[addr]
+            self.on_stub.discard(addr)
+        else:
+            assert report.kept_on_stub == [addr]
+            self.entries[addr] = Entry(None, False)
+
+    @rule(data=st.data())
+    def node_detach(self, data: st.DataObject) -> None:
+        addr = data.draw(st.sampled_from(self.devices()))
+        entry = self.entries.get(addr)
+        if entry is not None and entry.owner is not None:
+            try:
+                self.mgr.node_detach(addr)
+            except DeviceInUse:
+                return
+            raise AssertionError("node_detach of an active device succeeded")
+        self.mgr.node_detach(addr)
+        if entry is None:
+            self.entries[addr] = Entry(None, False)
+        self.on_stub.add(addr)
+
+    @rule(data=st.data())
+    def node_reattach(self, data: st.DataObject) -> None:
+        addr = data.draw(st.sampled_from(self.devices()))
+        entry = self.entries.get(addr)
+        try:
+            self.mgr.node_reattach(addr)
+        except DeviceInUse:
+            assert entry is not None and entry.owner is not None
+            return
+        except DeviceBusy:
+            assert addr in self.holders
+            return
+        assert entry is None or entry.owner is None
+        self.entries.pop(addr, None)
+        self.on_stub.discard(addr)
+
+    @precondition(lambda self: any(a not in self.holders for a in self.on_stub))
+    @rule(data=st.data(), pid=st.integers(100, 200))
+    def hold(self, data: st.DataObject, pid: int) -> None:
+        free = sorted(a for a in self.on_stub if a not in self.holders)
+        addr = data.draw(st.sampled_from(free))
+        self.holders[addr] = self.kernel.hold_vfio(addr, pid=pid + len(self.holders) * 1000)
+
+    @precondition(lambda self: bool(self.holders))
+    @rule(data=st.data())
+    def let_go(self, data: st.DataObject) -> None:
+        addr = data.draw(st.sampled_from(sorted(self.holders)))
+        self.holders.pop(addr).release()
+
+    @rule(count=st.integers(0, 3), force=st.booleans())
+    def set_num_vfs(self, count: int, force: bool) -> None:
+        current = self.vfs
+        assigned = [a for a in current if self.entries.get(a, Entry(None, False)).owner]
+        held = [a for a in current if a in self.holders]
+        if len(current) == count:
+            self.mgr.set_num_vfs(PF, count, force=force)
+            return
+        try:
+            report = self.mgr.set_num_vfs(PF, count, force=force)
+        except DeviceInUse:
+            assert assigned and not force
+            return
+        except DeviceBusy:
+            assert held
+            return
+        assert not held and (force or not assigned)
+        for addr in current:
+            self.entries.pop(addr, None)
+            self.on_stub.discard(addr)
+        self.vfs = report.vfs
+
+    @precondition(lambda self: not any(a in self.holders for a in self.vfs))
+    @rule()
+    def operator_clears_vfs_behind_our_back(self) -> None:
+        sysfs = self.mgr.sysfs
+        sysfs.write(sysfs.device_path(PF, "sriov_numvfs"), "0\n")
+        self.mgr.prune_missing()
+        for addr in self.vfs:
+            self.entries.pop(addr, None)
+            self.on_stub.discard(addr)
+        self.vfs = []
+
+    # ------------------------------------------------------------- invariants
+    @invariant()
+    def lists_and_drivers_agree(self) -> None:
+        lists = self.mgr.lists()
+        assert {a: r.owner for a, r in lists.active.items()} == {
+            a: e.owner for a, e in self.entries.items() if e.owner is not None}
+        assert set(lists.inactive) == {a for a, e in self.entries.items() if e.owner is None}
+        for addr in self.devices():
+            want = "vfio-pci" if addr in self.on_stub else self.host_driver(addr)
+            assert current_driver(self.mgr.sysfs, addr) == want, addr
+        assert self.kernel.would_block_events == []
+
+
+Manager.TestCase.settings = settings(max_examples=25, stateful_step_count=25, deadline=None,
+                                     suppress_health_check=list(HealthCheck))
+test_manager_agrees_with_model = Manager.TestCase
+_ = HostdevError
