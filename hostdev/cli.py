@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--state-dir", default=None, metavar="DIR",
                         help="state directory (default /run/hostdev as root,"
                              " else $XDG_RUNTIME_DIR/hostdev)")
+    parser.add_argument("--release-timeout", type=float, default=10.0, metavar="SECONDS",
+                        help="how long to wait for a VFIO user (e.g. QEMU) to let go of a"
+                             " device before refusing to unbind it (default 10)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("list", help="list PCI functions grouped by driver kind")
@@ -61,8 +64,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("release", help="take an owner's devices back (reattach)")
     p.add_argument("--owner", required=True, metavar="DRIVER/DOMAIN")
     p.add_argument("--json", action="store_true", help="machine-readable report")
-    p.add_argument("--release-timeout", type=float, default=10.0, metavar="SECONDS",
-                   help="how long to wait for a VFIO user to let go (default 10)")
     p.add_argument("addresses", nargs="+", metavar="ADDRESS")
 
     p = sub.add_parser("prune", help="drop records of devices that vanished from the host")

@@ -17,7 +17,7 @@ from hostdev.records import HostdevSpec, Owner
 def manager(args: argparse.Namespace) -> HostdevManager:
     """A manager for the global ``--root`` and ``--state-dir`` options."""
     mgr = HostdevManager(root=args.root, state_dir=args.state_dir,
-                         release_timeout=getattr(args, "release_timeout", 10.0))
+                         release_timeout=args.release_timeout)
     mgr.sysfs.check_tree()
     return mgr
 

@@ -38,6 +38,33 @@ class Scenario:
     name: str
     setup: Callable[[HostdevManager, FakeKernel], list[PciAddress]]
     action: Callable[[HostdevManager, list[PciAddress]], object]
+    build: Callable[[FakeKernel], object] = build_host
+    pf: PciAddress = PF
+
+
+def _server(kernel: FakeKernel) -> None:
+    kernel.load_fixture("two-socket-server")
+
+
+SERVER_PF = PciAddress.parse("0000:3d:00.0")
+GPU, AUDIO = PciAddress.parse("0000:5e:00.0"), PciAddress.parse("0000:5e:00.1")
+DISK = PciAddress.parse("0000:18:00.0")
+
+
+def _server_specs(vfs: list[PciAddress]) -> list[HostdevSpec]:
+    return [HostdevSpec(address=GPU), HostdevSpec(address=AUDIO),
+            HostdevSpec(address=DISK, stub_driver="pci-stub"), HostdevSpec(address=vfs[1])]
+
+
+def _server_plain(mgr: HostdevManager, kernel: FakeKernel) -> list[PciAddress]:
+    return mgr.set_num_vfs(SERVER_PF, 2).vfs
+
+
+def _server_prepared(mgr: HostdevManager, kernel: FakeKernel) -> list[PciAddress]:
+    vfs = _server_plain(mgr, kernel)
+    mgr.prepare(VM1, _server_specs(vfs))
+    mgr.node_detach(vfs[0])
+    return vfs
 
 
 def _vfs(mgr: HostdevManager, n: int) -> list[PciAddress]:
@@ -72,6 +99,12 @@ SCENARIOS = [
     Scenario("node_detach", _setup_plain, lambda m, v: m.node_detach(NIC)),
     Scenario("node_reattach", _setup_detached, lambda m, v: m.node_reattach(NIC)),
     Scenario("set_num_vfs", _setup_detached, lambda m, v: m.set_num_vfs(PF, 3)),
+    Scenario("server-prepare", _server_plain, lambda m, v: m.prepare(VM1, _server_specs(v)),
+             _server, SERVER_PF),
+    Scenario("server-reattach", _server_prepared,
+             lambda m, v: m.reattach(VM1, [GPU, AUDIO, DISK, v[1]]), _server, SERVER_PF),
+    Scenario("server-set_num_vfs", _server_prepared,
+             lambda m, v: m.set_num_vfs(SERVER_PF, 4, force=True), _server, SERVER_PF),
 ]
 
 
@@ -101,7 +134,7 @@ def _fresh(fs: FakeFilesystem, scenario: Scenario) -> tuple[FakeKernel, HostdevM
                                                           list[PciAddress]]:
     fs.reset()
     kernel = FakeKernel(fs)
-    build_host(kernel)
+    scenario.build(kernel)
     mgr = HostdevManager(root="/", state_dir="/run/hostdev", release_timeout=0)
     PRISTINE.clear()
     PRISTINE.update({a: s[:2] for a, s in _snapshot(mgr).items()})
@@ -164,9 +197,11 @@ def _count(fs: FakeFilesystem, scenario: Scenario) -> int:
 def _vanish(kernel: FakeKernel, mgr: HostdevManager, address: PciAddress | None) -> None:
     if address is None or not kernel.has_device(address):
         return
-    if mgr.sysfs.exists(mgr.sysfs.device_path(address, "physfn")):
+    link = mgr.sysfs.read_link_name(mgr.sysfs.device_path(address, "physfn"))
+    if link is not None:
         # A VF cannot be unplugged alone: its PF's VFs all go.
-        mgr.sysfs.write(mgr.sysfs.device_path(PF, "sriov_numvfs"), "0\n")
+        pf = PciAddress.parse(link)
+        mgr.sysfs.write(mgr.sysfs.device_path(pf, "sriov_numvfs"), "0\n")
     elif not mgr.sysfs.exists(mgr.sysfs.device_path(address, "sriov_totalvfs")):
         kernel.remove_device(address)
 

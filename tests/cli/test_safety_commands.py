@@ -1,0 +1,64 @@
+"""sriov, reconcile and holders from the command line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hostdev.address import PciAddress
+from hostdev.cli import main
+from hostdev.manager import HostdevManager
+from hostdev.records import Owner
+from hostdev.testing import FakeKernel
+
+STATE = ["--state-dir", "/run/hostdev"]
+PF = "0000:3d:00.0"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main([*STATE, *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_sriov_command(fake_kernel: FakeKernel, capsys: pytest.CaptureFixture[str]) -> None:
+    fake_kernel.load_fixture("two-socket-server")
+    code, out, _ = run(capsys, "sriov", PF, "4")
+    assert code == 0 and "2 -> 4 VFs (through 0: the kernel refuses a direct change)" in out
+    run(capsys, "assign", "--owner", "qemu/vm1", "0000:3d:02.0")
+    code, _, err = run(capsys, "sriov", PF, "1")
+    assert code == 1 and "would vanish under their guests" in err
+    code, out, _ = run(capsys, "sriov", PF, "1", "--force", "--json")
+    report = json.loads(out)
+    assert code == 0 and report["after"] == 1
+    assert [r["address"] for r in report["orphaned"]] == ["0000:3d:02.0"]
+    code, _, err = run(capsys, "sriov", PF, "65")
+    assert code == 2 and "supports 0 to 64 VFs, not 65" in err
+
+
+def test_show_lists_holders(fake_kernel: FakeKernel,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    fake_kernel.load_fixture("two-socket-server")
+    run(capsys, "detach", "0000:18:00.0")
+    fake_kernel.hold_vfio("0000:18:00.0", pid=4321, comm="qemu-system-x86")
+    code, out, _ = run(capsys, "show", "0000:18:00.0")
+    assert code == 0 and "held by          qemu-system-x86 (pid 4321, group 5" in out
+    code, out, _ = run(capsys, "show", "0000:18:00.0", "--json")
+    assert json.loads(out)["holders"][0]["pid"] == 4321
+    code, _, err = run(capsys, "--release-timeout", "0.05", "reattach", "0000:18:00.0")
+    assert code == 1 and "still held by a VFIO user: qemu-system-x86 (pid 4321" in err
+    assert fake_kernel.would_block_events == []
+
+
+def test_reconcile_command(fake_kernel: FakeKernel, capsys: pytest.CaptureFixture[str]) -> None:
+    fake_kernel.load_fixture("two-socket-server")
+    mgr = HostdevManager(root="/", state_dir="/run/hostdev", release_timeout=0)
+    mgr.node_detach("0000:3d:02.1")
+    mgr.prepare(Owner(driver="qemu", domain="vm1"), ["0000:18:00.0"])
+    sysfs = mgr.sysfs
+    sysfs.write(sysfs.device_path(PciAddress.parse(PF), "sriov_numvfs"), "0\n")
+    code, out, _ = run(capsys, "reconcile")
+    assert code == 0 and "0000:3d:02.1: vanished; record pruned" in out
+    code, out, _ = run(capsys, "reconcile")
+    assert out.strip() == "the lists agree with the host"
