@@ -7,6 +7,7 @@ Exit codes: 0 success, 2 bad input (malformed address or driver name, a
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -88,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     args = build_parser().parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="hostdev: %(levelname)s: %(message)s", level=logging.WARNING)
     try:
         return _dispatch(args)
     except BadInput as exc:

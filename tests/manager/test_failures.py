@@ -7,56 +7,23 @@ before it), so the library sees exactly what a real refusal looks like.
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 import pytest
 
-from hostdev.address import PciAddress
 from hostdev.errors import HostdevError
 from hostdev.manager import HostdevManager
 from hostdev.records import HostdevSpec
-from hostdev.sysfs import Sysfs
 from hostdev.testing import FakeKernel
 from tests.smallhost import NIC, NVME, VM1, Host, build_host
+from tests.writehooks import count_writes, on_write
 
 DEVICES = (NIC, NVME)
 
 
-@contextmanager
-def fail_nth_write(kernel: FakeKernel, n: int, err: int) -> Iterator[list[str]]:
+def fail_nth_write(kernel: FakeKernel, n: int, err: int) -> AbstractContextManager[list[str]]:
     """Make the n-th sysfs write (0-based) from now on fail with ``err`` in the kernel."""
-    original = Sysfs.write
-    seen: list[str] = []
-
-    def write(self: Sysfs, path: str, value: str, address: PciAddress | None = None) -> None:
-        if len(seen) == n:
-            kernel.fail_write(path, err, times=1)
-        seen.append(path)
-        original(self, path, value, address)
-
-    Sysfs.write = write  # type: ignore[method-assign]
-    try:
-        yield seen
-    finally:
-        Sysfs.write = original  # type: ignore[method-assign]
-
-
-def count_writes(action: Callable[[], object]) -> int:
-    original = Sysfs.write
-    seen = 0
-
-    def write(self: Sysfs, path: str, value: str, address: PciAddress | None = None) -> None:
-        nonlocal seen
-        seen += 1
-        original(self, path, value, address)
-
-    Sysfs.write = write  # type: ignore[method-assign]
-    try:
-        action()
-    finally:
-        Sysfs.write = original  # type: ignore[method-assign]
-    return seen
+    return on_write(n + 1, lambda path, address: kernel.fail_write(path, err, times=1))
 
 
 def _specs() -> list[HostdevSpec]:

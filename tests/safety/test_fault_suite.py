@@ -13,8 +13,8 @@ reconcile() changes nothing. The number of cases run is printed at the end.
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 
 import pytest
@@ -26,9 +26,9 @@ from hostdev.errors import HostdevError
 from hostdev.manager import HostdevManager
 from hostdev.records import HostdevSpec
 from hostdev.stubs import is_stub_driver
-from hostdev.sysfs import Sysfs
 from hostdev.testing import FakeKernel, SimulatedCrash
 from tests.smallhost import NIC, NVME, PF, VM1, build_host
+from tests.writehooks import count_writes, on_write
 
 CASES: list[str] = []
 
@@ -108,25 +108,6 @@ SCENARIOS = [
 ]
 
 
-@contextmanager
-def _on_write(k: int, hook: Callable[[str, PciAddress | None], None]) -> Iterator[list[str]]:
-    """Call ``hook`` just before the k-th (1-based) sysfs write from now."""
-    original = Sysfs.write
-    seen: list[str] = []
-
-    def write(self: Sysfs, path: str, value: str, address: PciAddress | None = None) -> None:
-        seen.append(path)
-        if len(seen) == k:
-            hook(path, address)
-        original(self, path, value, address)
-
-    Sysfs.write = write  # type: ignore[method-assign]
-    try:
-        yield seen
-    finally:
-        Sysfs.write = original  # type: ignore[method-assign]
-
-
 PRISTINE: dict[PciAddress, tuple[str | None, str | None]] = {}
 
 
@@ -189,9 +170,7 @@ def _check_invariants(mgr: HostdevManager, before: dict[PciAddress, tuple[
 
 def _count(fs: FakeFilesystem, scenario: Scenario) -> int:
     _, mgr, vfs = _fresh(fs, scenario)
-    with _on_write(10**9, lambda p, a: None) as seen:
-        scenario.action(mgr, vfs)
-    return len(seen)
+    return count_writes(lambda: scenario.action(mgr, vfs))
 
 
 def _vanish(kernel: FakeKernel, mgr: HostdevManager, address: PciAddress | None) -> None:
@@ -232,7 +211,7 @@ def test_every_write(fs: FakeFilesystem, scenario: Scenario, mode: str) -> None:
                 scenario.action(mgr, vfs)
         else:
             hook = _hook(kernel, mgr, mode)
-            with _on_write(k, hook), suppress(HostdevError):
+            with on_write(k, hook), suppress(HostdevError):
                 scenario.action(mgr, vfs)
         assert kernel.would_block_events == [], label
         _check_invariants(mgr, before, label)

@@ -294,9 +294,9 @@ def wait_unbound(addrs: list[str], timeout: float = 15.0) -> bool:
 class LineReader:
     """Read lines from a child's stdout pipe with a time limit (never blocks forever)."""
 
-    def __init__(self, stream: IO[bytes] | IO[str]) -> None:
-        """Read from the file descriptor of ``stream`` (opened by subprocess)."""
-        self.fd = stream.fileno()
+    def __init__(self, stream: IO[bytes] | IO[str] | int) -> None:
+        """Read from ``stream`` (a pipe opened by subprocess, or a file descriptor)."""
+        self.fd = stream if isinstance(stream, int) else stream.fileno()
         self.buffer = b""
 
     def readline(self, timeout: float) -> str | None:

@@ -193,15 +193,12 @@ def test_reattach_refuses_while_vfio_user_holds(pf: str, manager: HostdevManager
         observe.record("library's holder entry (6.1: no fdinfo syspath)", found[0].via)
         with pytest.raises(DeviceBusy) as busy:
             manager.wait_released(vf, 0.2)
-        print("DEBUG state before reattach", manager.store.path.read_text())
         assert [(h.pid, h.comm) for h in busy.value.holders] == [(proc.pid, comm)]
 
         started = time.monotonic()
         first: ReattachReport = _within(
             WATCHDOG, lambda: manager.reattach(OWNER, [vf], release_timeout=2.0), release)
         took = time.monotonic() - started
-        print("DEBUG state after reattach", manager.store.path.read_text())
-        print("DEBUG lists", manager.active(), manager.inactive())
         observe.record("reattach of a held VF", {"seconds": round(took, 2),
                                                 "report": first.model_dump(mode="json")})
         assert first.reattached == [] and first.pruned == []
@@ -211,7 +208,8 @@ def test_reattach_refuses_while_vfio_user_holds(pf: str, manager: HostdevManager
         assert f"pid {proc.pid}" in failure.reason and comm in failure.reason
         assert took >= 1.5, f"reattach gave up after {took:.2f} s, before release_timeout"
         assert guest.driver_of(vf) == "vfio-pci", "the held VF left vfio-pci"
-        assert manager.used_by(vf) == OWNER, "the held VF is no longer active"
+        assert manager.used_by(vf) == OWNER, (
+            f"the held VF is no longer active: {manager.lists().to_file()}")
         assert (DEV_VFIO / group).exists()
         assert proc.poll() is None, "the holder died"
     finally:
