@@ -89,10 +89,10 @@ def move_to(sysfs: Sysfs, address: PciAddress, driver: str, before: str | None,
     The caller records the device's previous driver and override first, so that
     :func:`restore` can undo a move that stopped half-way.
     """
+    if before is not None and guard is not None:
+        guard(address, before)  # before any write: a refusal leaves the device as it was
     set_override(sysfs, address, driver)
     if before is not None:
-        if guard is not None:
-            guard(address, before)
         unbind(sysfs, address, before)
     probe(sysfs, address)
     now = current_driver(sysfs, address)
@@ -113,13 +113,13 @@ def restore(sysfs: Sysfs, address: PciAddress, driver: str | None, override: str
     afterwards (the kernel may pick another one than ``driver``).
     """
     now = current_driver(sysfs, address)
+    if now != driver and now is not None and guard is not None:
+        guard(address, now)  # before any write: a refusal leaves the device as it was
     if sysfs.read_override(address) != override:
         set_override(sysfs, address, override, raw=True)
     if now == driver:
         return now
     if now is not None:
-        if guard is not None:
-            guard(address, now)
         unbind(sysfs, address, now)
     probe(sysfs, address)
     return current_driver(sysfs, address)

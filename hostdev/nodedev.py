@@ -90,10 +90,11 @@ def node_reattach(txn: Transaction, address: PciAddress) -> NodeResult:
 def _reprobe(txn: Transaction, address: PciAddress, driver: str | None,
              override: str | None) -> str | None:
     """Leave the stub and let the kernel pick the driver (original unknown)."""
+    if driver is not None:
+        txn.guard(address, driver)  # before any write: a refusal leaves the device as it was
     if txn.sysfs.read_override(address) != override:
         binding.set_override(txn.sysfs, address, override, raw=True)
     if driver is not None:
-        txn.guard(address, driver)
         binding.unbind(txn.sysfs, address, driver)
     binding.probe(txn.sysfs, address)
     return binding.current_driver(txn.sysfs, address)

@@ -104,6 +104,12 @@ def _give_back(txn: Transaction, record: DeviceRecord, report: ReattachReport) -
         txn.lists.drop(addr)
         report.pruned.append(record)
         return
+    except DeviceBusy as exc:
+        # A VFIO user showed up after the first look: the device stays as it was, active.
+        txn.lists.inactive.pop(addr, None)
+        txn.lists.active[addr] = record
+        report.failed.append(ReattachFailure(address=addr, reason=str(exc)))
+        return
     except HostdevError as exc:
         # Still tracked inactive with how to restore it: a later reattach can finish.
         log.error("failed to re-attach PCI device %s: %s", addr, exc)

@@ -80,3 +80,23 @@ def test_wait_released_returns_when_holder_goes(host: Host) -> None:
     assert host.mgr.holders(NIC) == []
     host.mgr.node_reattach(NIC)
     assert host.driver(NIC) == "e1000e"
+
+
+def test_holder_appearing_after_the_first_look_keeps_the_device_active(
+        host: Host, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hostdev import manager as manager_module
+
+    host.mgr.prepare(VM1, [NIC])
+    before = host.where(NIC)
+
+    def first_look_sees_nobody(self: HostdevManager, addresses: object,
+                               timeout: float) -> dict[object, object]:
+        host.kernel.hold_vfio(NIC, pid=808)  # QEMU grabs it right after the look
+        return {}
+
+    monkeypatch.setattr(manager_module.HostdevManager, "_wait_all", first_look_sees_nobody)
+    report = host.mgr.reattach(VM1, [NIC])
+    assert [f.address for f in report.failed] == [NIC] and "pid 808" in report.failed[0].reason
+    assert host.mgr.used_by(NIC) == VM1
+    assert host.where(NIC) == before, "nothing written before the refusal"
+    assert host.kernel.would_block_events == []
