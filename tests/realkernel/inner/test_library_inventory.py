@@ -159,13 +159,13 @@ def test_list_devices_follows_numvfs(pf: str, observe: Observer) -> None:
         assert [str(m) for m in d.iommu_group_members] == [vf]
         single = read_device(sysfs, vf)  # index from offset/stride, checked against virtfnN
         assert single.vf is not None and single.vf.index == index
-    observe.record("library view of the VFs", {v: [str(devices[v].vf.pf), devices[v].vf.index]
-                                               for v in vfs if devices[v].vf is not None})
+    observe.record("library view of the VFs", {v: [str(info.pf), info.index] for v in vfs
+                                               if (info := devices[v].vf) is not None})
     guest.must(dev(pf) / "sriov_numvfs", "0")
     after = {str(d.address): d for d in list_devices(sysfs)}
     assert not set(vfs) & set(after)
-    assert after[pf].sriov is not None
-    assert (after[pf].sriov.numvfs, after[pf].sriov.vfs) == (0, [])
+    sriov = after[pf].sriov
+    assert sriov is not None and (sriov.numvfs, sriov.vfs) == (0, [])
     for vf in vfs:
         with pytest.raises(DeviceNotFound):
             read_device(sysfs, vf)

@@ -165,7 +165,7 @@ def _pause_at(point: str, first: str, tell: Callable[[], None]) -> Callable[[], 
                     tell()
                     _stop_self()
 
-            binding.set_override = set_override  # type: ignore[assignment]
+            binding.set_override = set_override
         else:
             original_move = binding.move_to
 
@@ -175,7 +175,7 @@ def _pause_at(point: str, first: str, tell: Callable[[], None]) -> Callable[[], 
                     tell()
                     _stop_self()
 
-            binding.move_to = move_to  # type: ignore[assignment]
+            binding.move_to = move_to
     return arm
 
 
@@ -223,6 +223,7 @@ def test_manager_killed_mid_prepare(pf: str, manager: HostdevManager, observe: O
     if hasattr(fresh, "reconcile"):
         report = fresh.reconcile()
         observe.record(f"reconcile after a kill {kill_point}", report.model_dump(mode="json"))
+        assert any(a in line for line in report.recovered), f"no recovery of {a}: {report}"
         # Converged: every device the dead manager touched is either tracked or clean.
         for addr in (a, b):
             tracked = fresh.lists().find(PciAddress.parse(addr)) is not None
