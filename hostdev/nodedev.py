@@ -55,12 +55,10 @@ def node_reattach(txn: Transaction, address: PciAddress) -> NodeResult:
     """Give the device back to the host, tracked or not (libvirt forces this too)."""
     _refuse_active(txn, address)
     record = txn.lists.inactive.get(address)
-    if not txn.sysfs.device_exists(address):
-        if record is not None:
-            txn.lists.drop(address)
-            return NodeResult(address=address, driver=None, action="vanished; record pruned",
-                              pruned=[record])
-        snapshot(txn, address, "reattach")  # raises DeviceNotFound naming it
+    if record is not None and not txn.sysfs.device_exists(address):
+        txn.lists.drop(address)
+        return NodeResult(address=address, driver=None, action="vanished; record pruned",
+                          pruned=[record])
     dev = snapshot(txn, address, "reattach")
     pruned: list[DeviceRecord] = []
     drop_stale(txn, dev, pruned)
@@ -70,6 +68,8 @@ def node_reattach(txn: Transaction, address: PciAddress) -> NodeResult:
         return NodeResult(address=address, driver=dev.driver,
                           action=f"already on host driver {dev.driver}", pruned=pruned)
     override = record.original_override if record is not None else None
+    if is_stub_driver(override):
+        override = None  # an override naming the stub would only send it back there
     txn.declare("node_reattach", [dev])
     sysfs, stub, stub_override = txn.sysfs, dev.driver, dev.driver_override
     txn.push(UndoStep(

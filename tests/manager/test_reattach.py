@@ -139,3 +139,15 @@ def test_update_active_is_all_or_nothing(host: Host) -> None:
     with pytest.raises(NotAssignable, match="not on a stub driver"):
         host.mgr.update_active(VM1, [NIC, GPU])
     assert host.mgr.used_by(NIC) is None
+
+
+def test_node_reattach_clears_an_override_naming_the_stub(host: Host) -> None:
+    sysfs = host.mgr.sysfs
+    sysfs.write(sysfs.device_path(NIC, "driver_override"), "vfio-pci\n")
+    sysfs.write(sysfs.driver_dir("e1000e") + "/unbind", f"{NIC}\n")
+    sysfs.write(sysfs.drivers_probe_path, f"{NIC}\n")
+    host.mgr.prepare(VM1, [HostdevSpec(address=NIC, managed=False)])
+    host.mgr.reattach(VM1, [NIC])
+    assert host.mgr.inactive()[0].original_override == "vfio-pci"
+    assert host.mgr.node_reattach(NIC).driver == "e1000e"
+    assert host.where(NIC) == {NIC: ("e1000e", None)}
