@@ -83,11 +83,12 @@ def enable_store(state: KernelState, dev: Device, data: bytes, path: str) -> Non
         raise kerr(errno.EBUSY)
     if value:
         dev.user_enable += 1
+        dev.power_known = True  # pci_enable_device puts it in D0
     elif enable_count(dev) > 0:
         dev.user_enable = max(0, dev.user_enable - 1)
     else:
         raise kerr(errno.EIO)
-    refresh(dev, "enable")
+    refresh(dev, "enable", "power_state")
 
 
 def numa_node_store(state: KernelState, dev: Device, data: bytes, path: str) -> None:

@@ -1,7 +1,9 @@
-"""The write path: from a pyfakefs write hook to the kernel handler and back.
+"""The write path: from a write to a sysfs file to the kernel handler and back.
 
 Every writable-looking sysfs file carries one of the node objects below as its
-pyfakefs ``side_effect``. On each non-empty write the pipeline:
+pyfakefs ``side_effect``. A handle opened for writing on it hands each write's
+bytes to :func:`write` (see :mod:`hostdev.testing.opens`, which also refuses at
+``open()`` what kernfs refuses there). For each non-empty write the pipeline:
 
 1. refuses with ENODEV if the file's device is gone (write through a stale fd);
 2. applies an armed ``fail_write`` fault (before any effect);
@@ -10,13 +12,11 @@ pyfakefs ``side_effect``. On each non-empty write the pipeline:
    the model, and only then re-raises the error, if any;
 5. after a successful write, fires an armed ``crash_after_writes``.
 
-The empty write pyfakefs makes when a file is opened with O_TRUNC is ignored,
-as is a zero-byte write (the kernel never calls the handler for those).
-
-Read-only attributes (no handler) refuse with EACCES, even for root: kernfs
-checks the file mode at open (observed on a real 6.1 kernel; KERNEL.md 0 said
-EIO). Opened with O_TRUNC the open itself fails, as on the real kernel;
-without O_TRUNC pyfakefs only lets us fail the write.
+The hook itself sees only what pyfakefs does to the file outside such handles:
+the truncation of an O_TRUNC open (kernfs truncates nothing, so the content is
+rendered back at once; a read-only attribute refuses the open with EACCES, for
+root too, as kernfs checks the mode at open) and contents set directly, which
+are delivered as one write. A zero-byte write never reaches a handler.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pyfakefs.fake_file import FakeFile
 
 from hostdev.testing.events import SimulatedCrash, VfioWouldBlock, WriteRecord, kerr
 from hostdev.testing.model import Device, Driver, KernelState
-from hostdev.testing.render import render
+from hostdev.testing.render import readable, render
 from hostdev.testing.vfs import set_contents
 
 
@@ -59,8 +59,12 @@ class SysfsNode:
         raise NotImplementedError
 
     def writable(self) -> bool:
-        """Whether the file has a store handler (else writes are refused with EACCES)."""
+        """Whether the file has a store handler (else opening it for writing: EACCES)."""
         return True
+
+    def readable(self) -> bool:
+        """Whether the file has a show handler (else opening it for reading: EACCES)."""
+        return False
 
     def content(self) -> str | bytes:
         """What the file reads as now."""
@@ -68,9 +72,9 @@ class SysfsNode:
 
     def __call__(self, fake_file: FakeFile) -> None:
         data = fake_file.byte_contents
-        if not data:
+        if not data:  # truncated (O_TRUNC at open): the attribute keeps its value
+            set_contents(fake_file, self.content())
             if not self.writable():  # opened O_TRUNC for writing: kernfs refuses the open
-                set_contents(fake_file, self.content())
                 raise kerr(errno.EACCES)
             return
         write(self, fake_file, data)
@@ -98,6 +102,9 @@ class DeviceNode(SysfsNode):
 
     def writable(self) -> bool:
         return self.name in self.state.device_handlers
+
+    def readable(self) -> bool:
+        return readable(self.name)
 
     def apply(self, data: bytes, path: str) -> None:
         handler = self.state.device_handlers.get(self.name)
@@ -143,6 +150,9 @@ class BusNode(SysfsNode):
         if handler is None:
             raise kerr(errno.EIO)
         handler(self.state, data, path)
+
+    def readable(self) -> bool:
+        return self.name == "drivers_autoprobe"
 
     def content(self) -> str | bytes:
         if self.name == "drivers_autoprobe":

@@ -120,7 +120,8 @@ def vfio_probe_error(dev: Device) -> int:
 def attach_now(state: KernelState, dev: Device, drv: Driver) -> None:
     """Record a successful probe: links, vfio nodes, attribute refresh."""
     dev.driver = drv
-    dev.ever_bound = True
+    if drv.enables_device or drv.vfio:  # pci_enable_device / vfio's pci_set_power_state
+        dev.power_known = True
     drv.bound[dev.address] = dev
     link_driver(state, dev, drv)
     if drv.vfio:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from pyfakefs.fake_filesystem import FakeFilesystem
 
 from hostdev.address import AddressLike, PciAddress
-from hostdev.testing import attrs, drivers, hotplug, sriov
+from hostdev.testing import attrs, drivers, hotplug, opens, sriov
 from hostdev.testing.dispatch import BusNode
 from hostdev.testing.events import FakeKernelSetupError, WouldBlockEvent, WriteRecord
 from hostdev.testing.faults import ProbeFault, WriteFault
@@ -69,9 +69,11 @@ class FakeKernel:
         ``vfio_fdinfo_syspath``: fdinfo of VFIO device fds names the device (>= 6.18).
         ``vfio_enable_sriov``: vfio-pci's ``enable_sriov=1`` module parameter.
         ``vfio_device_cdev``: CONFIG_VFIO_DEVICE_CDEV (>= 6.6): /dev/vfio/devices/vfioX
-        nodes; without it (6.1) only the ``vfio-dev/vfioX`` sysfs entries appear.
+        nodes; without it (6.1, as the real-kernel tier's Debian guest) only the
+        ``vfio-dev/vfioX`` sysfs entries appear, with no ``dev`` file.
         """
         self.fs = fs
+        opens.register(fs)
         state = self.state = KernelState(
             fs, Options(vfio_fdinfo_syspath=vfio_fdinfo_syspath,
                         vfio_enable_sriov=vfio_enable_sriov,

@@ -96,7 +96,9 @@ class Device:
     children: dict[PciAddress, Device] = field(default_factory=dict)
     vfio_index: int | None = None
     holders: list[VfioHolder] = field(default_factory=list)
-    ever_bound: bool = False
+    #: current_state is no longer PCI_UNKNOWN: a driver or a user enabled it, or vfio-pci
+    #: set a power state (``power_state`` reads ``unknown`` until then).
+    power_known: bool = False
     alive: bool = True
 
     @property

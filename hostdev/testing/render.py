@@ -1,7 +1,7 @@
 """What each device attribute reads as, computed from the model (KERNEL.md 7.2).
 
-Write-only files read empty here (a real root read gives EIO; pyfakefs cannot
-fail a read).
+Write-only files (no renderer here) cannot be opened for reading: kernfs refuses
+the open with EACCES, for root too (see :mod:`hostdev.testing.opens`).
 """
 
 from __future__ import annotations
@@ -50,10 +50,17 @@ def enable_count(dev: Device) -> int:
 
 
 def power_state(dev: Device) -> str:
-    """Idle vfio-bound: D3hot; a VF no driver has touched yet: unknown; else D0."""
+    """Idle vfio-bound: D3hot; never enabled nor put in a state: unknown; else D0.
+
+    ``pci_setup_device`` starts every function, VFs included, at PCI_UNKNOWN; the
+    state becomes known once something sets it: ``pci_enable_device`` (a host
+    driver's probe, a write to ``enable``) or vfio-pci (D3hot while idle, D0
+    when it lets go). Observed on a real 6.1 guest: its unbound host bridge and
+    ICH9 functions and its fresh VFs read ``unknown``.
+    """
     if dev.driver is not None and dev.driver.vfio and not dev.holders:
         return "D3hot\n"
-    if dev.t.is_vf and not dev.ever_bound:
+    if not dev.power_known:
         return "unknown\n"
     return "D0\n"
 
@@ -111,6 +118,11 @@ _RENDER: dict[str, Callable[[Device], str | bytes]] = {
     "sriov_vf_device": lambda d: f"{d.t.vf_device:x}\n",
     "sriov_vf_total_msix": lambda d: _sriov(d, "sriov_vf_total_msix"),
 }
+
+
+def readable(name: str) -> bool:
+    """Whether device attribute ``name`` has a show handler (a renderer here)."""
+    return name in _RENDER
 
 
 def render(dev: Device, name: str) -> str | bytes:

@@ -1,8 +1,9 @@
 """VFIO: device nodes of vfio-bound devices, and the processes that hold them.
 
 Binding a vfio driver registers the device (KERNEL.md 4.1): ``/dev/vfio/<group>``
-while at least one device of the group is on a vfio driver, plus the per-device
-cdev ``/dev/vfio/devices/vfioX`` with its ``vfio-dev/vfioX`` class device.
+while at least one device of the group is on a vfio driver, plus the
+``vfio-dev/vfioX`` class device and, with CONFIG_VFIO_DEVICE_CDEV (the
+``vfio_device_cdev`` option, 6.6+), the per-device cdev ``/dev/vfio/devices/vfioX``.
 
 A :class:`VfioHolder` is a fake user space process (QEMU, say) with the device
 open, shown in ``/proc/PID/{comm,fd,fdinfo}`` as a real kernel shows it (4.3).
@@ -44,12 +45,15 @@ def register(state: KernelState, dev: Device) -> None:
     name = f"vfio{index}"
     class_dir = vfs.mkdir(vfs.mkdir(dev.dir, "vfio-dev"), name)
     class_path = f"{dev.path}/vfio-dev/{name}"
-    vfs.file(class_dir, "dev", f"{VFIO_CDEV_MAJOR}:{index}\n", 0o444)
+    cdev = state.options.vfio_device_cdev
+    if cdev:  # device_add makes ``dev`` (and the uevent's numbers) only for a device number
+        vfs.file(class_dir, "dev", f"{VFIO_CDEV_MAJOR}:{index}\n", 0o444)
     vfs.file(class_dir, "uevent",
-             f"MAJOR={VFIO_CDEV_MAJOR}\nMINOR={index}\nDEVNAME=vfio/devices/{name}\n", 0o644)
+             f"MAJOR={VFIO_CDEV_MAJOR}\nMINOR={index}\nDEVNAME=vfio/devices/{name}\n"
+             if cdev else "", 0o644)
     vfs.link(class_dir, "device", relpath(dev.path, class_path))
     vfs.link(state.class_vfio, name, relpath(class_path, "/sys/class/vfio-dev"))
-    if state.options.vfio_device_cdev:
+    if cdev:
         devices = state.dev_vfio.entries.get("devices")
         if not isinstance(devices, FakeDirectory):
             devices = vfs.mkdir(state.dev_vfio, "devices")

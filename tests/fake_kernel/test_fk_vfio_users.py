@@ -88,9 +88,19 @@ def test_kernel_without_device_cdev(fs: FakeFilesystem, sysfs: Sys) -> None:
     kernel = build_host(FakeKernel(fs, vfio_device_cdev=False))
     _to_vfio(sysfs, NIC)
     assert sysfs.ls(sysfs.dev(NIC, "vfio-dev")) == ["vfio0"]
+    assert sysfs.exists("/sys/class/vfio-dev/vfio0")
     assert sysfs.ls("/dev/vfio") == ["5", "vfio"]
+    assert not sysfs.exists("/dev/vfio/devices/vfio0")
+    # no device number: device_add makes no ``dev`` file, the uevent has no MAJOR/MINOR
+    assert sysfs.ls(sysfs.dev(NIC, "vfio-dev/vfio0")) == ["device", "uevent"]
+    assert sysfs.read(sysfs.dev(NIC, "vfio-dev/vfio0/uevent")) == ""
     with pytest.raises(FakeKernelSetupError, match="cdev"):
         kernel.hold_vfio(NIC, via="cdev")
+    holder = kernel.hold_vfio(NIC)  # the group path works as on 6.1
+    holder.release()
+    sysfs.write(sysfs.drv("vfio-pci", "unbind"), NIC)
+    assert not sysfs.exists(sysfs.dev(NIC, "vfio-dev"))
+    assert sysfs.ls("/dev/vfio") == ["vfio"]
 
 
 def test_several_holders(host: FakeKernel, sysfs: Sys) -> None:

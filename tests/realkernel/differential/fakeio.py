@@ -14,10 +14,26 @@ import json
 import os
 from typing import Any
 
+from pyfakefs.fake_filesystem import FakeFilesystem
+
 from hostdev.testing import FakeKernel
 
 #: Created in the fake file system by the test fixture; never exists on a real host.
 MARKER = "/.hostdev-differential-pyfakefs-only"
+
+#: The fake kernel built as the guest's Debian 6.1 kernel is: no vfio device cdev
+#: (CONFIG_VFIO_DEVICE_CDEV came with 6.6), no vfio-device-syspath in fdinfo (6.18),
+#: vfio-pci loaded without enable_sriov.
+GUEST_KERNEL: dict[str, bool] = {
+    "vfio_device_cdev": False,
+    "vfio_fdinfo_syspath": False,
+    "vfio_enable_sriov": False,
+}
+
+
+def guest_kernel(fs: FakeFilesystem, **options: bool) -> FakeKernel:
+    """A FakeKernel on ``fs`` with the guest kernel's options (``options`` override them)."""
+    return FakeKernel(fs, **{**GUEST_KERNEL, **options})
 
 PF = "0000:01:00.0"
 ROOT_PORT = "0000:00:03.0"

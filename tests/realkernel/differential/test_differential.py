@@ -3,7 +3,8 @@
 tests/realkernel/observed/<kernel>.json holds every observation the inner real-kernel
 suite made in the QEMU guest (recorded with ``HOSTDEV_REALKERNEL_RECORD=1``). Here,
 with no QEMU, each inner scenario is replayed on the fake kernel loaded with the
-guest's fixture host (``fake_kernel.load_fixture("qemu-guest")``, inside pyfakefs) and
+guest's fixture host (``load_fixture("qemu-guest")``, inside pyfakefs, on a FakeKernel
+built with the guest kernel's options, fakeio.GUEST_KERNEL) and
 every record is compared: errno names, file contents, links, which files and
 directories exist.
 
@@ -17,7 +18,7 @@ Each record of the data ends up in exactly one of:
 
 Replays open files with O_TRUNC, as the library does; ``test_scenario_agrees_without
 _o_trunc`` replays again with the inner tests' own flags (O_WRONLY only), which the
-real kernel does not care about and the fake does (NO_TRUNC_DIFFERENCES).
+real kernel does not care about; the fake must not either (NO_TRUNC_DIFFERENCES).
 
 ``HOSTDEV_OBSERVED=/path/doc.json`` (or a run's ``observed.jsonl``) checks other data.
 """
@@ -34,7 +35,7 @@ from pyfakefs.helpers import reset_ids, set_uid
 
 from hostdev.testing import FakeKernel
 
-from .fakeio import MARKER, FakeGuest, Recorder
+from .fakeio import MARKER, FakeGuest, Recorder, guest_kernel
 from .observed import LAYOUT_NAME, LAYOUT_TEST, RECORDS, Record
 from .replays import KERNEL_OPTIONS, REPLAYS
 
@@ -92,48 +93,11 @@ NOT_MODELLED: dict[tuple[str, str], str] = {
 }
 
 #: Records where the fake kernel is wrong today: (test, name) -> the difference.
-KNOWN_DIFFERENCES: dict[tuple[str, str], str] = {
-    ("test_binding.py::test_driver_override_rules", "zero-byte write changes nothing"):
-        "an attribute opened with O_TRUNC and given a zero-byte write (or none) reads"
-        " empty afterwards: pyfakefs truncates the file at open and the write hook,"
-        " which ignores empty writes, never restores it. driver_override read '' instead"
-        " of 'vfio-pci\\n' (a real attribute is re-rendered on every read)",
-    **{("test_reads.py::test_write_only_and_read_only_as_root",
-        f"root reads {path} (write-only)"):
-       "root reading a write-only attribute: the real 6.1 kernel refuses at open() with"
-       " EACCES (kernfs checks the mode, even for root); the fake opens it and reads ''"
-       " (read_detail 'ok')"
-       for path in ("/sys/bus/pci/devices/0000:01:00.0/remove",
-                    "/sys/bus/pci/devices/0000:01:00.0/reset",
-                    "/sys/bus/pci/drivers/nvme/bind",
-                    "/sys/bus/pci/drivers/vfio-pci/new_id",
-                    "/sys/bus/pci/drivers_probe")},
-    ("test_vfio.py::test_vfio_bind_and_unbind_nodes",
-     "/dev/vfio/devices/vfioX present (CONFIG_VFIO_DEVICE_CDEV)"):
-        "binding vfio-pci creates /dev/vfio/devices/vfioX in the fake; the 6.1 guest has"
-        " /sys/.../vfio-dev/vfioX but no such node (the vfio device cdev came with 6.6,"
-        " CONFIG_VFIO_DEVICE_CDEV), and FakeKernel has no option to leave it out",
-}
+KNOWN_DIFFERENCES: dict[tuple[str, str], str] = {}
 
 #: Scenarios that differ when written exactly as the inner tests write (os.open with
 #: O_WRONLY and no O_TRUNC) although they agree with O_TRUNC: test -> the difference.
-_MERGE = ("a write through an fd opened without O_TRUNC reaches the fake's handler merged"
-          " with the file's previous contents (pyfakefs overwrites in place); the real"
-          " kernel's store handler gets exactly the bytes written.")
-NO_TRUNC_DIFFERENCES: dict[str, str] = {
-    "test_binding.py::test_driver_override_rules":
-        _MERGE + " E.g. 'x' over 'vfio-pci\\n' stores 'xfio-pci'; the set-up write '\\n'"
-        " after a 4094-byte override fails with EINVAL",
-    "test_reset.py::test_pf_reset_method_subset":
-        _MERGE + " reset_method 'bus' over 'flr bus\\n' reads 'bus bus\\n'",
-    "test_reset.py::test_reset_method_clear_default_and_errors":
-        _MERGE + " reset_method '\\n' over 'flr\\n' gives EINVAL instead of clearing,"
-        " and reset then succeeds instead of ENOTTY",
-    "test_reads.py::test_write_only_and_read_only_as_root":
-        "root writing a 0444 attribute: real open() fails with EACCES; without O_TRUNC the"
-        " fake opens it and the write() fails with EACCES ('write:EACCES', with O_TRUNC"
-        " it is 'open:EACCES' as on the real kernel)",
-}
+NO_TRUNC_DIFFERENCES: dict[str, str] = {}
 
 
 def _not_modelled_reason(record: Record) -> str | None:
@@ -179,15 +143,21 @@ def root_fs(fs: FakeFilesystem) -> Iterator[FakeFilesystem]:
     reset_ids()
 
 
+@pytest.fixture
+def fake_guest_kernel(root_fs: FakeFilesystem) -> FakeKernel:
+    """An empty fake kernel built as the guest's kernel (fakeio.GUEST_KERNEL)."""
+    return guest_kernel(root_fs)
+
+
 def _replay(test: str, fs: FakeFilesystem, fake_kernel: FakeKernel, *,
             truncate: bool = True) -> dict[str, Any]:
     """Run the replay of ``test`` on a fake kernel loaded with the qemu-guest fixture."""
     options = KERNEL_OPTIONS.get(test)
     kernel = fake_kernel
-    if options:  # the fixture's kernel has default options; this scenario needs others
+    if options:  # a scenario that changes a kernel option (a module parameter)
         fs.reset()
         fs.create_file(MARKER)
-        kernel = FakeKernel(fs, **options)
+        kernel = guest_kernel(fs, **options)
     kernel.load_fixture("qemu-guest")
     recorder = Recorder()
     REPLAYS[test](FakeGuest(kernel, truncate=truncate), recorder)
@@ -209,10 +179,10 @@ def _differences(records: list[Record], values: dict[str, Any]) -> list[str]:
 
 @pytest.mark.parametrize("scenario", sorted(COMPARED), ids=lambda s: f"{s[0]}:{s[1]}")
 def test_scenario_agrees(scenario: tuple[str, str], root_fs: FakeFilesystem,
-                         fake_kernel: FakeKernel) -> None:
+                         fake_guest_kernel: FakeKernel) -> None:
     """Every comparable record of one inner scenario: the fake gives the real value."""
     records = COMPARED[scenario]
-    values = _replay(scenario[1], root_fs, fake_kernel)
+    values = _replay(scenario[1], root_fs, fake_guest_kernel)
     diff = _differences(records, values)
     assert not diff, "fake kernel differs from the real one:\n" + "\n".join(diff)
 
@@ -228,11 +198,11 @@ def _no_trunc_params() -> list[Any]:
 
 @pytest.mark.parametrize("scenario", _no_trunc_params())
 def test_scenario_agrees_without_o_trunc(scenario: tuple[str, str], root_fs: FakeFilesystem,
-                                         fake_kernel: FakeKernel) -> None:
+                                         fake_guest_kernel: FakeKernel) -> None:
     """The same, with the inner tests' own open flags (O_WRONLY, no O_TRUNC)."""
     records = COMPARED[scenario]
     try:
-        values = _replay(scenario[1], root_fs, fake_kernel, truncate=False)
+        values = _replay(scenario[1], root_fs, fake_guest_kernel, truncate=False)
     except AssertionError as exc:  # a set-up write of the replay failed
         pytest.fail(f"replay broke off: {exc}")
     diff = _differences(records, values)
@@ -246,9 +216,9 @@ def _known_params() -> list[Any]:
 
 @pytest.mark.parametrize("record", _known_params())
 def test_known_difference(record: Record, root_fs: FakeFilesystem,
-                          fake_kernel: FakeKernel) -> None:
+                          fake_guest_kernel: FakeKernel) -> None:
     """A record the fake gets wrong today (xfail, strict: it must start passing once fixed)."""
-    values = _replay(record.test, root_fs, fake_kernel)
+    values = _replay(record.test, root_fs, fake_guest_kernel)
     assert not _differences([record], values)
 
 

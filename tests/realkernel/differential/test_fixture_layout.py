@@ -4,8 +4,8 @@ The inner test test_library_inventory.py::test_cli_list_json_matches_shell_read 
 the guest's whole PCI layout as a shell read it (with 2 VFs, sriov autoprobe 0, and
 driver_override=vfio-pci on the second VF). Here the fake kernel, loaded with the
 fixture and put in the same state, is read the same way and compared device by device.
-Known disagreements are listed in FIXTURE_DIFFERENCES (xfail, strict) for whoever owns
-the fixture and the fake; they are not fixed here.
+Known disagreements are listed in FIXTURE_DIFFERENCES (xfail, strict) until the fixture
+or the fake is fixed.
 
 Until the observed data holds that record (re-record the tier with
 HOSTDEV_REALKERNEL_RECORD=1), the comparison is skipped with that reason.
@@ -21,9 +21,7 @@ import pytest
 from pyfakefs.fake_filesystem import FakeFilesystem
 from pyfakefs.helpers import reset_ids, set_uid
 
-from hostdev.testing import FakeKernel
-
-from .fakeio import DEVICES, DRIVERS, MARKER, FakeGuest, normalise
+from .fakeio import DEVICES, DRIVERS, MARKER, FakeGuest, guest_kernel, normalise
 from .observed import LAYOUT_NAME, LAYOUT_TEST, RECORDS
 
 FIELDS = ("vendor", "device", "class", "subsystem_vendor", "subsystem_device", "revision",
@@ -31,21 +29,7 @@ FIELDS = ("vendor", "device", "class", "subsystem_vendor", "subsystem_device", "
           "reset_methods", "sriov", "virtfn")
 
 #: (device or "drivers", field) -> how the fixture or the fake disagrees with the guest.
-FIXTURE_DIFFERENCES: dict[tuple[str, str], str] = {
-    ("0000:00:03.0", "subsystem_vendor"):
-        "the fixture gives the pcie-root-port no subsystem ids (0x0000); the guest's"
-        " reads 0x1b36 (subsystem_device 0x0000 agrees)",
-    **{(addr, "power_state"):
-       "a function no driver ever enabled reads 'unknown' on the real kernel"
-       " (current_state PCI_UNKNOWN); the fake renders 'D0' for every such non-VF"
-       " device (it only knows the rule for VFs)"
-       for addr in ("0000:00:00.0", "0000:00:1f.0", "0000:00:1f.2", "0000:00:1f.3")},
-    ("drivers", "names"):
-        "the guest's kernel also registers built-in PCI drivers that bind nothing here"
-        " (8250_mid, 8250_pericom, agpgart-intel, agpgart-sis, agpgart-via, iosf_mbi_pci,"
-        " serial, shpchp, xen-platform-pci); the fixture lists only pcieport, virtio-pci,"
-        " nvme and vfio-pci",
-}
+FIXTURE_DIFFERENCES: dict[tuple[str, str], str] = {}
 
 
 def _layout() -> dict[str, Any] | None:
@@ -92,13 +76,14 @@ def _fake_layout(g: FakeGuest) -> dict[str, Any]:
 
 
 @pytest.fixture
-def fake_layout(fs: FakeFilesystem, fake_kernel: FakeKernel) -> Iterator[dict[str, Any]]:
+def fake_layout(fs: FakeFilesystem) -> Iterator[dict[str, Any]]:
     """The fixture host in the state the inner test put the guest in, read as it was."""
     set_uid(0)
     fs.create_file(MARKER)
     try:
-        fake_kernel.load_fixture("qemu-guest")
-        g = FakeGuest(fake_kernel)
+        kernel = guest_kernel(fs)
+        kernel.load_fixture("qemu-guest")
+        g = FakeGuest(kernel)
         vfs = g.enable_vfs(2, autoprobe=False)
         g.must(g.dev(vfs[1], "driver_override"), "vfio-pci")
         yield _fake_layout(g)
