@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import re
 from functools import total_ordering
-from typing import Any
-
-from pydantic import GetCoreSchemaHandler
-from pydantic_core import core_schema
+from typing import TYPE_CHECKING, Any
 
 from hostdev.errors import InvalidAddress, InvalidDriverName
+
+if TYPE_CHECKING:
+    # pydantic is imported only when a model using PciAddress is built, so that
+    # ``import hostdev`` and pydantic-free commands (``hostdev list``) stay cheap.
+    from pydantic import GetCoreSchemaHandler
+    from pydantic_core import CoreSchema
 
 _ADDRESS_RE = re.compile(
     r"^(?:(?P<domain>[0-9a-fA-F]{1,4}):)?(?P<bus>[0-9a-fA-F]{1,2}):"
@@ -22,19 +25,25 @@ _ADDRESS_RE = re.compile(
 )
 _DRIVER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+:-]*$")
 DRIVER_NAME_MAX = 64
+#: Parsed addresses by text: a listing parses the same names several times (device
+#: entries, group members, virtfn and physfn links). Addresses are immutable, so
+#: sharing them is safe; the cache is emptied when it grows past _PARSED_MAX.
+_PARSED: dict[str, PciAddress] = {}
+_PARSED_MAX = 1 << 16
 
 
 @total_ordering
 class PciAddress:
     """A PCI function address ``DDDD:BB:SS.F``; hashable, ordered, immutable."""
 
-    __slots__ = ("_key", "bus", "domain", "function", "slot")
+    __slots__ = ("_key", "_text", "bus", "domain", "function", "slot")
 
     domain: int
     bus: int
     slot: int
     function: int
     _key: tuple[int, int, int, int]
+    _text: str
 
     def __init__(self, domain: int, bus: int, slot: int, function: int) -> None:
         for name, value, top in (
@@ -58,6 +67,9 @@ class PciAddress:
         """Parse ``DDDD:BB:SS.F`` or ``BB:SS.F`` (domain 0), hex in either case."""
         if isinstance(text, PciAddress):
             return text
+        known = _PARSED.get(text) if cls is PciAddress and isinstance(text, str) else None
+        if known is not None:
+            return known
         if not isinstance(text, str):
             raise InvalidAddress(
                 f"PCI address must be a string like 0000:01:00.0, not {type(text).__name__}"
@@ -71,10 +83,15 @@ class PciAddress:
             )
         domain = int(match["domain"], 16) if match["domain"] else 0
         try:
-            return cls(domain, int(match["bus"], 16), int(match["slot"], 16),
-                       int(match["function"], 16))
+            address = cls(domain, int(match["bus"], 16), int(match["slot"], 16),
+                          int(match["function"], 16))
         except InvalidAddress as exc:
             raise InvalidAddress(f"invalid PCI address {text!r}: {exc}") from None
+        if cls is PciAddress:
+            if len(_PARSED) >= _PARSED_MAX:
+                _PARSED.clear()
+            _PARSED[text] = address
+        return address
 
     @property
     def pf_bus_devfn(self) -> int:
@@ -90,7 +107,12 @@ class PciAddress:
         raise AttributeError("PciAddress is immutable")
 
     def __str__(self) -> str:
-        return f"{self.domain:04x}:{self.bus:02x}:{self.slot:02x}.{self.function}"
+        try:
+            return self._text
+        except AttributeError:  # first use: paths are built from it again and again
+            text = f"{self.domain:04x}:{self.bus:02x}:{self.slot:02x}.{self.function}"
+            object.__setattr__(self, "_text", text)
+            return text
 
     def __repr__(self) -> str:
         return f"PciAddress('{self}')"
@@ -114,7 +136,9 @@ class PciAddress:
     @classmethod
     def __get_pydantic_core_schema__(
         cls, source: Any, handler: GetCoreSchemaHandler
-    ) -> core_schema.CoreSchema:
+    ) -> CoreSchema:
+        from pydantic_core import core_schema
+
         def validate(value: object) -> PciAddress:
             try:
                 return cls.parse(value)

@@ -7,7 +7,6 @@ Exit codes: 0 success, 2 bad input (malformed address or driver name, a
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 
@@ -89,8 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     args = build_parser().parse_args(argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(format="hostdev: %(levelname)s: %(message)s", level=logging.WARNING)
+    if args.command != "list":  # list logs nothing: keep the logging import off its start-up
+        _configure_logging()
     try:
         return _dispatch(args)
     except BadInput as exc:
@@ -106,13 +105,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
 
+def _configure_logging() -> None:
+    import logging
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="hostdev: %(levelname)s: %(message)s", level=logging.WARNING)
+
+
 _MANAGE = frozenset({"detach", "reattach", "reset", "assign", "release", "prune", "sriov",
                      "reconcile"})
 
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "list":
-        from hostdev.commands.inventory import cmd_list
+        from hostdev.commands.listing import cmd_list  # no pydantic: see its docstring
 
         return cmd_list(args)
     if args.command == "show":

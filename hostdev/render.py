@@ -3,16 +3,62 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from hostdev.classes import class_name
-from hostdev.pci import PciDevice
 from hostdev.stubs import is_stub_driver
 
-Column = tuple[str, Callable[[PciDevice], str]]
-Section = tuple[str, Callable[[PciDevice], bool]]
+if TYPE_CHECKING:
+    from hostdev.address import PciAddress
+    from hostdev.pci import PciDevice
+
+    # Structural types for mypy only (building Protocol classes at run time costs a
+    # few percent of a cold ``hostdev list``).
+
+    class _SriovView(Protocol):
+        @property
+        def totalvfs(self) -> int: ...
+        @property
+        def numvfs(self) -> int: ...
+
+    class _VfView(Protocol):
+        @property
+        def pf(self) -> PciAddress: ...
+        @property
+        def index(self) -> int | None: ...
+
+    class DeviceView(Protocol):
+        """What the tables read of a device: a :class:`~hostdev.pci.PciDevice`, or the
+        :class:`~hostdev.scan.DeviceFacts` that ``hostdev list`` prints without
+        building models."""
+
+        @property
+        def address(self) -> PciAddress: ...
+        @property
+        def ids(self) -> str: ...
+        @property
+        def class_code(self) -> int: ...
+        @property
+        def driver(self) -> str | None: ...
+        @property
+        def driver_override(self) -> str | None: ...
+        @property
+        def iommu_group(self) -> int | None: ...
+        @property
+        def numa_node(self) -> int | None: ...
+        @property
+        def vfio_dev(self) -> bool: ...
+        @property
+        def sriov(self) -> _SriovView | None: ...
+        @property
+        def vf(self) -> _VfView | None: ...
 
 
-def relation(dev: PciDevice) -> str:
+Column = tuple[str, Callable[["DeviceView"], str]]
+Section = tuple[str, Callable[["DeviceView"], bool]]
+
+
+def relation(dev: DeviceView) -> str:
     """``PF (4/64 VFs)``, ``VF 2 of 0000:3b:00.0``, or empty."""
     if dev.sriov is not None:
         return f"PF ({dev.sriov.numvfs}/{dev.sriov.totalvfs} VFs)"
@@ -45,12 +91,12 @@ def table(rows: Sequence[Sequence[str]]) -> list[str]:
     """Left-aligned columns separated by two spaces; trailing blanks trimmed."""
     if not rows:
         return []
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-            for row in rows]
+    widths = [max(map(len, column)) for column in zip(*rows, strict=True)]
+    line = "  ".join(f"{{:<{w}}}" for w in widths)  # one C-level format per row
+    return [line.format(*row).rstrip() for row in rows]
 
 
-def status_table(devices: Sequence[PciDevice], columns: Sequence[Column] = BASE_COLUMNS) -> str:
+def status_table(devices: Sequence[DeviceView], columns: Sequence[Column] = BASE_COLUMNS) -> str:
     """The grouped listing printed by ``hostdev list``."""
     out: list[str] = []
     for title, belongs in SECTIONS:

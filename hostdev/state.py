@@ -8,22 +8,25 @@ naming it and must move it aside.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import errno as _errno
-import json
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from operator import attrgetter
 from pathlib import Path
-from typing import Any, Literal
-
-import filelock
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing import TYPE_CHECKING, Any
 
 from hostdev.address import PciAddress
 from hostdev.errors import HostdevError, StateBusy, StateCorrupt
-from hostdev.records import DeviceRecord
+
+if TYPE_CHECKING:
+    # The models (and pydantic, filelock) are imported where a file is parsed,
+    # built or locked: ``hostdev list`` with no state file imports none of them.
+    from hostdev.records import DeviceRecord
+    from hostdev.statefile import StateFile
 
 STATE_FORMAT = "hostdev-state"
 STATE_VERSION = 1
@@ -31,75 +34,102 @@ STATE_NAME = "state.json"
 LOCK_NAME = "state.lock"
 
 
-class StateFile(BaseModel):
-    """What ``state.json`` holds."""
+def __getattr__(name: str) -> Any:
+    if name == "StateFile":  # moved to hostdev.statefile; still importable from here
+        from hostdev.statefile import StateFile
 
-    model_config = ConfigDict(extra="forbid")
-
-    format: Literal["hostdev-state"] = "hostdev-state"
-    version: Literal[1] = 1
-    #: Id of the last transaction saved (matches a leftover intent journal if that
-    #: transaction completed before the process died).
-    last_transaction: str | None = None
-    active: list[DeviceRecord] = Field(default_factory=list)
-    inactive: list[DeviceRecord] = Field(default_factory=list)
+        return StateFile
+    raise AttributeError(f"module 'hostdev.state' has no attribute {name!r}")
 
 
-class RecordMap(dict[PciAddress, DeviceRecord]):
-    """A dict of records that knows whether it changed since it was copied.
+class RecordMap(dict[PciAddress, "DeviceRecord"]):
+    """A dict of records that knows whether, and where, it changed since it was copied.
 
     ``token`` is shared by a map and its unchanged copies and replaced on any
     change, so "is this list the one we loaded or saved?" costs O(1) instead of
-    comparing thousands of records.
+    comparing thousands of records. ``origin`` is the token of the map it was
+    copied from (inherited along copies) and ``dirty`` the addresses changed
+    since: the state file is re-encoded for those records only.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.token = object()
+        self.origin = self.token
+        self.dirty: set[PciAddress] = set()
 
     def clone(self) -> RecordMap:
-        """A copy carrying the same token."""
+        """A copy carrying the same token (and the same changes since ``origin``)."""
         twin = RecordMap(self)
         twin.token = self.token
+        twin.origin = self.origin
+        twin.dirty = set(self.dirty)
         return twin
 
-    def _changed(self) -> None:
+    def rebase(self) -> None:
+        """Make the current contents the ``origin`` (after they were encoded)."""
+        self.origin = self.token
+        self.dirty = set()
+
+    def _changed(self, *keys: PciAddress) -> None:
         self.token = object()
+        self.dirty.update(keys)
 
     def __setitem__(self, key: PciAddress, value: DeviceRecord) -> None:
-        self._changed()
+        self._changed(key)
         super().__setitem__(key, value)
 
     def __delitem__(self, key: PciAddress) -> None:
-        self._changed()
+        self._changed(key)
         super().__delitem__(key)
 
     def pop(self, key: PciAddress, *default: Any) -> Any:
         """dict.pop, marking the map changed when something was removed."""
         if key in self:
-            self._changed()
+            self._changed(key)
         return super().pop(key, *default)
 
     def popitem(self) -> tuple[PciAddress, DeviceRecord]:
         """dict.popitem, marking the map changed."""
-        self._changed()
-        return super().popitem()
+        key, value = super().popitem()
+        self._changed(key)
+        return key, value
 
     def clear(self) -> None:
         """dict.clear, marking the map changed."""
-        self._changed()
+        self._changed(*self)
         super().clear()
 
     def update(self, *args: Any, **kwargs: Any) -> None:
         """dict.update, marking the map changed."""
-        self._changed()
-        super().update(*args, **kwargs)
+        incoming: dict[PciAddress, DeviceRecord] = dict(*args, **kwargs)
+        self._changed(*incoming)
+        super().update(incoming)
+
+    def __ior__(self, other: Any) -> RecordMap:  # type: ignore[override,misc]
+        self.update(other)
+        return self
 
     def setdefault(self, key: PciAddress, default: Any = None) -> Any:
         """dict.setdefault, marking the map changed when it inserts."""
         if key not in self:
-            self._changed()
+            self._changed(key)
         return super().setdefault(key, default)
+
+
+class _Encoded:
+    """One list as last written: its token, its JSON, and its records in address
+    order with their JSON fragments (to patch rather than redo the next time)."""
+
+    __slots__ = ("blob", "keys", "parts", "records", "token")
+
+    def __init__(self, token: object, blob: bytes, keys: list[tuple[int, int, int, int]],
+                 records: list[DeviceRecord], parts: list[bytes]) -> None:
+        self.token = token
+        self.blob = blob
+        self.keys = keys
+        self.records = records
+        self.parts = parts
 
 
 class Lists:
@@ -120,6 +150,8 @@ class Lists:
 
     def to_file(self) -> StateFile:
         """The file form, each list sorted by address."""
+        from hostdev.statefile import StateFile
+
         return StateFile(
             last_transaction=self.last_transaction,
             active=[self.active[a] for a in sorted(self.active)],
@@ -161,8 +193,8 @@ def _as_map(records: dict[PciAddress, DeviceRecord] | None) -> RecordMap:
     return RecordMap(records or {})
 
 
-def _sort_key(address: PciAddress) -> tuple[int, int, int, int]:
-    return (address.domain, address.bus, address.slot, address.function)
+#: Sort key of an address: (domain, bus, slot, function), read from the address.
+_ORDER: Callable[[PciAddress], tuple[int, int, int, int]] = attrgetter("_key")
 
 
 def _file_key(info: os.stat_result) -> tuple[int, int, int, int]:
@@ -200,14 +232,15 @@ class StateStore:
         # the file is only ever replaced by rename, so an unchanged (dev, inode,
         # size, mtime) means unchanged content and parsing can be skipped.
         self._cached: tuple[tuple[int, int, int, int], Lists] | None = None
-        # Serialised lists by token, reused while a list is unchanged; and
-        # serialised records (by object: records are immutable) for lists that changed.
-        self._encoded: dict[str, tuple[object, bytes]] = {}
-        self._fragments: dict[int, tuple[DeviceRecord, bytes]] = {}
+        # Each list as last encoded (see _encode): reused while unchanged, patched
+        # where it changed.
+        self._encoded: dict[str, _Encoded] = {}
 
     @contextmanager
     def locked(self, timeout: float | None = None) -> Iterator[None]:
         """Hold the state lock, or raise StateBusy after ``timeout`` seconds."""
+        import filelock
+
         self._ensure_dir()
         wait = self.lock_timeout if timeout is None else timeout
         lock = filelock.FileLock(str(self.dir / LOCK_NAME), timeout=wait, mode=0o600)
@@ -268,6 +301,12 @@ class StateStore:
         return self.load()
 
     def _parse(self, raw: bytes) -> StateFile:
+        import json
+
+        from pydantic import ValidationError
+
+        from hostdev.statefile import StateFile
+
         try:
             doc = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
@@ -321,32 +360,53 @@ class StateStore:
             self._cached = None
 
     def _serialise(self, lists: Lists) -> bytes:
-        """The file's bytes; a list unchanged since the last load or save is reused."""
-        def encode(name: str, records: RecordMap) -> bytes:
-            cached = self._encoded.get(name)
-            if cached is not None and cached[0] is records.token:
-                return cached[1]
-            parts = []
-            for addr in sorted(records, key=_sort_key):
-                record = records[addr]
-                known = self._fragments.get(id(record))
-                if known is None or known[0] is not record:
-                    known = (record, record.model_dump_json().encode())
-                fragments[id(record)] = known
-                parts.append(known[1])
-            blob = b"[\n  " + b",\n  ".join(parts) + b"\n ]" if parts else b"[]"
-            self._encoded[name] = (records.token, blob)
-            return blob
+        """The file's bytes. A list unchanged since the last load or save is reused;
+        one changed since (``RecordMap.origin``) is patched where it changed, so a
+        transaction on one device costs the same with 16 or 4,096 tracked."""
+        import json
 
-        fragments: dict[int, tuple[DeviceRecord, bytes]] = {}
-        active = encode("active", lists.active)
-        inactive = encode("inactive", lists.inactive)
-        if fragments:
-            self._fragments = fragments
+        active = self._encode("active", lists.active)
+        inactive = self._encode("inactive", lists.inactive)
         stamp = json.dumps(lists.last_transaction).encode()
         return (b'{"format": "%s", "version": %d, "last_transaction": %s,\n "active": %s,\n'
                 b' "inactive": %s\n}\n'
                 % (STATE_FORMAT.encode(), STATE_VERSION, stamp, active, inactive))
+
+    def _encode(self, name: str, records: RecordMap) -> bytes:
+        cached = self._encoded.get(name)
+        if cached is not None and cached.token is records.token:
+            return cached.blob
+        if cached is not None and cached.token is records.origin:
+            keys, recs, parts = list(cached.keys), list(cached.records), list(cached.parts)
+            for addr in records.dirty:
+                key = _ORDER(addr)
+                at = bisect.bisect_left(keys, key)
+                found = at < len(keys) and keys[at] == key
+                record = records.get(addr)
+                if record is None:
+                    if found:
+                        del keys[at], recs[at], parts[at]
+                elif not found:
+                    keys.insert(at, key)
+                    recs.insert(at, record)
+                    parts.insert(at, record.model_dump_json().encode())
+                elif recs[at] is not record:
+                    recs[at] = record
+                    parts[at] = record.model_dump_json().encode()
+        else:
+            keys, recs, parts = [], [], []
+            known = {id(r): p for r, p in zip(cached.records, cached.parts, strict=True)} \
+                if cached is not None else {}
+            for addr in sorted(records, key=_ORDER):
+                record = records[addr]
+                keys.append(_ORDER(addr))
+                recs.append(record)
+                part = known.get(id(record))
+                parts.append(part if part is not None else record.model_dump_json().encode())
+        blob = b"[\n  " + b",\n  ".join(parts) + b"\n ]" if parts else b"[]"
+        self._encoded[name] = _Encoded(records.token, blob, keys, recs, parts)
+        records.rebase()
+        return blob
 
     def _ensure_dir(self) -> None:
         try:

@@ -3,32 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from hostdev.address import PciAddress
-from hostdev.errors import HostdevError
-from hostdev.pci import PciDevice, list_devices, read_device
+from hostdev.commands import listing
+from hostdev.pci import PciDevice, read_device
 from hostdev.records import Owner
-from hostdev.render import BASE_COLUMNS, Column, device_details, status_table
-from hostdev.state import Lists, StateStore, default_state_dir
+from hostdev.render import device_details
+from hostdev.state import Lists
 from hostdev.stubs import is_vfio_driver
 from hostdev.sysfs import Sysfs
 from hostdev.vfio import Holder, holders
-
-
-def _owner_text(dev: PciDevice) -> str:
-    owner = getattr(dev, "owner", None)
-    return "-" if owner is None else f"{owner.driver}/{owner.domain}"
-
-
-LIST_COLUMNS: list[Column] = [
-    ("LIST", lambda d: str(getattr(d, "membership", "host"))),
-    ("OWNER", _owner_text),
-]
 
 LIST_SCHEMA_ID: Final = "hostdev.list/1"
 SHOW_SCHEMA_ID: Final = "hostdev.show/1"
@@ -71,33 +59,8 @@ class ShowOutput(BaseModel):
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    """Print the host's functions as a grouped table or JSON."""
-    if args.schema:
-        print(json.dumps(ListOutput.model_json_schema(by_alias=True), indent=2))
-        return 0
-    sysfs = Sysfs(args.root)
-    devices = list_devices(sysfs)
-    lists, note = _peek_state(args)
-    listed = [_listed(d, lists) for d in devices]
-    if note:
-        print(f"hostdev: note: {note}", file=sys.stderr)
-    if args.json:
-        out = ListOutput(root=str(args.root), state_note=note, devices=listed)
-        sys.stdout.write(out.model_dump_json(by_alias=True, indent=2) + "\n")
-    else:
-        sys.stdout.write(status_table(listed, [*BASE_COLUMNS, *LIST_COLUMNS]))
-    return 0
-
-
-def _peek_state(args: argparse.Namespace) -> tuple[Lists | None, str | None]:
-    """The lists if they can be read without writing anything, else a note why not."""
-    try:
-        directory = args.state_dir or default_state_dir(args.root)
-        return StateStore(directory).peek(), None
-    except HostdevError as exc:
-        return None, f"lists not shown: {exc}"
-    except OSError as exc:
-        return None, f"lists not shown: cannot read the state: {exc.strerror}"
+    """Print the host's functions as a grouped table or JSON (see :mod:`.listing`)."""
+    return listing.cmd_list(args)
 
 
 def _listed(dev: PciDevice, lists: Lists | None) -> ListedDevice:
@@ -118,7 +81,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     sysfs = Sysfs(args.root)
     sysfs.check_tree()
     dev = read_device(sysfs, address)
-    lists, note = _peek_state(args)
+    lists, note = listing.peek_state(args)
     listed = _listed(dev, lists)
     found_holders = holders(sysfs, address) if dev.vfio_dev or is_vfio_driver(dev.driver) else []
     members = [_maybe(sysfs, m) for m in dev.iommu_group_members if m != dev.address]

@@ -1,0 +1,273 @@
+"""Reading PCI functions from sysfs into plain objects, without pydantic.
+
+This is the reading half of :mod:`hostdev.pci`: :func:`read_facts` and
+:func:`scan` return :class:`DeviceFacts`, plain slotted objects with the same
+attribute names as :class:`hostdev.pci.PciDevice`. ``hostdev.pci`` builds its
+validated models from them; ``hostdev list`` prints them directly, so that the
+command neither imports pydantic nor builds a model per device.
+
+Reading one device costs one directory listing plus one read per attribute
+present (a PF adds one ``readlink`` per VF). A scan shares the IOMMU-group
+directory reads and takes VF indexes from the PFs' ``virtfnN`` links, so no
+file is read twice.
+"""
+
+from __future__ import annotations
+
+from operator import attrgetter
+
+from hostdev.address import PciAddress
+from hostdev.errors import DeviceNotFound, UnexpectedContent
+from hostdev.sysfs import Sysfs
+
+#: Class codes (class << 8 | subclass) whose header is not an endpoint's.
+BRIDGE_CLASSES = frozenset({0x0604, 0x0607, 0x0609})
+#: Sort key of addresses (a tuple, compared in C rather than by PciAddress.__lt__).
+_ORDER = attrgetter("_key")
+
+
+class SriovFacts:
+    """SR-IOV facts of a physical function (see :class:`hostdev.pci.SriovInfo`)."""
+
+    __slots__ = ("numvfs", "totalvfs", "vfs")
+
+    def __init__(self, totalvfs: int, numvfs: int, vfs: list[PciAddress]) -> None:
+        self.totalvfs = totalvfs
+        self.numvfs = numvfs
+        self.vfs = vfs
+
+
+class VfFacts:
+    """What a virtual function knows of its parent (see :class:`hostdev.pci.VfInfo`)."""
+
+    __slots__ = ("index", "pf")
+
+    def __init__(self, pf: PciAddress, index: int | None) -> None:
+        self.pf = pf
+        self.index = index
+
+
+class DeviceFacts:
+    """One PCI function as sysfs showed it (see :class:`hostdev.pci.PciDevice`)."""
+
+    __slots__ = (
+        "address", "class_code", "device", "driver", "driver_override", "iommu_group",
+        "iommu_group_members", "is_bridge", "numa_node", "reset_methods", "sriov",
+        "subsystem_device", "subsystem_vendor", "vendor", "vf", "vfio_dev",
+    )
+
+    def __init__(
+        self,
+        address: PciAddress,
+        vendor: int,
+        device: int,
+        subsystem_vendor: int | None,
+        subsystem_device: int | None,
+        class_code: int,
+        driver: str | None,
+        driver_override: str | None,
+        iommu_group: int | None,
+        iommu_group_members: list[PciAddress],
+        numa_node: int | None,
+        sriov: SriovFacts | None,
+        vf: VfFacts | None,
+        reset_methods: list[str] | None,
+        vfio_dev: bool,
+    ) -> None:
+        self.address = address
+        self.vendor = vendor
+        self.device = device
+        self.subsystem_vendor = subsystem_vendor
+        self.subsystem_device = subsystem_device
+        self.class_code = class_code
+        self.driver = driver
+        self.driver_override = driver_override
+        self.iommu_group = iommu_group
+        self.iommu_group_members = iommu_group_members
+        self.numa_node = numa_node
+        self.is_bridge = (class_code >> 8) in BRIDGE_CLASSES
+        self.sriov = sriov
+        self.vf = vf
+        self.reset_methods = reset_methods
+        self.vfio_dev = vfio_dev
+
+    @property
+    def ids(self) -> str:
+        """``vvvv:dddd`` in lower-case hex."""
+        return f"{self.vendor:04x}:{self.device:04x}"
+
+
+class GroupCache:
+    """IOMMU group members, each group directory listed once per scan."""
+
+    def __init__(self, sysfs: Sysfs) -> None:
+        self.sysfs = sysfs
+        self.members: dict[int, list[PciAddress]] = {}
+
+    def get(self, group: int) -> list[PciAddress]:
+        """Sorted members of ``group``."""
+        found = self.members.get(group)
+        if found is None:
+            names = self.sysfs.list_dir(self.sysfs.group_devices_dir(group))
+            found = sorted(parse_names(names), key=_ORDER)
+            self.members[group] = found
+        return found
+
+
+def parse_names(names: list[str]) -> list[PciAddress]:
+    """The entries that are PCI addresses (host bridges and the like are skipped)."""
+    parse = PciAddress.parse
+    out = []
+    for name in names:
+        try:
+            out.append(parse(name))
+        except ValueError:
+            continue
+    return out
+
+
+def read_facts(sysfs: Sysfs, addr: PciAddress, groups: GroupCache | None,
+               brief: bool = False) -> DeviceFacts:
+    """Read one function; DeviceNotFound if it vanished.
+
+    A VF's index is left None (:func:`scan` fills it from the PFs, :func:`vf_index`
+    for a single device). ``groups`` None: ``iommu_group_members`` is left empty
+    for the caller to fill. ``brief``: skip what ``hostdev list`` does not print
+    (subsystem ids and reset methods read None).
+    """
+    base = sysfs.device_dir(addr)
+    names = sysfs.list_dir(base, addr)
+    if not names:
+        raise DeviceNotFound(f"PCI device {addr} vanished while being read", address=addr)
+    entries = set(names)
+    prefix = base + "/"
+    read_hex = sysfs.read_hex
+    read_int = sysfs.read_int
+    read_link_name = sysfs.read_link_name
+
+    class_code = read_hex(prefix + "class", addr)
+    group = None
+    if "iommu_group" in entries:
+        group = _to_int(read_link_name(prefix + "iommu_group", addr), addr, "iommu_group")
+    numa = read_int(prefix + "numa_node", addr) if "numa_node" in entries else None
+    reset_methods = None
+    if "reset" in entries and not brief:
+        reset_methods = []
+        if "reset_method" in entries:
+            text = sysfs.read_optional(prefix + "reset_method", addr) or ""
+            reset_methods = text.split()
+    sriov = None
+    if "sriov_totalvfs" in entries:
+        sriov = SriovFacts(
+            totalvfs=read_int(prefix + "sriov_totalvfs", addr),
+            numvfs=read_int(prefix + "sriov_numvfs", addr),
+            vfs=_read_vfs(sysfs, addr, prefix, entries),
+        )
+    vf = None
+    if "physfn" in entries:
+        pf_name = read_link_name(prefix + "physfn", addr)
+        if pf_name is not None:
+            vf = VfFacts(pf=PciAddress.parse(pf_name), index=None)
+    override = None
+    if "driver_override" in entries:
+        override = sysfs.read_optional(prefix + "driver_override", addr)
+        if override in ("(null)", ""):  # as Sysfs.read_override
+            override = None
+    members: list[PciAddress] = []
+    if group is None:
+        members = [addr]
+    elif groups is not None:
+        members = groups.get(group)
+    vendor = read_hex(prefix + "vendor", addr)
+    device = read_hex(prefix + "device", addr)
+    subsystem_vendor = subsystem_device = None
+    if not brief:
+        if "subsystem_vendor" in entries:
+            subsystem_vendor = read_hex(prefix + "subsystem_vendor", addr)
+        if "subsystem_device" in entries:
+            subsystem_device = read_hex(prefix + "subsystem_device", addr)
+    driver = read_link_name(prefix + "driver", addr) if "driver" in entries else None
+    return DeviceFacts(addr, vendor, device, subsystem_vendor, subsystem_device, class_code,
+                       driver, override, group, members, numa, sriov, vf, reset_methods,
+                       "vfio-dev" in entries)
+
+
+def scan(sysfs: Sysfs, *, brief: bool = False) -> list[DeviceFacts]:
+    """Read every function on the host, sorted by address.
+
+    VF indexes come from the PFs' ``virtfnN`` links, and IOMMU group members from
+    the devices' own ``iommu_group`` links (every PCI function of a group is on
+    the bus, so listing each group directory again would only repeat them). A
+    device that vanishes meanwhile is left out. ``brief``: see :func:`read_facts`.
+    """
+    sysfs.check_tree()
+    found: list[DeviceFacts] = []
+    addresses = sorted(parse_names(sysfs.list_dir(sysfs.pci_devices)), key=_ORDER)
+    for addr in addresses:
+        try:
+            found.append(read_facts(sysfs, addr, None, brief))
+        except DeviceNotFound:
+            continue
+    index_of: dict[PciAddress, int] = {}
+    members: dict[int, list[PciAddress]] = {}
+    for facts in found:
+        if facts.sriov is not None:
+            for i, vf in enumerate(facts.sriov.vfs):
+                index_of[vf] = i
+        if facts.iommu_group is not None:
+            group = members.get(facts.iommu_group)
+            if group is None:
+                members[facts.iommu_group] = facts.iommu_group_members
+            else:
+                facts.iommu_group_members = group
+            members[facts.iommu_group].append(facts.address)  # in address order already
+    for facts in found:
+        if facts.vf is not None:
+            facts.vf.index = index_of.get(facts.address)
+    return found
+
+
+def _read_vfs(sysfs: Sysfs, addr: PciAddress, prefix: str, entries: set[str]) -> list[PciAddress]:
+    indexes = sorted(int(e[6:]) for e in entries if e.startswith("virtfn") and e[6:].isdecimal())
+    vfs: list[PciAddress] = []
+    # Numeric order up to the first gap: directory order is not index order.
+    for expected, index in enumerate(indexes):
+        if index != expected:
+            break
+        name = sysfs.read_link_name(f"{prefix}virtfn{index}", addr)
+        if name is None:
+            break
+        vfs.append(PciAddress.parse(name))
+    return vfs
+
+
+def vf_index(sysfs: Sysfs, facts: DeviceFacts) -> int | None:
+    """A VF's index, computed from the PF's offset and stride and confirmed by
+    the PF's ``virtfnN`` link (three reads, whatever the number of VFs)."""
+    assert facts.vf is not None
+    pf = facts.vf.pf
+    base = sysfs.device_dir(pf)
+    try:
+        offset = sysfs.read_optional(f"{base}/sriov_offset", pf)
+        stride = sysfs.read_optional(f"{base}/sriov_stride", pf)
+        if offset is None or stride is None or int(stride) <= 0:
+            return None
+        distance = facts.address.pf_bus_devfn - pf.pf_bus_devfn - int(offset)
+        if facts.address.domain != pf.domain or distance < 0 or distance % int(stride):
+            return None
+        index = distance // int(stride)
+        name = sysfs.read_link_name(f"{base}/virtfn{index}", pf)
+    except (DeviceNotFound, ValueError):
+        return None
+    return index if name == str(facts.address) else None
+
+
+def _to_int(name: str | None, addr: PciAddress, what: str) -> int | None:
+    if name is None:
+        return None
+    try:
+        return int(name, 10)
+    except ValueError:
+        raise UnexpectedContent(
+            f"PCI device {addr}: {what} link points at {name!r}, not a number", address=addr
+        ) from None

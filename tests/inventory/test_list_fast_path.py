@@ -1,0 +1,112 @@
+"""``hostdev list`` prints without pydantic models (hostdev.commands.listing); its
+table and JSON must stay exactly what the models would print."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from hostdev.address import PciAddress
+from hostdev.cli import main
+from hostdev.commands.inventory import ListOutput, _listed
+from hostdev.commands.listing import peek_state
+from hostdev.manager import HostdevManager
+from hostdev.pci import PciDevice, list_devices
+from hostdev.records import HostdevSpec, Owner
+from hostdev.render import BASE_COLUMNS, Column, status_table
+from hostdev.sysfs import Sysfs
+from hostdev.testing import FakeKernel
+from hostdev.testing.hostgen import generate_host
+
+STATE_DIR = "/run/hostdev"
+
+
+def _reference(root: str) -> tuple[str, str]:
+    """(table, JSON) as the pydantic models print them."""
+    import argparse
+
+    args = argparse.Namespace(root=root, state_dir=STATE_DIR)
+    lists, note = peek_state(args)
+    listed = [_listed(d, lists) for d in list_devices(Sysfs(root))]
+    as_json = ListOutput(root=root, state_note=note, devices=listed).model_dump_json(
+        by_alias=True, indent=2) + "\n"
+
+    def owner(d: object) -> str:
+        found = getattr(d, "owner", None)
+        return "-" if found is None else f"{found.driver}/{found.domain}"
+
+    columns: list[Column] = [("LIST", lambda d: str(getattr(d, "membership", "host"))),
+                             ("OWNER", owner)]
+    return status_table(listed, [*BASE_COLUMNS, *columns]), as_json
+
+
+def _both(capsys: pytest.CaptureFixture[str], root: str = "/") -> str:
+    """Check table and JSON against the models' output; return the JSON."""
+    table, as_json = _reference(root)
+    assert main(["--root", root, "--state-dir", STATE_DIR, "list"]) == 0
+    assert capsys.readouterr().out == table
+    assert main(["--root", root, "--state-dir", STATE_DIR, "list", "--json"]) == 0
+    assert capsys.readouterr().out == as_json
+    return as_json
+
+
+@pytest.mark.parametrize("fixture", ["two-socket-server", "libvirt-mock", "qemu-guest"])
+def test_fixture_hosts(fake_kernel: FakeKernel, capsys: pytest.CaptureFixture[str],
+                       fixture: str) -> None:
+    fake_kernel.load_fixture(fixture)
+    _both(capsys)
+
+
+def test_tracked_devices_odd_owner_and_override(fake_kernel: FakeKernel,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    fake_kernel.load_spec(generate_host(2, 3))
+    mgr = HostdevManager(root="/", state_dir=STATE_DIR, release_timeout=0)
+    vfs = [d.address for d in list_devices(mgr.sysfs) if d.vf is not None]
+    owner = Owner(driver="qemu", domain='vm "ü" \\ / 1\u2028')
+    mgr.prepare(owner, [HostdevSpec(address=vfs[0]), HostdevSpec(address=vfs[1])])
+    mgr.node_detach(vfs[2])
+    mgr.sysfs.write(mgr.sysfs.device_path(vfs[3], "driver_override"), "pci-stub\n")
+    out = _both(capsys)
+    for part in ('"list": "active"', '"list": "inactive"', '"vfio_dev": true',
+                 '"driver_override": "pci-stub"', '"domain": "vm \\"ü\\" \\\\ / 1\u2028"'):
+        assert part in out
+
+
+def test_unreadable_state_and_other_root(fake_kernel: FakeKernel,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    fake_kernel.load_fixture("two-socket-server")
+    fake_kernel.fs.create_file(f"{STATE_DIR}/state.json", contents="{not json")
+    os.symlink("/", "/host-root")
+    assert '"list": "unknown"' in _both(capsys, "/host-root")
+    _both(capsys, "/host-root/")
+
+
+def test_empty_host(fake_kernel: FakeKernel, capsys: pytest.CaptureFixture[str]) -> None:
+    _both(capsys)
+
+
+def test_vf_whose_pf_lost_the_link(fake_kernel: FakeKernel,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    fake_kernel.load_fixture("two-socket-server")
+    pf = "/sys/bus/pci/devices/0000:3d:00.0"
+    os.rename(f"{pf}/virtfn1", f"{pf}/virtfn7")  # a VF the PF no longer lists by index
+    _both(capsys)
+    devices: list[PciDevice] = list_devices(Sysfs("/"))
+    vf = next(d for d in devices if d.address == PciAddress.parse("0000:3d:02.1"))
+    assert vf.vf is not None and vf.vf.index is None
+
+
+def test_list_imports_no_pydantic() -> None:
+    """A cold ``hostdev list`` imports neither pydantic nor the manager."""
+    code = ("import sys\nfrom hostdev.cli import main\n"
+            "main(['--root', '/nonexistent', '--state-dir', '/nonexistent', 'list'])\n"
+            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic',"
+            " 'pydantic_core', 'filelock', 'logging') or m in ('hostdev.pci',"
+            " 'hostdev.manager', 'hostdev.records'))\n"
+            "print(','.join(heavy))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=False)
+    assert done.stdout.strip() == "", done.stdout
