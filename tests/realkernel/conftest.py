@@ -17,5 +17,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.write_line(
         f"guest {run.kernel_version}: {state} after {run.duration:.1f} s; "
         f"results in {run.results_dir}")
+    outcomes = harness.LAST_OUTCOMES
+    counts = {k: outcomes.count(k) for k in ("passed", "failed", "skipped")}
+    terminalreporter.write_line(
+        f"inner tests in the guest: {counts['passed']} passed, {counts['failed']} failed,"
+        f" {counts['skipped']} skipped")
     if harness.LAST_RECORD is not None:
         terminalreporter.write_line(f"observations recorded in {harness.LAST_RECORD}")

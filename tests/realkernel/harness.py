@@ -496,6 +496,8 @@ def _cache_lock(cache: Path) -> Iterator[None]:
 #: The last guest run of this process and the file ``record`` last wrote (for reports).
 LAST_RUN: GuestRun | None = None
 LAST_RECORD: Path | None = None
+#: Outcome of each inner test of the last run ("passed", "failed", "skipped").
+LAST_OUTCOMES: list[str] = []
 
 
 def prepare(*, refresh: bool = False) -> Artifacts:

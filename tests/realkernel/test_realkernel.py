@@ -82,6 +82,7 @@ def guest_suite() -> SuiteRun:
     run = harness.run_inner_suite()
     suite = SuiteRun(run, harness.read_inner_results(run.results_dir))
     harness.LAST_RUN = run
+    harness.LAST_OUTCOMES = [r.outcome for r in suite.results.values()]
     if os.environ.get("HOSTDEV_REALKERNEL_RECORD") == "1":
         harness.LAST_RECORD = harness.record(run)
     return suite
