@@ -2,7 +2,8 @@
 
 (f) numvfs 0 under a VF tracked inactive: prune_missing reports the record;
 (g) numvfs back up: the new VF at the old address is not taken for the old record.
-VF counts are written to sysfs directly (the library's set_num_vfs is not used here).
+Those two write the VF counts to sysfs directly (an operator acting behind the library's
+back); the last test changes them through the library's ``set_num_vfs``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 
 import pytest
 
+from hostdev.errors import DeviceInUse
 from hostdev.manager import HostdevManager
 from hostdev.records import HostdevSpec, Owner
 
@@ -87,3 +89,29 @@ def test_stale_record_is_pruned_by_node_reattach(pf: str, manager: HostdevManage
     assert result.driver is None and guest.driver_of(vf) is None
     assert guest.override_of(vf) == "(null)"
     assert manager.inactive() == []
+
+
+def test_set_num_vfs_through_the_library(pf: str, manager: HostdevManager,
+                                         observe: Observer) -> None:
+    """VF creation and removal through set_num_vfs: refusal under an assigned VF, the
+    change through 0, and the records of vanished VFs pruned."""
+    guest.must(dev(pf) / "sriov_drivers_autoprobe", "0")  # nvme would grab, then drop them
+    report = manager.set_num_vfs(pf, 2)
+    assert (report.before, report.after, report.went_through_zero) == (0, 2, False)
+    vfs = [str(v) for v in report.vfs]
+    assert vfs == [os.path.basename(os.readlink(dev(pf) / f"virtfn{i}")) for i in range(2)]
+    owner = Owner(driver="qemu", domain="rk")
+    manager.prepare(owner, [HostdevSpec(address=vfs[0])])
+    manager.node_detach(vfs[1])
+    with pytest.raises(DeviceInUse, match=f"{vfs[0]} is in use by driver qemu, domain rk"):
+        manager.set_num_vfs(pf, 3)
+    assert guest.read(dev(pf) / "sriov_numvfs") == "2\n"
+    assert manager.reattach(owner, [vfs[0]]).reattached == [report.vfs[0]]
+    grown = manager.set_num_vfs(pf, 3)
+    assert (grown.before, grown.after, grown.went_through_zero) == (2, 3, True)
+    assert [str(r.address) for r in grown.pruned] == [vfs[1]]
+    assert manager.inactive() == [] and manager.active() == []
+    assert guest.driver_of(vfs[1]) is None, "the new VF at the old address was left alone"
+    observe.record("set_num_vfs 2 -> 3 VFs", [str(v) for v in grown.vfs])
+    assert manager.set_num_vfs(pf, 0).after == 0
+    assert guest.read(dev(pf) / "sriov_numvfs") == "0\n"
