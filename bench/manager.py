@@ -28,10 +28,11 @@ from typing import Any
 from pyfakefs.fake_filesystem_unittest import Patcher
 
 from hostdev.address import PciAddress
+from hostdev.lists import Lists
 from hostdev.manager import HostdevManager
 from hostdev.pci import list_devices
 from hostdev.records import DeviceRecord, HostdevSpec, Owner
-from hostdev.state import Lists, StateStore
+from hostdev.state import StateStore
 from hostdev.testing import FakeKernel
 from hostdev.testing.hostgen import generate_host
 

@@ -19,6 +19,7 @@ from hostdev.binding import Guard
 from hostdev.errors import BadInput, DeviceBusy, HostdevError
 from hostdev.identity import Presence
 from hostdev.journal import Journal
+from hostdev.lists import Lists
 from hostdev.nodedev import NodeResult, node_detach, node_reattach, node_reset
 from hostdev.prepare import prepare
 from hostdev.reattach import reattach
@@ -34,7 +35,7 @@ from hostdev.recovery import ReconcileReport, recover
 from hostdev.recovery import reconcile as reconcile_lists
 from hostdev.sriov import SriovReport
 from hostdev.sriov import set_num_vfs as change_num_vfs
-from hostdev.state import Lists, StateStore, default_state_dir
+from hostdev.state import StateStore, default_state_dir
 from hostdev.stubs import is_vfio_driver
 from hostdev.sysfs import Sysfs
 from hostdev.transaction import Transaction

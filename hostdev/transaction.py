@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from hostdev.address import PciAddress
 from hostdev.binding import Guard
 from hostdev.journal import DeviceBefore, Intent, VfCountBefore
+from hostdev.lists import Lists
 from hostdev.pci import PciDevice
 from hostdev.records import DeviceRecord
-from hostdev.state import Lists
 from hostdev.sysfs import Sysfs
 
 log = logging.getLogger("hostdev")

@@ -10,10 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hostdev.address import PciAddress
 from hostdev.commands import listing
+from hostdev.lists import Lists
 from hostdev.pci import PciDevice, read_device
 from hostdev.records import Owner
 from hostdev.render import device_details
-from hostdev.state import Lists
 from hostdev.stubs import is_vfio_driver
 from hostdev.sysfs import Sysfs
 from hostdev.vfio import Holder, holders

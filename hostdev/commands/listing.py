@@ -23,8 +23,8 @@ from hostdev.scan import DeviceFacts, scan
 from hostdev.sysfs import Sysfs
 
 if TYPE_CHECKING:
+    from hostdev.lists import Lists
     from hostdev.records import Owner
-    from hostdev.state import Lists
 
 LIST_SCHEMA_ID = "hostdev.list/1"
 
