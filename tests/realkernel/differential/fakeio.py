@@ -9,7 +9,6 @@ nothing here can ever reach a real ``/sys``.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 from typing import Any
@@ -17,6 +16,8 @@ from typing import Any
 from pyfakefs.fake_filesystem import FakeFilesystem
 
 from hostdev.testing import FakeKernel
+
+from .. import rawio
 
 #: Created in the fake file system by the test fixture; never exists on a real host.
 MARKER = "/.hostdev-differential-pyfakefs-only"
@@ -46,11 +47,7 @@ GROUPS = "/sys/kernel/iommu_groups"
 DEV_VFIO = "/dev/vfio"
 
 
-def errname(code: int | None) -> str:
-    """Symbolic errno name (``"EBUSY"``)."""
-    if code is None:
-        return "E?"
-    return errno.errorcode.get(code, f"E{code}")
+errname = rawio.errname
 
 
 def normalise(value: Any) -> Any:
@@ -109,33 +106,13 @@ class FakeGuest:
 
     def write(self, path: str, data: str | bytes) -> str:
         """One write: ``"ok"``, ``"short:N"`` or the errno name."""
-        raw = data.encode() if isinstance(data, str) else data
-        try:
-            fd = self.open_w(path)
-        except OSError as exc:
-            return errname(exc.errno)
-        try:
-            written = os.write(fd, raw)
-        except OSError as exc:
-            return errname(exc.errno)
-        finally:
-            os.close(fd)
-        return "ok" if written == len(raw) else f"short:{written}"
+        self._only_in_fake()
+        return rawio.write(path, data, self.flags)
 
     def write_detail(self, path: str, data: str | bytes) -> str:
         """Like write, saying which call failed (``"open:EACCES"``)."""
-        raw = data.encode() if isinstance(data, str) else data
-        try:
-            fd = self.open_w(path)
-        except OSError as exc:
-            return f"open:{errname(exc.errno)}"
-        try:
-            written = os.write(fd, raw)
-        except OSError as exc:
-            return f"write:{errname(exc.errno)}"
-        finally:
-            os.close(fd)
-        return "ok" if written == len(raw) else f"short:{written}"
+        self._only_in_fake()
+        return rawio.write_detail(path, data, self.flags)
 
     def timed_write(self, path: str, data: str) -> tuple[str, float]:
         """write with a duration (the fake takes no time; durations are never compared)."""
@@ -148,29 +125,8 @@ class FakeGuest:
             raise AssertionError(f"set-up write {data!r} to {path} failed with {result}")
 
     # ------------------------------------------------------------------ reads
-    @staticmethod
-    def read(path: str) -> str:
-        """Whole attribute, or ``"!ENAME"``."""
-        try:
-            with open(path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError as exc:
-            return f"!{errname(exc.errno)}"
-
-    @staticmethod
-    def read_detail(path: str) -> str:
-        """``"ok"``, ``"open:ENAME"`` or ``"read:ENAME"``."""
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError as exc:
-            return f"open:{errname(exc.errno)}"
-        try:
-            os.read(fd, 4096)
-        except OSError as exc:
-            return f"read:{errname(exc.errno)}"
-        finally:
-            os.close(fd)
-        return "ok"
+    read = staticmethod(rawio.read)
+    read_detail = staticmethod(rawio.read_detail)
 
     @staticmethod
     def readlink(path: str) -> str | None:

@@ -16,6 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+from .. import rawio
+from ..rawio import errname, read, read_detail  # noqa: F401 - part of the guest API
+
 #: The NVMe physical function of the guest (QEMU ``nvme`` behind ``pcie-root-port``).
 PF = "0000:01:00.0"
 #: The PCIe root port above it (a bridge: no SR-IOV files).
@@ -79,20 +82,6 @@ def dev(addr: str) -> Path:
     return DEVICES / addr
 
 
-def errname(code: int | None) -> str:
-    """Return the symbolic name of an errno value (``"EBUSY"``)."""
-    if code is None:
-        return "E?"
-    return errno.errorcode.get(code, f"E{code}")
-
-
-def read(path: Path | str) -> str:
-    """Read a sysfs attribute; return its text, or ``"!ENAME"`` if reading failed."""
-    try:
-        with open(path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-    except OSError as exc:
-        return f"!{errname(exc.errno)}"
 
 
 def readlink(path: Path | str) -> str | None:
@@ -123,51 +112,14 @@ def write(path: Path | str, data: str | bytes) -> str:
     """
     if not in_guest():
         raise RuntimeError("refusing to write to sysfs outside the hostdev QEMU guest")
-    raw = data.encode() if isinstance(data, str) else data
-    try:
-        fd = os.open(path, os.O_WRONLY)
-    except OSError as exc:
-        return errname(exc.errno)
-    try:
-        written = os.write(fd, raw)
-    except OSError as exc:
-        return errname(exc.errno)
-    finally:
-        os.close(fd)
-    return "ok" if written == len(raw) else f"short:{written}"
+    return rawio.write(path, data)
 
 
 def write_detail(path: Path | str, data: str | bytes) -> str:
     """Like :func:`write`, but say which call failed: ``"open:EACCES"``, ``"write:EIO"``."""
     if not in_guest():
         raise RuntimeError("refusing to write to sysfs outside the hostdev QEMU guest")
-    raw = data.encode() if isinstance(data, str) else data
-    try:
-        fd = os.open(path, os.O_WRONLY)
-    except OSError as exc:
-        return f"open:{errname(exc.errno)}"
-    try:
-        written = os.write(fd, raw)
-    except OSError as exc:
-        return f"write:{errname(exc.errno)}"
-    finally:
-        os.close(fd)
-    return "ok" if written == len(raw) else f"short:{written}"
-
-
-def read_detail(path: Path | str) -> str:
-    """Read and say which call failed: ``"open:EACCES"``, ``"read:EIO"``, else ``"ok"``."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError as exc:
-        return f"open:{errname(exc.errno)}"
-    try:
-        os.read(fd, 4096)
-    except OSError as exc:
-        return f"read:{errname(exc.errno)}"
-    finally:
-        os.close(fd)
-    return "ok"
+    return rawio.write_detail(path, data)
 
 
 def timed_write(path: Path | str, data: str | bytes) -> tuple[str, float]:
