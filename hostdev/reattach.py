@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from hostdev import binding
 from hostdev.address import PciAddress
 from hostdev.errors import DeviceBusy, DeviceNotFound, HostdevError
-from hostdev.identity import Presence, check
+from hostdev.identity import Presence, examine
 from hostdev.pci import read_device
 from hostdev.records import DeviceRecord, Owner, ReattachFailure, ReattachReport
 from hostdev.stubs import is_vfio_driver
@@ -62,13 +62,8 @@ def reattach(txn: Transaction, owner: Owner, addresses: Sequence[PciAddress],
 
 
 def presence(txn: Transaction, record: DeviceRecord) -> Presence:
-    if not txn.sysfs.device_exists(record.address):
-        return Presence.MISSING
-    try:
-        dev = read_device(txn.sysfs, record.address)
-    except DeviceNotFound:
-        return Presence.MISSING
-    return check(txn.sysfs, record, dev)
+    """Whether the device of ``record`` is still the one recorded."""
+    return examine(txn.sysfs, record)
 
 
 def _leaves_stub(record: DeviceRecord) -> bool:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from hostdev import binding
 from hostdev.address import PciAddress
 from hostdev.errors import HostdevError
-from hostdev.identity import Presence, check
+from hostdev.identity import Presence, examine
 from hostdev.journal import Intent
 from hostdev.pci import read_device
 from hostdev.records import DeviceRecord
@@ -98,21 +98,18 @@ def reconcile(txn: Transaction, report: ReconcileReport) -> ReconcileReport:
     for addr in sorted(set(txn.lists.active) | set(txn.lists.inactive)):
         record = txn.lists.find(addr)
         assert record is not None
-        if not txn.sysfs.device_exists(addr):
+        presence = examine(txn.sysfs, record)
+        if presence is not Presence.PRESENT:
             txn.lists.drop(addr)
-            report.pruned.append(record)
+            (report.pruned if presence is Presence.MISSING else report.stale).append(record)
             continue
         try:
-            dev = read_device(txn.sysfs, addr)
+            driver = binding.current_driver(txn.sysfs, addr)
         except HostdevError:
             txn.lists.drop(addr)
             report.pruned.append(record)
             continue
-        if check(txn.sysfs, record, dev) is not Presence.PRESENT:
-            txn.lists.drop(addr)
-            report.stale.append(record)
-            continue
-        if dev.driver != record.stub_driver:
+        if driver != record.stub_driver:
             report.driver_changed.append(
-                DriverChange(address=addr, expected=record.stub_driver, found=dev.driver))
+                DriverChange(address=addr, expected=record.stub_driver, found=driver))
     return report
