@@ -6,8 +6,6 @@ only for what it uses.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from hostdev.address import PciAddress, validate_driver_name
 from hostdev.errors import (
     BadInput,
@@ -24,7 +22,11 @@ from hostdev.errors import (
     StateCorrupt,
 )
 
+# typing.TYPE_CHECKING, without importing typing at run time (cold start).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from hostdev.manager import HostdevManager
     from hostdev.nodedev import NodeResult
     from hostdev.pci import PciDevice, list_devices, read_device

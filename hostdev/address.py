@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import re
 from functools import total_ordering
-from typing import TYPE_CHECKING, Any
 
 from hostdev.errors import InvalidAddress, InvalidDriverName
 
+# typing.TYPE_CHECKING, without importing typing at run time (cold start).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     # pydantic is imported only when a model using PciAddress is built, so that
     # ``import hostdev`` and pydantic-free commands (``hostdev list``) stay cheap.
     from pydantic import GetCoreSchemaHandler

@@ -7,11 +7,13 @@ save, and the state file can reuse what it wrote for an unchanged list.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from hostdev.address import PciAddress
 
+# typing.TYPE_CHECKING, without importing typing at run time (cold start).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from hostdev.records import DeviceRecord
     from hostdev.statefile import StateFile
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Protocol
 
 from hostdev.classes import class_name
 from hostdev.stubs import is_stub_driver
 
+# typing.TYPE_CHECKING, without importing typing at run time (cold start).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Protocol
+
     from hostdev.address import PciAddress
     from hostdev.pci import PciDevice
 

@@ -17,13 +17,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from operator import attrgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from hostdev.address import PciAddress
 from hostdev.errors import HostdevError, StateBusy, StateCorrupt
 from hostdev.lists import Lists, RecordMap
 
+# typing.TYPE_CHECKING, without importing typing at run time (cold start).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     # The models (and pydantic, filelock) are imported where a file is parsed,
     # built or locked: ``hostdev list`` with no state file imports none of them.
     from hostdev.records import DeviceRecord

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
 from hostdev.address import PciAddress
 from hostdev.errors import HostdevError
@@ -22,6 +21,8 @@ from hostdev.render import BASE_COLUMNS, Column, status_table
 from hostdev.scan import DeviceFacts, scan
 from hostdev.sysfs import Sysfs
 
+# typing.TYPE_CHECKING, without importing typing at run time (cold start).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from hostdev.lists import Lists
     from hostdev.records import Owner
