@@ -6,8 +6,9 @@ attribute names as :class:`hostdev.pci.PciDevice`. ``hostdev.pci`` builds its
 validated models from them; ``hostdev list`` prints them directly, so that the
 command neither imports pydantic nor builds a model per device.
 
-Reading one device costs one directory listing plus one read per attribute
-present (a PF adds one ``readlink`` per VF). A scan shares the IOMMU-group
+Reading one device costs one directory listing, one read of ``uevent`` (driver,
+class and ids in one go), and one read per other attribute present (a PF adds
+one ``readlink`` per VF). A scan shares the IOMMU-group
 directory reads and takes VF indexes from the PFs' ``virtfnN`` links, so no
 file is read twice.
 """
@@ -145,7 +146,26 @@ def read_facts(sysfs: Sysfs, addr: PciAddress, groups: GroupCache | None,
     read_int = sysfs.read_int
     read_link_name = sysfs.read_link_name
 
-    class_code = read_hex(prefix + "class", addr)
+    # One read of ``uevent`` gives the driver, class and ids that would otherwise
+    # take five or six (the kernel formats it from what it keeps in memory; no
+    # config-space access, so no device is woken up).
+    event = _uevent(sysfs, prefix, addr) if "uevent" in entries else None
+    subsystem_vendor: int | None = None
+    subsystem_device: int | None = None
+    if event is not None:
+        driver, class_code, vendor, device, sub_vendor, sub_device = event
+        if not brief:
+            subsystem_vendor, subsystem_device = sub_vendor, sub_device
+    else:
+        class_code = read_hex(prefix + "class", addr)
+        vendor = read_hex(prefix + "vendor", addr)
+        device = read_hex(prefix + "device", addr)
+        if not brief:
+            if "subsystem_vendor" in entries:
+                subsystem_vendor = read_hex(prefix + "subsystem_vendor", addr)
+            if "subsystem_device" in entries:
+                subsystem_device = read_hex(prefix + "subsystem_device", addr)
+        driver = read_link_name(prefix + "driver", addr) if "driver" in entries else None
     group = None
     if "iommu_group" in entries:
         group = _to_int(read_link_name(prefix + "iommu_group", addr), addr, "iommu_group")
@@ -178,18 +198,25 @@ def read_facts(sysfs: Sysfs, addr: PciAddress, groups: GroupCache | None,
         members = [addr]
     elif groups is not None:
         members = groups.get(group)
-    vendor = read_hex(prefix + "vendor", addr)
-    device = read_hex(prefix + "device", addr)
-    subsystem_vendor = subsystem_device = None
-    if not brief:
-        if "subsystem_vendor" in entries:
-            subsystem_vendor = read_hex(prefix + "subsystem_vendor", addr)
-        if "subsystem_device" in entries:
-            subsystem_device = read_hex(prefix + "subsystem_device", addr)
-    driver = read_link_name(prefix + "driver", addr) if "driver" in entries else None
     return DeviceFacts(addr, vendor, device, subsystem_vendor, subsystem_device, class_code,
                        driver, override, group, members, numa, sriov, vf, reset_methods,
                        "vfio-dev" in entries)
+
+
+def _uevent(sysfs: Sysfs, prefix: str, addr: PciAddress
+            ) -> tuple[str | None, int, int, int, int, int] | None:
+    """Driver, class, vendor, device and subsystem ids from ``uevent``; None if unusable."""
+    text = sysfs.read_optional(prefix + "uevent", addr)
+    if not text:
+        return None
+    values = dict(line.partition("=")[::2] for line in text.split("\n") if line)
+    try:
+        vendor, device = (int(x, 16) for x in values["PCI_ID"].split(":"))
+        sub_vendor, sub_device = (int(x, 16) for x in values["PCI_SUBSYS_ID"].split(":"))
+        class_code = int(values["PCI_CLASS"], 16)
+    except (KeyError, ValueError):
+        return None
+    return values.get("DRIVER") or None, class_code, vendor, device, sub_vendor, sub_device
 
 
 def scan(sysfs: Sysfs, *, brief: bool = False) -> list[DeviceFacts]:
