@@ -113,13 +113,22 @@ def restore(sysfs: Sysfs, address: PciAddress, driver: str | None, override: str
     afterwards (the kernel may pick another one than ``driver``).
     """
     now = current_driver(sysfs, address)
-    if now != driver and now is not None and guard is not None:
-        guard(address, now)  # before any write: a refusal leaves the device as it was
+    if now == driver:
+        if sysfs.read_override(address) != override:
+            set_override(sysfs, address, override, raw=True)
+        return now
+    return reprobe(sysfs, address, now, override, guard)
+
+
+def reprobe(sysfs: Sysfs, address: PciAddress, current: str | None, override: str | None,
+            guard: Guard | None = None) -> str | None:
+    """Leave ``current`` (the bound driver, or None) with ``override`` set, and let the
+    kernel pick a driver. Returns the driver bound afterwards."""
+    if current is not None and guard is not None:
+        guard(address, current)  # before any write: a refusal leaves the device as it was
     if sysfs.read_override(address) != override:
         set_override(sysfs, address, override, raw=True)
-    if now == driver:
-        return now
-    if now is not None:
-        unbind(sysfs, address, now)
+    if current is not None:
+        unbind(sysfs, address, current)
     probe(sysfs, address)
     return current_driver(sysfs, address)

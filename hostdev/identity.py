@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from enum import Enum
 
+from hostdev.address import PciAddress
 from hostdev.errors import DeviceNotFound
 from hostdev.pci import PciDevice
 from hostdev.records import DeviceRecord
@@ -25,32 +26,13 @@ class Presence(Enum):
 
 
 def check(sysfs: Sysfs, record: DeviceRecord, device: PciDevice | None = None) -> Presence:
-    """Compare a record with the host (with a fresh snapshot when one is at hand)."""
-    if not sysfs.device_exists(record.address):
-        return Presence.MISSING
-    generation = sysfs.identity(record.address)
-    if generation is None:
-        return Presence.MISSING
-    if record.generation is not None and generation != record.generation:
-        return Presence.STALE
-    if device is not None:
-        if (device.vendor, device.device) != (record.vendor, record.device):
-            return Presence.STALE
-        pf = device.vf.pf if device.vf is not None else None
-        if pf != record.pf:
-            return Presence.STALE
-        if device.vf is not None and record.vf_index is not None and \
-                device.vf.index is not None and device.vf.index != record.vf_index:
-            return Presence.STALE
-    return Presence.PRESENT
+    """Compare a record with the host.
 
-
-def examine(sysfs: Sysfs, record: DeviceRecord) -> Presence:
-    """Compare a record with the host in a few reads (no full snapshot).
-
-    The directory inode already changes whenever the kernel re-creates the
-    function; the ids are read as well, and the PF link for a record that has
-    no inode (none is written without one, but files may be older).
+    The directory inode changes whenever the kernel re-creates the function,
+    so a stat settles most cases; the ids and the PF (and the VF index, when a
+    snapshot is at hand) are compared as well. Without ``device`` this costs a
+    stat and two reads (plus the PF link for a record without an inode, which
+    none written today lacks, but older files may).
     """
     addr = record.address
     generation = sysfs.identity(addr)
@@ -58,15 +40,23 @@ def examine(sysfs: Sysfs, record: DeviceRecord) -> Presence:
         return Presence.MISSING
     if record.generation is not None and generation != record.generation:
         return Presence.STALE
-    try:
-        ids = (sysfs.read_hex(sysfs.device_path(addr, "vendor"), addr),
-               sysfs.read_hex(sysfs.device_path(addr, "device"), addr))
-        pf = sysfs.read_link_name(sysfs.device_path(addr, "physfn"), addr) \
-            if record.generation is None else (str(record.pf) if record.pf else None)
-    except DeviceNotFound:
-        return Presence.MISSING
-    if ids != (record.vendor, record.device):
+    if device is not None:
+        ids = (device.vendor, device.device)
+        pf = device.vf.pf if device.vf is not None else None
+        index = device.vf.index if device.vf is not None else None
+    else:
+        try:
+            ids = (sysfs.read_hex(sysfs.device_path(addr, "vendor"), addr),
+                   sysfs.read_hex(sysfs.device_path(addr, "device"), addr))
+            pf = record.pf
+            if record.generation is None:
+                name = sysfs.read_link_name(sysfs.device_path(addr, "physfn"), addr)
+                pf = PciAddress.parse(name) if name is not None else None
+        except DeviceNotFound:
+            return Presence.MISSING
+        index = None
+    if ids != (record.vendor, record.device) or pf != record.pf:
         return Presence.STALE
-    if pf != (str(record.pf) if record.pf is not None else None):
+    if index is not None and record.vf_index is not None and index != record.vf_index:
         return Presence.STALE
     return Presence.PRESENT

@@ -17,7 +17,6 @@ from hostdev import vfio
 from hostdev.address import AddressLike, PciAddress, validate_driver_name
 from hostdev.binding import Guard
 from hostdev.errors import BadInput, DeviceBusy, HostdevError
-from hostdev.identity import Presence
 from hostdev.journal import Journal
 from hostdev.lists import Lists
 from hostdev.nodedev import NodeResult, node_detach, node_reattach, node_reset
@@ -32,6 +31,7 @@ from hostdev.records import (
     UpdateReport,
 )
 from hostdev.recovery import ReconcileReport, recover
+from hostdev.recovery import prune as prune_records
 from hostdev.recovery import reconcile as reconcile_lists
 from hostdev.sriov import SriovReport
 from hostdev.sriov import set_num_vfs as change_num_vfs
@@ -217,16 +217,8 @@ class HostdevManager:
     def prune_missing(self) -> list[DeviceRecord]:
         """Drop records of devices that vanished or were re-created; return them."""
         def run(txn: Transaction) -> list[DeviceRecord]:
-            from hostdev.reattach import presence
-
-            pruned = []
-            for addr in sorted(set(txn.lists.active) | set(txn.lists.inactive)):
-                record = txn.lists.find(addr)
-                assert record is not None
-                if presence(txn, record) is not Presence.PRESENT:
-                    txn.lists.drop(addr)
-                    pruned.append(record)
-            return pruned
+            vanished, recreated = prune_records(txn)
+            return sorted(vanished + recreated, key=lambda r: r.address)
 
         return self._run(run)
 

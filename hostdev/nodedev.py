@@ -81,23 +81,10 @@ def node_reattach(txn: Transaction, address: PciAddress) -> NodeResult:
             not is_stub_driver(record.original_driver):
         now = binding.restore(txn.sysfs, address, record.original_driver, override, txn.guard)
     else:
-        now = _reprobe(txn, address, dev.driver, override)
+        now = binding.reprobe(txn.sysfs, address, dev.driver, override, txn.guard)
     txn.lists.inactive.pop(address, None)
     return NodeResult(address=address, driver=now,
                       action=f"reattached to {now or 'no driver'}", pruned=pruned)
-
-
-def _reprobe(txn: Transaction, address: PciAddress, driver: str | None,
-             override: str | None) -> str | None:
-    """Leave the stub and let the kernel pick the driver (original unknown)."""
-    if driver is not None:
-        txn.guard(address, driver)  # before any write: a refusal leaves the device as it was
-    if txn.sysfs.read_override(address) != override:
-        binding.set_override(txn.sysfs, address, override, raw=True)
-    if driver is not None:
-        binding.unbind(txn.sysfs, address, driver)
-    binding.probe(txn.sysfs, address)
-    return binding.current_driver(txn.sysfs, address)
 
 
 def node_reset(txn: Transaction, address: PciAddress) -> NodeResult:

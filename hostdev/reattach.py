@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from hostdev import binding
 from hostdev.address import PciAddress
 from hostdev.errors import DeviceBusy, DeviceNotFound, HostdevError
-from hostdev.identity import Presence, examine
+from hostdev.identity import Presence, check
 from hostdev.pci import read_device
 from hostdev.records import DeviceRecord, Owner, ReattachFailure, ReattachReport
 from hostdev.stubs import is_vfio_driver
@@ -34,7 +34,7 @@ def reattach(txn: Transaction, owner: Owner, addresses: Sequence[PciAddress],
             other = "not active" if record is None else f"owned by {record.owner}"
             report.warnings.append(f"{addr} is {other}; left alone")
             continue
-        if presence(txn, record) is not Presence.PRESENT:
+        if check(txn.sysfs, record) is not Presence.PRESENT:
             txn.lists.drop(addr)
             report.pruned.append(record)
             continue
@@ -59,11 +59,6 @@ def reattach(txn: Transaction, owner: Owner, addresses: Sequence[PciAddress],
     for record in released:
         _give_back(txn, record, report)
     return report
-
-
-def presence(txn: Transaction, record: DeviceRecord) -> Presence:
-    """Whether the device of ``record`` is still the one recorded."""
-    return examine(txn.sysfs, record)
 
 
 def _leaves_stub(record: DeviceRecord) -> bool:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from hostdev import binding
 from hostdev.address import PciAddress
 from hostdev.errors import HostdevError
-from hostdev.identity import Presence, examine
+from hostdev.identity import Presence, check
 from hostdev.journal import Intent
 from hostdev.pci import read_device
 from hostdev.records import DeviceRecord
@@ -93,16 +93,31 @@ def _track_if_on_stub(txn: Transaction, addr: PciAddress, driver: str | None,
             original_override=override, unbind_from_stub=driver != dev.driver)
 
 
-def reconcile(txn: Transaction, report: ReconcileReport) -> ReconcileReport:
-    """Compare every record with the host; prune what vanished or was re-created."""
+def prune(txn: Transaction) -> tuple[list[DeviceRecord], list[DeviceRecord]]:
+    """Drop every record whose device vanished, or was re-created at its address.
+
+    Returns (vanished, re-created), each in address order.
+    """
+    vanished: list[DeviceRecord] = []
+    recreated: list[DeviceRecord] = []
     for addr in sorted(set(txn.lists.active) | set(txn.lists.inactive)):
         record = txn.lists.find(addr)
         assert record is not None
-        presence = examine(txn.sysfs, record)
+        presence = check(txn.sysfs, record)
         if presence is not Presence.PRESENT:
             txn.lists.drop(addr)
-            (report.pruned if presence is Presence.MISSING else report.stale).append(record)
-            continue
+            (vanished if presence is Presence.MISSING else recreated).append(record)
+    return vanished, recreated
+
+
+def reconcile(txn: Transaction, report: ReconcileReport) -> ReconcileReport:
+    """Compare every record with the host; prune what vanished or was re-created."""
+    vanished, recreated = prune(txn)
+    report.pruned.extend(vanished)
+    report.stale.extend(recreated)
+    for addr in sorted(set(txn.lists.active) | set(txn.lists.inactive)):
+        record = txn.lists.find(addr)
+        assert record is not None
         try:
             driver = binding.current_driver(txn.sysfs, addr)
         except HostdevError:
