@@ -230,24 +230,7 @@ class HostdevManager:
     def _wait_all(self, addresses: Iterable[PciAddress],
                   timeout: float) -> dict[PciAddress, DeviceBusy]:
         """Wait for all devices together (one deadline); return those still held."""
-        import time
-
-        deadline = time.monotonic() + max(0.0, timeout)
-        pending = list(addresses)
-        busy: dict[PciAddress, DeviceBusy] = {}
-        while pending:
-            busy = {}
-            for addr in pending:
-                try:
-                    vfio.wait_released(self.sysfs, addr, 0.0)
-                except DeviceBusy as exc:
-                    busy[addr] = exc
-            pending = list(busy)
-            left = deadline - time.monotonic()
-            if not pending or left <= 0:
-                break
-            time.sleep(min(0.2, left))
-        return busy
+        return vfio.wait_all_released(self.sysfs, list(addresses), timeout)
 
 
 def _specs(specs: Sequence[SpecLike]) -> list[HostdevSpec]:

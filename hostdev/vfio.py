@@ -37,61 +37,85 @@ class Holder(BaseModel):
         return f"{self.comm} (pid {self.pid}, {', '.join(self.via)})"
 
 
-def _device_nodes(sysfs: Sysfs, address: PciAddress) -> tuple[int | None, set[str]]:
-    group_name = sysfs.read_link_name(sysfs.device_path(address, "iommu_group"), address)
-    group = int(group_name) if group_name and group_name.isdigit() else None
-    cdevs = set(sysfs.list_dir(sysfs.device_path(address, "vfio-dev"), address))
-    return group, cdevs
+class _Nodes:
+    """The device nodes through which one PCI function can be held."""
+
+    __slots__ = ("cdevs", "group")
+
+    def __init__(self, sysfs: Sysfs, address: PciAddress) -> None:
+        name = sysfs.read_link_name(sysfs.device_path(address, "iommu_group"), address)
+        self.group = f"/dev/vfio/{name}" if name and name.isdigit() else None
+        self.cdevs = {f"/dev/vfio/devices/{c}"
+                      for c in sysfs.list_dir(sysfs.device_path(address, "vfio-dev"), address)}
+
+
+#: What one process has open: link targets, and for anonymous VFIO device fds the
+#: device named by fdinfo (None when the kernel does not say).
+_OpenFiles = list[tuple[str, str | None]]
 
 
 def holders(sysfs: Sysfs, address: PciAddress) -> list[Holder]:
     """Processes that hold ``address`` through VFIO (empty when none)."""
-    group, cdevs = _device_nodes(sysfs, address)
-    group_node = f"/dev/vfio/{group}" if group is not None else None
-    cdev_nodes = {f"/dev/vfio/devices/{c}" for c in cdevs}
-    found: list[Holder] = []
-    for pid_name in sysfs.list_dir(sysfs.proc):
-        if not pid_name.isdigit():
+    return holders_of(sysfs, [address])[address]
+
+
+def holders_of(sysfs: Sysfs, addresses: list[PciAddress]) -> dict[PciAddress, list[Holder]]:
+    """Holders of each of ``addresses``, from one pass over ``/proc``."""
+    nodes = {addr: _Nodes(sysfs, addr) for addr in addresses}
+    found: dict[PciAddress, list[Holder]] = {addr: [] for addr in addresses}
+    for pid in sorted((p for p in sysfs.list_dir(sysfs.proc) if p.isdigit()), key=int):
+        files = _open_files(sysfs, pid)
+        if not files:
             continue
-        via = _scan_process(sysfs, pid_name, address, group_node, cdev_nodes)
-        if via:
-            comm = _read_quiet(sysfs, f"{sysfs.proc}/{pid_name}/comm") or "?"
-            found.append(Holder(pid=int(pid_name), comm=comm.strip(), via=via))
-    return sorted(found, key=lambda h: h.pid)
+        comm: str | None = None
+        for addr, node in nodes.items():
+            via = _via(files, addr, node)
+            if via:
+                if comm is None:
+                    comm = (_read_quiet(sysfs, f"{sysfs.proc}/{pid}/comm") or "?").strip()
+                found[addr].append(Holder(pid=int(pid), comm=comm, via=via))
+    return found
 
 
-def _scan_process(sysfs: Sysfs, pid: str, address: PciAddress, group_node: str | None,
-                  cdev_nodes: set[str]) -> list[str]:
+def _open_files(sysfs: Sysfs, pid: str) -> _OpenFiles:
+    """The VFIO files a process has open (nothing else is kept)."""
     fd_dir = f"{sysfs.proc}/{pid}/fd"
     try:
         fds = sysfs.list_dir(fd_dir)
     except HostdevError:
         return []  # gone, or not ours to look at
-    via: list[str] = []
-    has_any_group = False
-    anonymous = 0
+    files: _OpenFiles = []
     for fd in fds:
         try:
             target = sysfs.read_link(f"{fd_dir}/{fd}")
         except HostdevError:
             continue
-        if target is None:
-            continue
-        if target == group_node:
-            via.append(f"group {group_node.rsplit('/', 1)[-1]}")
+        if target == _ANON_DEVICE:
+            files.append((target, _fdinfo_syspath(sysfs, f"{sysfs.proc}/{pid}/fdinfo/{fd}")))
+        elif target is not None and target.startswith("/dev/vfio/"):
+            files.append((target, None))
+    return files
+
+
+def _via(files: _OpenFiles, address: PciAddress, node: _Nodes) -> list[str]:
+    """How a process with ``files`` open holds ``address`` (empty: it does not)."""
+    via: list[str] = []
+    has_any_group = holds_group = False
+    anonymous = 0
+    for target, syspath in files:
+        if target == node.group:
+            via.append(f"group {target.rsplit('/', 1)[-1]}")
+            has_any_group = holds_group = True
+        elif target[10:].isdigit():
             has_any_group = True
-        elif target.startswith("/dev/vfio/") and target[10:].isdigit():
-            has_any_group = True
-        elif target in cdev_nodes:
+        elif target in node.cdevs:
             via.append(f"cdev {target.rsplit('/', 1)[-1]}")
         elif target == _ANON_DEVICE:
-            syspath = _fdinfo_syspath(sysfs, f"{sysfs.proc}/{pid}/fdinfo/{fd}")
             if syspath is None:
                 anonymous += 1
             elif syspath.rstrip("/").rsplit("/", 1)[-1] == str(address):
                 via.append("device fd")
-    ours = group_node is not None and f"group {group_node[10:]}" in via
-    if anonymous and (ours or not has_any_group):
+    if anonymous and (holds_group or not has_any_group):
         via.append("device fd (unnamed)")
     return via
 
@@ -116,23 +140,38 @@ def _read_quiet(sysfs: Sysfs, path: str) -> str | None:
 def wait_released(sysfs: Sysfs, address: PciAddress, timeout: float, *,
                   sleep: Callable[[float], None] = time.sleep,
                   clock: Callable[[], float] = time.monotonic) -> None:
-    """Return once no process holds ``address``; DeviceBusy after ``timeout`` seconds.
+    """Return once no process holds ``address``; DeviceBusy after ``timeout`` seconds."""
+    busy = wait_all_released(sysfs, [address], timeout, sleep=sleep, clock=clock)
+    if busy:
+        raise busy[address]
 
-    Polls with back-off (50 ms doubling to 1 s).
+
+def wait_all_released(sysfs: Sysfs, addresses: list[PciAddress], timeout: float, *,
+                      sleep: Callable[[float], None] = time.sleep,
+                      clock: Callable[[], float] = time.monotonic,
+                      ) -> dict[PciAddress, DeviceBusy]:
+    """Wait, with one deadline for all, until no process holds any of ``addresses``.
+
+    Polls with back-off (50 ms doubling to 1 s); returns a DeviceBusy for each
+    device still held after ``timeout`` seconds (empty when all were released).
     """
     deadline = clock() + max(0.0, timeout)
     delay = 0.05
+    pending = list(addresses)
     while True:
-        found = holders(sysfs, address)
-        if not found:
-            return
+        held = {a: found for a, found in holders_of(sysfs, pending).items() if found}
         left = deadline - clock()
-        if left <= 0:
-            names = "; ".join(str(h) for h in found)
-            raise DeviceBusy(
-                f"PCI device {address} is still held by a VFIO user: {names}; not unbinding"
-                f" it (the kernel would block). Stop the holder or wait, then retry",
-                address=address, holders=found,
-            )
+        if not held or left <= 0:
+            return {addr: _busy(addr, found) for addr, found in held.items()}
+        pending = list(held)
         sleep(min(delay, left))
         delay = min(delay * 2, 1.0)
+
+
+def _busy(address: PciAddress, found: list[Holder]) -> DeviceBusy:
+    names = "; ".join(str(h) for h in found)
+    return DeviceBusy(
+        f"PCI device {address} is still held by a VFIO user: {names}; not unbinding"
+        f" it (the kernel would block). Stop the holder or wait, then retry",
+        address=address, holders=found,
+    )
