@@ -14,7 +14,6 @@ from hostdev import binding
 from hostdev.address import PciAddress
 from hostdev.errors import DeviceBusy, DeviceNotFound, HostdevError
 from hostdev.identity import Presence, check
-from hostdev.pci import read_device
 from hostdev.records import DeviceRecord, Owner, ReattachFailure, ReattachReport
 from hostdev.stubs import is_vfio_driver
 from hostdev.transaction import Transaction, log
@@ -53,7 +52,7 @@ def reattach(txn: Transaction, owner: Owner, addresses: Sequence[PciAddress],
         del txn.lists.active[record.address]
         txn.lists.inactive[record.address] = record.model_copy(update={"owner": None})
     released = [r for r in mine if r.address not in busy]
-    txn.declare("reattach", [read_device(txn.sysfs, r.address) for r in released])
+    txn.declare("reattach", [r.address for r in released])
     for record in released:
         _reset_quietly(txn, record, report)
     for record in released:

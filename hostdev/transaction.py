@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from hostdev.address import PciAddress
-from hostdev.binding import Guard
+from hostdev.binding import Guard, current_driver
 from hostdev.journal import DeviceBefore, Intent, VfCountBefore
 from hostdev.lists import Lists
 from hostdev.pci import PciDevice
@@ -45,23 +45,32 @@ class Transaction:
     undo: list[UndoStep] = field(default_factory=list)
     intent: Intent | None = None
 
-    def declare(self, operation: str, devices: Sequence[PciDevice],
+    def declare(self, operation: str, devices: Sequence[PciDevice | PciAddress],
                 vf_counts: Sequence[tuple[PciAddress, int, int]] = ()) -> None:
         """Journal the devices this transaction may change, before changing any.
 
         Called once per transaction, after its checks and before its first
-        sysfs write, so a crash leaves enough behind to put the host back.
+        sysfs write, so a crash leaves enough behind to put the host back. A
+        device given by address alone has its driver and override read here.
         """
         if not devices and not vf_counts:
             return
         self.intent = Intent(
             operation=operation,
-            devices=[DeviceBefore(address=d.address, driver=d.driver, override=d.driver_override,
-                                  generation=self.sysfs.identity(d.address)) for d in devices],
+            devices=[self._before(d) for d in devices],
             vf_counts=[VfCountBefore(pf=pf, count=before, target=target)
                        for pf, before, target in vf_counts],
         )
         self.record_intent(self.intent)
+
+    def _before(self, device: PciDevice | PciAddress) -> DeviceBefore:
+        if isinstance(device, PciAddress):
+            return DeviceBefore(address=device, driver=current_driver(self.sysfs, device),
+                                override=self.sysfs.read_override(device),
+                                generation=self.sysfs.identity(device))
+        return DeviceBefore(address=device.address, driver=device.driver,
+                            override=device.driver_override,
+                            generation=self.sysfs.identity(device.address))
 
     def push(self, step: UndoStep) -> None:
         """Remember how to undo the change about to be made."""
