@@ -144,24 +144,24 @@ def _check(txn: Transaction, owner: Owner, spec: HostdevSpec, dev: PciDevice,
     if spec.managed:
         require_stub_loaded(txn, spec.stub_driver, dev)
     elif addr not in txn.lists.inactive and not is_stub_driver(dev.driver, dev.vfio_dev):
-        raise NotAssignable(
-            f"Unmanaged PCI device {addr} must be manually detached from the host first"
-            f" (driver is {dev.driver or 'none'}): run 'hostdev detach {addr}'",
-            address=addr,
-        )
+        raise _not_detached(dev)
+
+
+def _not_detached(dev: PciDevice) -> NotAssignable:
+    return NotAssignable(
+        f"Unmanaged PCI device {dev.address} must be manually detached from the host first"
+        f" (driver is {dev.driver or 'none'}): run 'hostdev detach {dev.address}'",
+        address=dev.address,
+    )
 
 
 def _adopt_unmanaged(txn: Transaction, dev: PciDevice, spec: HostdevSpec) -> DeviceRecord:
     existing = txn.lists.inactive.get(dev.address)
     if existing is not None and dev.driver == existing.stub_driver:
         return existing
-    if not is_stub_driver(dev.driver, dev.vfio_dev):
-        raise NotAssignable(
-            f"Unmanaged PCI device {dev.address} must be manually detached from the host"
-            f" first (driver is {dev.driver or 'none'}): run 'hostdev detach {dev.address}'",
-            address=dev.address,
-        )
-    assert dev.driver is not None
+    if dev.driver is None or not is_stub_driver(dev.driver, dev.vfio_dev):
+        # Tracked inactive, but taken off its stub behind our back since.
+        raise _not_detached(dev)
     record = new_record(txn, dev, stub=dev.driver, managed=False, original_driver=dev.driver,
                         original_override=dev.driver_override, unbind_from_stub=False)
     txn.lists.inactive[dev.address] = record
