@@ -172,28 +172,22 @@ class Sysfs:
 
     def read_hex(self, path: str, address: PciAddress | None = None) -> int:
         """Parse ``0x%04x`` / ``0x%06x`` (or bare ``%x``) attributes."""
-        try:
-            text = self._read(path, address)
-        except _AttributeMissing:
-            raise self._missing(path, address) from None
-        try:
-            return int(text, 16)
-        except ValueError:
-            raise UnexpectedContent(
-                f"{self.relative(path)} holds {text[:20]!r}, not a hex number", address=address
-            ) from None
+        return self._read_number(path, address, 16, "a hex number")
 
     def read_int(self, path: str, address: PciAddress | None = None) -> int:
         """Parse ``%d`` / ``%u`` attributes."""
+        return self._read_number(path, address, 10, "a number")
+
+    def _read_number(self, path: str, address: PciAddress | None, base: int, what: str) -> int:
         try:
             text = self._read(path, address)
         except _AttributeMissing:
             raise self._missing(path, address) from None
         try:
-            return int(text, 10)
+            return int(text, base)
         except ValueError:
             raise UnexpectedContent(
-                f"{self.relative(path)} holds {text[:20]!r}, not a number", address=address
+                f"{self.relative(path)} holds {text[:20]!r}, not {what}", address=address
             ) from None
 
     def read_override(self, address: PciAddress) -> str | None:
