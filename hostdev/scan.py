@@ -188,11 +188,7 @@ def read_facts(sysfs: Sysfs, addr: PciAddress, groups: GroupCache | None,
         pf_name = read_link_name(prefix + "physfn", addr)
         if pf_name is not None:
             vf = VfFacts(pf=PciAddress.parse(pf_name), index=None)
-    override = None
-    if "driver_override" in entries:
-        override = sysfs.read_optional(prefix + "driver_override", addr)
-        if override in ("(null)", ""):  # as Sysfs.read_override
-            override = None
+    override = sysfs.read_override(addr) if "driver_override" in entries else None
     members: list[PciAddress] = []
     if group is None:
         members = [addr]
