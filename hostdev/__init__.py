@@ -20,6 +20,9 @@ from hostdev.errors import (
     NotASysfsTree,
     StateBusy,
     StateCorrupt,
+    StateUnusable,
+    StateWriteFailed,
+    UnsafePath,
 )
 
 # typing.TYPE_CHECKING, without importing typing at run time (cold start).
@@ -82,7 +85,10 @@ __all__ = [
     "ReattachReport",
     "StateBusy",
     "StateCorrupt",
+    "StateUnusable",
+    "StateWriteFailed",
     "Sysfs",
+    "UnsafePath",
     "UpdateReport",
     "list_devices",
     "read_device",

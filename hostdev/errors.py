@@ -105,5 +105,27 @@ class StateCorrupt(BadInput):
     """The state file cannot be trusted; it is left untouched."""
 
 
+class StateUnusable(StateCorrupt):
+    """A state directory, file or lock that hostdev must not use as it is: not a
+    plain directory or regular file, owned by another user, writable by others, or
+    not readable or writable by the caller. Nothing is read from it or written to it.
+    (A StateCorrupt, so callers that catch that keep working.)"""
+
+
+class StateWriteFailed(HostdevError):
+    """Writing the state file or the intent journal failed (disk full, quota, I/O
+    error). The file was not replaced and no temporary file is left behind; keeps
+    the errno."""
+
+    def __init__(self, message: str, *, errno: int) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
+class UnsafePath(BadInput):
+    """A path under the root leads outside its ``sys``, ``dev`` or ``proc`` tree
+    through a symlink; hostdev refuses to read or write through it."""
+
+
 class StateBusy(HostdevError):
     """Another process holds the state lock past the timeout."""

@@ -10,8 +10,6 @@ they were before anything else happens.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import uuid
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
+from hostdev import statedir
 from hostdev.address import PciAddress
 from hostdev.errors import StateCorrupt
 
@@ -61,42 +60,38 @@ class Journal:
         self.path = directory / INTENT_NAME
 
     def write(self, intent: Intent) -> None:
-        """Atomically replace the journal with ``intent`` (fsynced)."""
-        data = intent.model_dump_json().encode()
-        tmp = self.path.with_name(f".{INTENT_NAME}.{os.getpid()}.tmp")
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
+        """Atomically replace the journal with ``intent`` (fsynced, directory
+        too); StateWriteFailed, with no journal written, when the disk refuses."""
+        statedir.replace_file(self.path, intent.model_dump_json().encode(), "intent journal")
 
     def read(self) -> Intent | None:
-        """The unfinished intent, if any."""
-        try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except FileNotFoundError:
+        """The unfinished intent, if any (the same checks as the state file's)."""
+        found = statedir.read_file(self.path, "intent journal")
+        if found is None:
             return None
-        except OSError as exc:
-            raise StateCorrupt(f"intent journal {self.path} cannot be opened: {exc.strerror};"
-                               " move it aside") from None
+        doc = statedir.parse_json(found[0], self.path, "intent journal")
         try:
-            raw = os.read(fd, 1 << 22)
-        finally:
-            os.close(fd)
-        try:
-            return Intent.model_validate(json.loads(raw))
-        except (ValueError, ValidationError):
+            return Intent.model_validate(doc)
+        except ValidationError:
             raise StateCorrupt(
                 f"intent journal {self.path} is damaged; it was left as it is: check the"
                 " devices it names by hand, then move it aside"
             ) from None
 
     def clear(self) -> None:
-        """Delete the journal (the transaction is complete or undone)."""
-        with contextlib.suppress(FileNotFoundError):
+        """Delete the journal (the transaction is complete or undone).
+
+        A failure is logged, not raised: a journal left behind whose transaction
+        is the state file's last one is removed by the next transaction, and one
+        of an undone transaction names devices that are already back, which
+        recovery leaves alone.
+        """
+        try:
             os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            import logging
+
+            logging.getLogger("hostdev").warning("cannot remove intent journal %s: %s",
+                                                 self.path, exc.strerror)

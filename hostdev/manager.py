@@ -16,7 +16,7 @@ from typing import TypeVar
 from hostdev import vfio
 from hostdev.address import AddressLike, PciAddress, validate_driver_name
 from hostdev.binding import Guard
-from hostdev.errors import BadInput, DeviceBusy, HostdevError
+from hostdev.errors import BadInput, DeviceBusy, HostdevError, StateWriteFailed
 from hostdev.journal import Journal
 from hostdev.lists import Lists
 from hostdev.nodedev import NodeResult, node_detach, node_reattach, node_reset
@@ -77,24 +77,47 @@ class HostdevManager:
                 vfio.wait_released(self.sysfs, address, timeout)
 
         with self.store.locked():
+            self.sysfs.forget_checked_paths()  # check the tree's links anew each transaction
             original = self._recover_if_needed(guard)
             txn = Transaction(self.sysfs, original.copy(), guard, self.journal.write)
             try:
                 yield txn
+                # Saving is part of the transaction: if the state file cannot be
+                # written (disk full, quota, I/O error), what the transaction did
+                # on the host is undone below, as for any other failure.
+                if txn.intent is not None:
+                    txn.lists.last_transaction = txn.intent.transaction
+                if not txn.lists.same_as(original):
+                    self.store.save(txn.lists)
             except (Exception, KeyboardInterrupt) as exc:
-                restored, failures = txn.rollback(original)
-                if not restored.same_as(original):
-                    self.store.save(restored)
-                self.journal.clear()
-                if failures and isinstance(exc, HostdevError):
-                    exc.message += "; rollback incomplete: " + "; ".join(failures)
+                self._roll_back(txn, original, exc)
                 raise
             if txn.intent is not None:
-                txn.lists.last_transaction = txn.intent.transaction
-            if not txn.lists.same_as(original):
-                self.store.save(txn.lists)
-            if txn.intent is not None:
                 self.journal.clear()
+
+    def _roll_back(self, txn: Transaction, original: Lists, exc: BaseException) -> None:
+        """Undo ``txn`` after ``exc``; save the lists if an undo failed.
+
+        If that save fails too, the intent journal is kept: it names every
+        device the transaction touched, with how it was, so the next transaction
+        (or ``reconcile``) puts them back first. Otherwise the journal is removed.
+        """
+        restored, failures = txn.rollback(original)
+        kept = False
+        if not restored.same_as(original):
+            try:
+                self.store.save(restored)
+            except StateWriteFailed as save_error:
+                kept = txn.intent is not None
+                failures.append(f"saving the lists: {save_error}")
+        if not kept:
+            self.journal.clear()
+        if isinstance(exc, HostdevError):
+            if failures:
+                exc.message += "; rollback incomplete: " + "; ".join(failures)
+            if kept:
+                exc.message += (f"; the intent journal {self.journal.path} was kept: the next"
+                                " hostdev command puts those devices back first")
 
     def _recover_if_needed(self, guard: Guard) -> Lists:
         """Load the lists; first undo a transaction a dead process left unfinished."""

@@ -224,6 +224,9 @@ def scan(sysfs: Sysfs, *, brief: bool = False) -> list[DeviceFacts]:
     device that vanishes meanwhile is left out. ``brief``: see :func:`read_facts`.
     """
     sysfs.check_tree()
+    # Each device directory's links are resolved (and checked to stay inside the
+    # root's sys) once, by its directory listing; its attribute reads reuse that.
+    sysfs.forget_checked_paths()
     found: list[DeviceFacts] = []
     addresses = sorted(parse_names(sysfs.list_dir(sysfs.pci_devices)), key=_ORDER)
     for addr in addresses:

@@ -9,17 +9,15 @@ naming it and must move it aside.
 from __future__ import annotations
 
 import bisect
-import contextlib
-import errno as _errno
 import os
-import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from operator import attrgetter
 from pathlib import Path
 
+from hostdev import statedir
 from hostdev.address import PciAddress
-from hostdev.errors import HostdevError, StateBusy, StateCorrupt
+from hostdev.errors import StateCorrupt, StateUnusable
 from hostdev.lists import Lists, RecordMap
 
 # typing.TYPE_CHECKING, without importing typing at run time (cold start).
@@ -65,19 +63,20 @@ class _Encoded:
 _ORDER: Callable[[PciAddress], tuple[int, int, int, int]] = attrgetter("_key")
 
 
-def _file_key(info: os.stat_result) -> tuple[int, int, int, int]:
-    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
-
-
 def default_state_dir(root: str | os.PathLike[str] = "/") -> Path:
-    """``/run/hostdev`` as root, else ``$XDG_RUNTIME_DIR/hostdev``, under ``root``."""
+    """``/run/hostdev`` as root, else ``$XDG_RUNTIME_DIR/hostdev``, under ``root``.
+
+    A relative ``XDG_RUNTIME_DIR`` is ignored, as the XDG base directory
+    specification says to do, and counts as unset.
+    """
     if os.geteuid() == 0:
         base = Path("/run/hostdev")
     else:
         runtime = os.environ.get("XDG_RUNTIME_DIR")
-        if not runtime:
+        if not runtime or not os.path.isabs(runtime):
+            why = "is unset" if not runtime else f"is a relative path ({runtime!r}), so ignored"
             raise StateCorrupt(
-                "no state directory: not root and XDG_RUNTIME_DIR is unset;"
+                f"no state directory: not root and XDG_RUNTIME_DIR {why};"
                 " pass state_dir (or --state-dir)"
             )
         base = Path(runtime) / "hostdev"
@@ -99,7 +98,7 @@ class StateStore:
         # The file as this process last loaded or wrote it, keyed by its identity:
         # the file is only ever replaced by rename, so an unchanged (dev, inode,
         # size, mtime) means unchanged content and parsing can be skipped.
-        self._cached: tuple[tuple[int, int, int, int], Lists] | None = None
+        self._cached: tuple[statedir.FileKey, Lists] | None = None
         # Each list as last encoded (see _encode): reused while unchanged, patched
         # where it changed.
         self._encoded: dict[str, _Encoded] = {}
@@ -107,55 +106,29 @@ class StateStore:
     @contextmanager
     def locked(self, timeout: float | None = None) -> Iterator[None]:
         """Hold the state lock, or raise StateBusy after ``timeout`` seconds."""
-        import filelock
-
         self._ensure_dir()
         wait = self.lock_timeout if timeout is None else timeout
-        lock = filelock.FileLock(str(self.dir / LOCK_NAME), timeout=wait, mode=0o600)
-        try:
-            lock.acquire()
-        except filelock.Timeout:
-            raise StateBusy(
-                f"state directory {self.dir} is locked by another hostdev process for more"
-                f" than {wait:g} s; try again, or raise the lock timeout"
-            ) from None
-        try:
+        with statedir.locked(self.dir / LOCK_NAME, wait, self.dir):
             yield
-        finally:
-            lock.release()
 
     def load(self) -> Lists:
-        """Read the lists; an absent file is empty lists."""
-        try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except FileNotFoundError:
+        """Read the lists; an absent file is empty lists.
+
+        The file must be a regular file owned by the caller and writable by no
+        one else (see :mod:`hostdev.statedir`); anything else raises
+        StateUnusable or StateCorrupt and is left untouched.
+        """
+        key = statedir.file_key(self.path)
+        if key is not None and self._cached is not None and self._cached[0] == key:
+            # Same identity as last loaded or written: the file is only ever
+            # replaced by rename, so its content is unchanged; the type and owner
+            # checks were made on this very inode.
+            return self._cached[1].copy()
+        found = statedir.read_file(self.path, "state file")
+        if found is None:
             return Lists()
-        except OSError as exc:
-            if exc.errno == _errno.ELOOP:
-                raise StateCorrupt(
-                    f"state file {self.path} is a symlink; refusing to follow it:"
-                    " remove it (hostdev never creates one)"
-                ) from None
-            raise StateCorrupt(f"state file {self.path} cannot be opened: {exc.strerror}") from None
-        try:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):
-                raise StateCorrupt(f"state file {self.path} is not a regular file; move it aside")
-            if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-                raise StateCorrupt(
-                    f"state file {self.path} is writable by other users"
-                    f" (mode {stat.S_IMODE(info.st_mode):04o}); it cannot be trusted:"
-                    " check it, then chmod 600 it"
-                )
-            key = _file_key(info)
-            if self._cached is not None and self._cached[0] == key:
-                return self._cached[1].copy()
-            chunks = []
-            while chunk := os.read(fd, 1 << 20):
-                chunks.append(chunk)
-        finally:
-            os.close(fd)
-        lists = Lists.from_file(self._parse(b"".join(chunks)))
+        raw, key = found
+        lists = Lists.from_file(self._parse(raw))
         self._cached = (key, lists.copy())
         return lists.copy()
 
@@ -164,24 +137,16 @@ class StateStore:
 
         Safe for read-only commands: the file is only ever replaced whole.
         """
-        if not os.path.isdir(self.dir):
+        if not statedir.check_dir(self.dir):
             return Lists()
         return self.load()
 
     def _parse(self, raw: bytes) -> StateFile:
-        import json
-
         from pydantic import ValidationError
 
         from hostdev.statefile import StateFile
 
-        try:
-            doc = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise StateCorrupt(
-                f"state file {self.path} is not valid JSON (truncated or damaged);"
-                " it was left as it is: move it aside to start empty"
-            ) from None
+        doc = statedir.parse_json(raw, self.path, "state file")
         if not isinstance(doc, dict) or doc.get("format") != STATE_FORMAT:
             raise StateCorrupt(f"state file {self.path} is not a hostdev state file; move it aside")
         if doc.get("version") != STATE_VERSION:
@@ -200,32 +165,18 @@ class StateStore:
             ) from None
 
     def save(self, lists: Lists) -> None:
-        """Atomically replace the file with ``lists``."""
+        """Atomically replace the file with ``lists``; StateWriteFailed (file
+        unchanged, no temporary file left) when the disk refuses."""
         self._ensure_dir()
         data = self._serialise(lists)
-        tmp = self.dir / f".{STATE_NAME}.{os.getpid()}.tmp"
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o600)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        dfd = os.open(self.dir, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+            statedir.replace_file(self.path, data, "state file")
+        except BaseException:
+            self._encoded.clear()  # encoded as written, but it was not: start over next time
+            raise
         self.saves += 1
-        try:
-            self._cached = (_file_key(os.stat(self.path)), lists.copy())
-        except OSError:
-            self._cached = None
+        key = statedir.file_key(self.path)
+        self._cached = None if key is None else (key, lists.copy())
 
     def _serialise(self, lists: Lists) -> bytes:
         """The file's bytes. A list unchanged since the last load or save is reused;
@@ -279,18 +230,10 @@ class StateStore:
     def _ensure_dir(self) -> None:
         try:
             os.makedirs(self.dir, mode=0o700, exist_ok=True)
-            info = os.lstat(self.dir)
         except OSError as exc:
-            raise HostdevError(
-                f"cannot create state directory {self.dir}: {exc.strerror};"
-                " pass a writable state_dir (or --state-dir)"
-            ) from None
-        if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
-            raise StateCorrupt(
-                f"state directory {self.dir} is not a plain directory; move it aside"
-            )
-        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            raise StateCorrupt(
-                f"state directory {self.dir} is writable by other users"
-                f" (mode {stat.S_IMODE(info.st_mode):04o}); chmod 700 it"
-            )
+            if not os.path.lexists(self.dir):
+                raise StateUnusable(
+                    f"cannot create state directory {self.dir}: {exc.strerror};"
+                    " pass a writable state_dir (or --state-dir)"
+                ) from None
+        statedir.check_dir(self.dir)  # refuses a symlink, a file, or another user's

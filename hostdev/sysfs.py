@@ -1,8 +1,15 @@
 """The one boundary to the kernel: every file access under the root goes here.
 
 Paths are built only from validated :class:`PciAddress` values, validated driver
-names and fixed attribute names. ``OSError`` becomes a :class:`HostdevError`
-keeping the errno and the address; ENOENT on a device that is no longer in
+names and fixed attribute names. Every directory read or written through must
+resolve, symlinks followed, inside the root's ``sys``, ``dev`` or ``proc``
+(sysfs links such as ``bus/pci/devices/X -> ../../../devices/...`` stay inside
+``sys``); a path whose links lead elsewhere is refused with UnsafePath naming the
+link. Files are opened with ``O_NOFOLLOW``: a kernel attribute is never a
+symlink. Each directory is resolved once and remembered until
+:meth:`Sysfs.forget_checked_paths` (once per scan and per manager transaction),
+so a listing costs about two ``readlink`` calls per device. ``OSError`` becomes a
+:class:`HostdevError` keeping the errno and the address; ENOENT on a device that is no longer in
 ``/sys/bus/pci/devices`` means the device vanished.
 """
 
@@ -21,9 +28,12 @@ from hostdev.errors import (
     KernelRefused,
     NotASysfsTree,
     UnexpectedContent,
+    UnsafePath,
 )
 
-_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC
+_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
+#: Symlinks followed in one resolution before giving up, as the kernel does.
+_MAX_LINKS = 40
 _WRITE_FLAGS = os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW
 #: Attribute names the library uses; anything else is a programming error.
 _ATTR_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-/")
@@ -80,6 +90,11 @@ class Sysfs:
         self.dev_vfio = f"{base}/dev/vfio"
         self.proc = f"{base}/proc"
         self.stats = IoStats()
+        # Directories found to resolve inside the root's trees, and the resolved
+        # path of each path component looked at (see _check_dir).
+        self._safe_dirs: set[str] = set()
+        self._real: dict[str, str] = {}
+        self._bounds: tuple[str, ...] | None = None
 
     # ----------------------------------------------------------------- paths
     def device_dir(self, address: PciAddress) -> str:
@@ -104,6 +119,73 @@ class Sysfs:
         if self._base and path.startswith(self._base):
             return path[len(self._base):] or "/"
         return path
+
+    # ------------------------------------------------------------ containment
+    def forget_checked_paths(self) -> None:
+        """Resolve every directory anew from now on (links may have changed)."""
+        self._safe_dirs.clear()
+        self._real.clear()
+
+    def _check_dir(self, directory: str) -> None:
+        """UnsafePath unless ``directory`` resolves inside the root's sys, dev or proc."""
+        real = self._realpath(directory)
+        if not self._inside(real):
+            raise self._unsafe(directory, real)
+        self._safe_dirs.add(directory)
+
+    def _inside(self, real: str) -> bool:
+        bounds = self._bounds
+        if bounds is None:
+            top = self._realpath(self._base or "/").rstrip("/")
+            bounds = self._bounds = tuple(f"{top}/{d}" for d in ("sys", "dev", "proc"))
+        return any(real == b or real.startswith(b + "/") for b in bounds)
+
+    def _unsafe(self, path: str, real: str) -> UnsafePath:
+        """The refusal, naming the first component whose link leads out of the trees."""
+        link = path
+        parts = path.split("/")
+        for n in range(2, len(parts) + 1):
+            prefix = "/".join(parts[:n])
+            if not prefix.startswith(self._base + "/"):
+                continue  # above the root: the root itself may be reached through links
+            if os.path.islink(prefix) and not self._inside(self._realpath(prefix)):
+                link = prefix
+                break
+        return UnsafePath(
+            f"{self.relative(link)} under {self.root} leads outside its sys, dev and proc"
+            f" trees (to {real}); refusing to follow it: check the --root tree"
+        )
+
+    def _realpath(self, path: str) -> str:
+        real = ""
+        for part in path.split("/"):
+            real = self._step(real, part, 0)
+        return real or "/"
+
+    def _step(self, real: str, part: str, depth: int) -> str:
+        """Resolve ``part`` in the already resolved directory ``real``."""
+        if part in ("", "."):
+            return real
+        if part == "..":
+            return real.rpartition("/")[0]
+        candidate = f"{real}/{part}"
+        known = self._real.get(candidate)
+        if known is not None:
+            return known
+        try:
+            target = os.readlink(candidate)
+        except OSError as exc:
+            if exc.errno == _errno.EINVAL:  # there, and not a link: remember it
+                self._real[candidate] = candidate
+            return candidate  # absent (or unreadable): nothing to follow, not remembered
+        if depth >= _MAX_LINKS:
+            raise UnsafePath(f"{self.relative(candidate)} under {self.root}: too many levels"
+                             " of symbolic links; check the --root tree")
+        out = "" if target.startswith("/") else real
+        for piece in target.split("/"):
+            out = self._step(out, piece, depth + 1)
+        self._real[candidate] = out
+        return out
 
     # ---------------------------------------------------------------- checks
     def check_tree(self) -> None:
@@ -146,6 +228,9 @@ class Sysfs:
         stats.reads += 1
         if stats.trace is not None:
             stats.trace.append(path)
+        directory = path[:path.rfind("/")]
+        if directory not in self._safe_dirs:
+            self._check_dir(directory)
         try:
             fd = os.open(path, _READ_FLAGS)
             try:
@@ -210,6 +295,9 @@ class Sysfs:
         stats.reads += 1
         if stats.trace is not None:
             stats.trace.append(path)
+        directory = path[:path.rfind("/")]
+        if directory not in self._safe_dirs:
+            self._check_dir(directory)
         try:
             return os.readlink(path)
         except OSError as exc:
@@ -224,6 +312,8 @@ class Sysfs:
         stats.reads += 1
         if stats.trace is not None:
             stats.trace.append(path)
+        if path not in self._safe_dirs:
+            self._check_dir(path)
         try:
             return os.listdir(path)
         except OSError as exc:
@@ -242,6 +332,9 @@ class Sysfs:
         data = value.encode()
         self.stats.writes += 1
         self.stats.written.append((self.relative(path), value))
+        directory = path[:path.rfind("/")]
+        if directory not in self._safe_dirs:
+            self._check_dir(directory)
         with self._translate(path, address, writing=value):
             fd = os.open(path, _WRITE_FLAGS)
             try:
@@ -271,6 +364,9 @@ class Sysfs:
     ) -> Exception:
         err = exc.errno or _errno.EIO
         rel = self.relative(path)
+        if err == _errno.ELOOP:
+            return UnsafePath(f"{rel} under {self.root} is a symlink, which a kernel attribute"
+                              " never is; refusing to follow it: check the --root tree")
         gone = err in (_errno.ENOENT, _errno.ENODEV)
         if gone and address is not None and not self.device_exists(address):
             return DeviceNotFound(

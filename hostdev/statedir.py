@@ -1,0 +1,280 @@
+"""Files of the state directory: checked reads, the one atomic writer, the lock.
+
+Both the state file and the intent journal go through here, so both get the
+same rules:
+
+* Nothing is followed or opened blindly. A file is ``lstat``-ed first (a FIFO,
+  socket, device, directory or symlink in its place is refused without opening
+  it, so nothing hangs and no device is opened), then opened with
+  ``O_NOFOLLOW | O_NONBLOCK`` and checked again with ``fstat``.
+* The directory and every file in it must be owned by the caller (for root:
+  by root) and not writable by group or others; anything else is refused with
+  :class:`StateUnusable`, even when its mode bits look private.
+* Reads are capped at :data:`MAX_FILE_SIZE`, so a huge file is refused, not read
+  whole.
+* A write goes to a temporary file that is fsynced, renamed over the old file,
+  and the directory fsynced. A failure before the rename (disk full, quota, I/O
+  error) removes the temporary file, leaves the old file as it was, and raises
+  :class:`StateWriteFailed`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno as _errno
+import os
+import stat
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from hostdev.errors import StateBusy, StateCorrupt, StateUnusable, StateWriteFailed
+
+#: Largest state or journal file read. A record is about 350 bytes of JSON (well
+#: under 1 KiB with a long owner name), so 4,096 tracked devices take under 4 MiB;
+#: 16 MiB leaves four times that and still bounds what a damaged or hostile file
+#: can make us read and parse.
+MAX_FILE_SIZE = 16 << 20
+
+
+def fault_hook(step: str, path: Path) -> None:
+    """Called before each step of :func:`replace_file` (``"write"``, ``"fsync"``,
+    ``"rename"``, ``"dirsync"``). Does nothing; fault-injection tests replace it
+    with one that raises the ``OSError`` a full or failing disk would."""
+
+
+def _owner_problem(info: os.stat_result) -> str | None:
+    uid = os.geteuid()
+    if info.st_uid != uid:
+        return (f"is owned by uid {info.st_uid}, not by uid {uid} running hostdev;"
+                " use a state directory of your own (--state-dir)")
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return (f"is writable by other users (mode {stat.S_IMODE(info.st_mode):04o});"
+                " it cannot be trusted: check it, then chmod it 600 (directory: 700)")
+    return None
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISLNK, "a symlink"), (stat.S_ISDIR, "a directory"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def check_dir(directory: Path) -> bool:
+    """False when ``directory`` does not exist; StateUnusable unless it is a plain
+    directory owned by the caller and writable by no one else."""
+    try:
+        info = os.lstat(directory)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise StateUnusable(f"state directory {directory} cannot be examined: {exc.strerror};"
+                            " pass a state directory of your own (--state-dir)") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise StateUnusable(f"state directory {directory} is {_kind(info.st_mode)}, not a plain"
+                            " directory; move it aside")
+    problem = _owner_problem(info)
+    if problem:
+        raise StateUnusable(f"state directory {directory} {problem}")
+    return True
+
+
+#: (dev, inode, size, mtime, ctime) of a file: the files are only ever replaced
+#: by rename, so an unchanged key means unchanged content, type, owner and mode.
+FileKey = tuple[int, int, int, int, int]
+
+
+def _key(info: os.stat_result) -> FileKey:
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+def read_file(path: Path, what: str) -> tuple[bytes, FileKey] | None:
+    """The bytes of ``path`` (``what``: "state file", "intent journal") and its
+    :data:`FileKey` as read, or None when it does not exist. StateUnusable for
+    anything but a regular file owned by the caller; StateCorrupt when it exceeds
+    :data:`MAX_FILE_SIZE`."""
+    try:
+        before = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StateUnusable(f"{what} {path} cannot be examined: {exc.strerror}") from None
+    if not stat.S_ISREG(before.st_mode):
+        raise StateUnusable(f"{what} {path} is {_kind(before.st_mode)}, not a regular file;"
+                            " hostdev never creates one: move it aside")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None  # replaced (by rename) and removed since: as good as absent
+    except OSError as exc:
+        raise StateUnusable(f"{what} {path} cannot be opened: {exc.strerror}"
+                            + ("; run hostdev as the user that owns it"
+                               if exc.errno in (_errno.EACCES, _errno.EPERM) else "")) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):  # swapped between lstat and open
+            raise StateUnusable(f"{what} {path} is {_kind(info.st_mode)}, not a regular file;"
+                                " move it aside")
+        problem = _owner_problem(info)
+        if problem:
+            raise StateUnusable(f"{what} {path} {problem}")
+        if info.st_size > MAX_FILE_SIZE:
+            raise _too_big(path, what)
+        chunks = []
+        size = 0
+        while chunk := os.read(fd, 1 << 20):
+            size += len(chunk)
+            if size > MAX_FILE_SIZE:  # grew while being read
+                raise _too_big(path, what)
+            chunks.append(chunk)
+    except OSError as exc:
+        raise StateUnusable(f"{what} {path} cannot be read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    return b"".join(chunks), _key(info)
+
+
+def file_key(path: Path) -> FileKey | None:
+    """The :data:`FileKey` of ``path``, None if it cannot be stat-ed."""
+    try:
+        return _key(os.lstat(path))
+    except OSError:
+        return None
+
+
+def _too_big(path: Path, what: str) -> StateCorrupt:
+    return StateCorrupt(f"{what} {path} is larger than {MAX_FILE_SIZE >> 20} MiB, far more"
+                        " than hostdev ever writes; it was left as it is: move it aside")
+
+
+def parse_json(raw: bytes, path: Path, what: str) -> object:
+    """``json.loads`` that reports damage (including absurd nesting) as StateCorrupt."""
+    import json
+
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise StateCorrupt(f"{what} {path} is nested too deeply to be a hostdev file;"
+                           " it was left as it is: move it aside") from None
+    except (ValueError, UnicodeDecodeError):
+        raise StateCorrupt(f"{what} {path} is not valid JSON (truncated or damaged);"
+                           " it was left as it is: move it aside") from None
+
+
+def replace_file(path: Path, data: bytes, what: str) -> None:
+    """Atomically replace ``path`` with ``data``: write a temporary file next to
+    it, fsync it, rename it over ``path``, fsync the directory.
+
+    On any failure up to and including the rename, the temporary file is
+    removed, ``path`` keeps its old content, and StateWriteFailed is raised. A
+    failure of the final directory fsync is only logged: the new file is
+    already in place and is what every later reader sees.
+    """
+    directory = path.parent
+    tmp = directory / f".{path.name}.{os.getpid()}.tmp"
+    step = "create"
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600)
+        try:
+            step = "write"
+            fault_hook(step, tmp)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            step = "fsync"
+            fault_hook(step, tmp)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        step = "rename"
+        fault_hook(step, tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        err = exc.errno or _errno.EIO
+        hint = {_errno.ENOSPC: "free space on its file system",
+                _errno.EDQUOT: "free space within your quota",
+                _errno.EROFS: "remount it read-write or pass another --state-dir",
+                _errno.EACCES: "run as its owner or pass another --state-dir"}.get(
+                    err, "check the disk and the kernel log")
+        raise StateWriteFailed(
+            f"cannot write {what} {path} ({step}): {_errno.errorcode.get(err, str(err))}"
+            f" ({os.strerror(err)}); it was left as it was: {hint}", errno=err) from None
+    try:
+        fault_hook("dirsync", directory)
+        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError as exc:
+        import logging
+
+        logging.getLogger("hostdev").warning(
+            "%s %s was replaced, but its directory could not be synced: %s", what, path,
+            exc.strerror)
+
+
+@contextmanager
+def locked(path: Path, timeout: float, directory: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created 0600 if absent), or raise
+    StateBusy after ``timeout`` seconds. The lock file gets the same checks as
+    the other files: a FIFO, directory, symlink or foreign file there is refused."""
+    import fcntl
+
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise StateUnusable(f"lock file {path} cannot be examined: {exc.strerror}") from None
+    else:
+        if not stat.S_ISREG(info.st_mode):
+            raise StateUnusable(f"lock file {path} is {_kind(info.st_mode)}, not a regular file;"
+                                " hostdev never creates one: move it aside")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                     0o600)
+    except OSError as exc:
+        hint = ("; run as the owner of the state directory or pass a state directory of your"
+                " own (--state-dir)" if exc.errno in (_errno.EACCES, _errno.EPERM, _errno.EROFS)
+                else "")
+        raise StateUnusable(f"lock file {path} cannot be opened: {exc.strerror}{hint}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise StateUnusable(f"lock file {path} is {_kind(info.st_mode)}, not a regular file;"
+                                " move it aside")
+        problem = _owner_problem(info)
+        if problem:
+            raise StateUnusable(f"lock file {path} {problem}")
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise StateBusy(
+                        f"state directory {directory} is locked by another hostdev process for"
+                        f" more than {timeout:g} s; try again, or raise the lock timeout"
+                    ) from None
+                time.sleep(min(0.02, left))
+            except OSError as exc:
+                raise StateUnusable(f"lock file {path} cannot be locked: {exc.strerror}") from None
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
