@@ -94,6 +94,7 @@ class Sysfs:
         # path of each path component looked at (see _check_dir).
         self._safe_dirs: set[str] = set()
         self._real: dict[str, str] = {}
+        self._dirs_real: dict[str, str] = {}
         self._bounds: tuple[str, ...] | None = None
 
     # ----------------------------------------------------------------- paths
@@ -125,13 +126,64 @@ class Sysfs:
         """Resolve every directory anew from now on (links may have changed)."""
         self._safe_dirs.clear()
         self._real.clear()
+        self._dirs_real.clear()
 
     def _check_dir(self, directory: str) -> None:
         """UnsafePath unless ``directory`` resolves inside the root's sys, dev or proc."""
         real = self._realpath(directory)
         if not self._inside(real):
             raise self._unsafe(directory, real)
-        self._safe_dirs.add(directory)
+        if directory in self._dirs_real:  # an absent one is checked again next time
+            self._safe_dirs.add(directory)
+
+    def _list_unchecked(self, path: str) -> list[str]:
+        """List a directory not checked yet, checking it on the way.
+
+        Its parent and (for a link such as ``bus/pci/devices/X``) the link target's
+        parent are resolved; the last component is then opened with
+        ``O_NOFOLLOW``, which fails if it is a link too. That makes the check of a
+        device directory one ``readlink`` on top of the listing itself.
+        """
+        real = self._resolve_but_last(path)
+        if real is None or not self._inside(real):
+            self._check_dir(path)  # the complete resolution: refuses with the link named
+            return os.listdir(path)
+        try:
+            fd = os.open(real, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno not in (_errno.ELOOP, _errno.ENOTDIR):
+                raise
+            self._check_dir(path)
+            return os.listdir(path)
+        try:
+            names = os.listdir(fd)
+        finally:
+            os.close(fd)
+        self._safe_dirs.add(path)
+        return names
+
+    def _resolve_but_last(self, path: str) -> str | None:
+        """``path`` resolved except its very last component (the one a listing then
+        opens with O_NOFOLLOW); None when that shortcut does not apply."""
+        head, _, name = path.rpartition("/")
+        if name in ("", ".", ".."):
+            return None
+        real_head = self._realpath(head)
+        candidate = f"{real_head}/{name}"
+        known = self._real.get(candidate)
+        if known is not None:
+            return known
+        try:
+            target = os.readlink(candidate)
+        except OSError:
+            return candidate  # not a link (or absent): the O_NOFOLLOW open decides
+        t_head, _, t_name = target.rpartition("/")
+        if t_name in ("", ".", ".."):
+            return None
+        out = "" if target.startswith("/") else real_head
+        for piece in t_head.split("/"):
+            out = self._step(out, piece, 1)
+        return f"{out}/{t_name}"
 
     def _inside(self, real: str) -> bool:
         bounds = self._bounds
@@ -157,10 +209,15 @@ class Sysfs:
         )
 
     def _realpath(self, path: str) -> str:
-        real = ""
-        for part in path.split("/"):
-            real = self._step(real, part, 0)
-        return real or "/"
+        known = self._dirs_real.get(path)
+        if known is not None:
+            return known
+        head, _, name = path.rpartition("/")
+        real_head = self._realpath(head) if head else ""
+        real = self._step(real_head, name, 0)
+        if name in ("", ".", "..") or f"{real_head}/{name}" in self._real:
+            self._dirs_real[path] = real  # remembered only once seen to exist
+        return real
 
     def _step(self, real: str, part: str, depth: int) -> str:
         """Resolve ``part`` in the already resolved directory ``real``."""
@@ -312,10 +369,10 @@ class Sysfs:
         stats.reads += 1
         if stats.trace is not None:
             stats.trace.append(path)
-        if path not in self._safe_dirs:
-            self._check_dir(path)
         try:
-            return os.listdir(path)
+            if path in self._safe_dirs:
+                return os.listdir(path)
+            return self._list_unchecked(path)
         except OSError as exc:
             error = self._convert(exc, path, address, None)
         if isinstance(error, _AttributeMissing):
