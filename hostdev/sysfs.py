@@ -193,20 +193,32 @@ class Sysfs:
         return any(real == b or real.startswith(b + "/") for b in bounds)
 
     def _unsafe(self, path: str, real: str) -> UnsafePath:
-        """The refusal, naming the first component whose link leads out of the trees."""
-        link = path
-        parts = path.split("/")
-        for n in range(2, len(parts) + 1):
-            prefix = "/".join(parts[:n])
-            if not prefix.startswith(self._base + "/"):
-                continue  # above the root: the root itself may be reached through links
-            if os.path.islink(prefix) and not self._inside(self._realpath(prefix)):
-                link = prefix
-                break
+        """The refusal, naming the link that leads out of the trees."""
+        link = self._culprit(path, 0) or path
         return UnsafePath(
             f"{self.relative(link)} under {self.root} leads outside its sys, dev and proc"
             f" trees (to {real}); refusing to follow it: check the --root tree"
         )
+
+    def _culprit(self, path: str, depth: int) -> str | None:
+        """The last link met while resolving ``path`` that sits inside the trees but
+        resolves outside them (None if there is none: ``path`` itself is outside)."""
+        real = ""
+        for part in path.split("/"):
+            if part in ("", "."):
+                continue
+            if part == "..":
+                real = real.rpartition("/")[0]
+                continue
+            real_parent = real
+            candidate = f"{real}/{part}"
+            real = self._step(real, part, depth)
+            if depth < _MAX_LINKS and os.path.islink(candidate) and self._inside(candidate) \
+                    and not self._inside(real):
+                target = os.readlink(candidate)
+                joined = target if target.startswith("/") else f"{real_parent}/{target}"
+                return self._culprit(joined, depth + 1) or candidate
+        return None
 
     def _realpath(self, path: str) -> str:
         known = self._dirs_real.get(path)
