@@ -75,8 +75,10 @@ class IoStats:
 class Sysfs:
     """File access rooted at ``root`` (``/`` on a real host).
 
-    Holds no cache: every call reads the kernel anew. Callers that need a
-    consistent view take a snapshot (see :mod:`hostdev.pci`).
+    Holds no cache of what the kernel says: every call reads it anew. Callers that
+    need a consistent view take a snapshot (see :mod:`hostdev.pci`). It remembers
+    only which directories were found to resolve inside the root, until
+    :meth:`forget_checked_paths`.
     """
 
     def __init__(self, root: str | os.PathLike[str] = "/") -> None:

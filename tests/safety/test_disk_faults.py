@@ -25,7 +25,7 @@ from hostdev import statedir
 from hostdev.errors import HostdevError, StateWriteFailed
 from hostdev.journal import INTENT_NAME
 from hostdev.manager import HostdevManager
-from hostdev.testing import FakeKernel
+from hostdev.testing import FakeKernel, SimulatedCrash
 from tests.safety.test_fault_suite import (
     SCENARIOS,
     Scenario,
@@ -34,6 +34,7 @@ from tests.safety.test_fault_suite import (
     _snapshot,
 )
 from tests.smallhost import NIC, NVME, VM1, build_host
+from tests.writehooks import count_writes
 
 STATE_DIR = "/run/hostdev"
 #: Which errno each step of the atomic writer is made to fail with.
@@ -149,6 +150,43 @@ def test_failed_save_and_failed_undo_keep_the_journal(fs: FakeFilesystem,
     assert any(str(NIC) in line and "back on" in line for line in report.recovered)
     assert _snapshot(mgr)[NIC][:2] == start
     assert not os.path.exists(f"{STATE_DIR}/{INTENT_NAME}")
+
+
+def test_recovery_on_a_full_disk(fs: FakeFilesystem, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process died mid-prepare; the next one finds the disk full: it puts the device
+    back, cannot save, says so in one line and keeps the journal; once there is space,
+    the journal is dealt with and the lists are consistent."""
+    fs.reset()
+    kernel = FakeKernel(fs)
+    build_host(kernel)
+    mgr = HostdevManager(root="/", state_dir=STATE_DIR, release_timeout=0)
+    start = _snapshot(mgr)
+    total = count_writes(lambda: mgr.prepare(VM1, [NIC]))
+    mgr.reattach(VM1, [NIC])
+    assert _snapshot(mgr)[NIC][:2] == start[NIC][:2]
+    kernel.crash_after_writes(total)  # dies with the NIC on vfio-pci, before the save
+    with pytest.raises(SimulatedCrash):
+        mgr.prepare(VM1, [NIC])
+    assert _snapshot(mgr)[NIC][0] == "vfio-pci"
+    assert os.path.exists(f"{STATE_DIR}/{INTENT_NAME}")
+
+    def full(step: str, path: Path) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(statedir, "fault_hook", full)
+    # The put-back fails too, so recovery must record the device: the save that fails.
+    kernel.fail_write("/sys/bus/pci/drivers/vfio-pci/unbind", errno.EIO, times=1)
+    with pytest.raises(StateWriteFailed) as caught:
+        HostdevManager(root="/", state_dir=STATE_DIR, release_timeout=0).reconcile()
+    assert "\n" not in str(caught.value) and "ENOSPC" in str(caught.value)
+    assert os.path.exists(f"{STATE_DIR}/{INTENT_NAME}")  # kept for the next try
+    assert _leftovers() == []
+    monkeypatch.setattr(statedir, "fault_hook", lambda step, path: None)
+    after = HostdevManager(root="/", state_dir=STATE_DIR, release_timeout=0)
+    after.reconcile()
+    assert not os.path.exists(f"{STATE_DIR}/{INTENT_NAME}")
+    assert {a: s[:2] for a, s in _snapshot(after).items()} == {a: s[:2] for a, s in start.items()}
+    assert after.lists().find(NIC) is None
 
 
 def test_real_full_disk(fs: FakeFilesystem) -> None:
