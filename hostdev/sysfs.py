@@ -182,10 +182,9 @@ class Sysfs:
         t_head, _, t_name = target.rpartition("/")
         if t_name in ("", ".", ".."):
             return None
-        out = "" if target.startswith("/") else real_head
-        for piece in t_head.split("/"):
-            out = self._step(out, piece, 1)
-        return f"{out}/{t_name}"
+        # The heads of the devices' links are few (one per bus): remembered by _realpath.
+        out = self._realpath(t_head if target.startswith("/") else f"{real_head}/{t_head}")
+        return f"{out.rstrip('/')}/{t_name}"
 
     def _inside(self, real: str) -> bool:
         bounds = self._bounds
