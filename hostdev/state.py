@@ -25,7 +25,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    # The models (and pydantic, filelock) are imported where a file is parsed,
+    # The models (and pydantic) are imported where a file is parsed,
     # built or locked: ``hostdev list`` with no state file imports none of them.
     from hostdev.records import DeviceRecord
     from hostdev.statefile import StateFile
