@@ -8,9 +8,9 @@ resolve, symlinks followed, inside the root's ``sys``, ``dev`` or ``proc``
 link. Files are opened with ``O_NOFOLLOW``: a kernel attribute is never a
 symlink. Each directory is resolved once and remembered until
 :meth:`Sysfs.forget_checked_paths` (once per scan and per manager transaction),
-so a listing costs about two ``readlink`` calls per device. ``OSError`` becomes a
-:class:`HostdevError` keeping the errno and the address; ENOENT on a device that is no longer in
-``/sys/bus/pci/devices`` means the device vanished.
+so a listing costs one ``readlink`` per device on top of its reads. ``OSError``
+becomes a :class:`HostdevError` keeping the errno and the address; ENOENT on a
+device that is no longer in ``/sys/bus/pci/devices`` means the device vanished.
 """
 
 from __future__ import annotations
