@@ -122,6 +122,9 @@ def parse_vpd(data: bytes) -> Vpd:
         if tag in (0x00, 0xFF) and seen:
             return vpd
         if tag & 0x80:
+            item = tag & 0x7F
+            if not seen and item not in (_ID_STRING, _VPD_R, _VPD_W):
+                raise MalformedVpd(f"VPD starts with unknown resource tag {tag:#04x}")
             if pos + 3 > len(data):
                 raise MalformedVpd(f"large resource tag {tag:#04x} at offset {pos} is cut short")
             length = data[pos + 1] | (data[pos + 2] << 8)
@@ -131,16 +134,13 @@ def parse_vpd(data: bytes) -> Vpd:
                 raise MalformedVpd(
                     f"resource {tag:#04x} at offset {pos} claims {length} bytes; only"
                     f" {len(data) - body} follow")
-            item = tag & 0x7F
             if item == _ID_STRING:
                 vpd.name = _text(data[body:end])
             elif item == _VPD_R:
                 _keywords(data, body, end, data, "VPD-R", vpd.read_only, vpd)
             elif item == _VPD_W:
                 _keywords(data, body, end, data, "VPD-W", vpd.read_write, vpd)
-            elif not seen:
-                raise MalformedVpd(f"VPD starts with unknown resource tag {tag:#04x}")
-            pos = end
+            pos = end  # other large resources after a known one are skipped
         else:
             if not seen:
                 raise MalformedVpd(f"VPD starts with small resource tag {tag:#04x}, not a"
