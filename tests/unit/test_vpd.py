@@ -101,6 +101,8 @@ def test_damaged_vpd_parses_or_raises_malformed(data: st.DataObject) -> None:
         raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
     cut = data.draw(st.integers(0, len(raw)))
     try:
-        parse_vpd(bytes(raw[:cut]))
-    except MalformedVpd:
-        pass
+        vpd = parse_vpd(bytes(raw[:cut]))
+    except MalformedVpd as exc:
+        assert "\n" not in str(exc)
+        return
+    assert all(v.isprintable() for v in vpd.read_only.values())
