@@ -273,3 +273,17 @@ def test_prepare_and_reattach_in_a_domain_above_ffff(fake_kernel: FakeKernel) ->
     assert fresh.used_by("10000:e2:00.0") == VM1
     assert fresh.reattach(VM1, [big, NIC]).ok
     assert _driver(fresh, big) == "e1000e"
+
+
+def test_identity_check_survives_a_garbage_physfn(fake_kernel: FakeKernel,
+                                                  fs: FakeFilesystem) -> None:
+    from hostdev.identity import Presence, check
+    from hostdev.records import DeviceRecord
+
+    fake_kernel.load_fixture("vmd-workstation")
+    # A record from an older state file (no generation): the physfn link is read.
+    record = DeviceRecord(address=VF0, vendor=0x15B3, device=0x101E, pf=PF, vf_index=0)
+    path = os.path.realpath(f"/sys/bus/pci/devices/{VF0}") + "/physfn"
+    fs.remove_object(path)
+    fs.create_symlink(path, "../../../../etc")
+    assert check(_mgr(fake_kernel).sysfs, record) is Presence.PRESENT
