@@ -130,8 +130,8 @@ def parse_names(names: list[str], warnings: list[str] | None = None,
         except ValueError:
             if warnings is not None:
                 shown = name if len(name) <= 40 else name[:40] + "..."
-                warnings.append(f"{where}/{shown!r} is not a PCI address hostdev can read;"
-                                " that entry is not listed")
+                warnings.append(f"{where} has an entry {shown!r} that is not a PCI address"
+                                " hostdev can read; it is not listed")
             continue
     return out
 
