@@ -129,6 +129,8 @@ def test_list_says_the_iommu_is_off(fs: FakeFilesystem,
     assert out.splitlines()[2] == "Devices on a VFIO or stub driver"
     code, out, _ = run(capsys, "list", "--json")
     assert json.loads(out)["iommu_enabled"] is False
+    model = ListOutput.model_validate_json(out)  # the hand-written JSON is the model's
+    assert model.model_dump_json(by_alias=True, indent=2) + "\n" == out
 
 
 def test_list_with_an_iommu_has_no_note(fake_kernel: FakeKernel,
@@ -194,3 +196,14 @@ def test_unreadable_vpd_is_shown_as_such(fake_kernel: FakeKernel,
         set_uid(0)
     assert code == 0 and "Traceback" not in err
     assert "vpd              not readable: the kernel refused reading" in out
+
+
+def test_list_json_with_warnings_matches_the_model(
+        fake_kernel: FakeKernel, fs: FakeFilesystem,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    fake_kernel.load_fixture("vmd-workstation")
+    _relink(fs, VF0, "physfn", "../../../../etc")
+    _, out, _ = run(capsys, "list", "--json")
+    model = ListOutput.model_validate_json(out)
+    assert model.warnings and model.iommu_enabled
+    assert model.model_dump_json(by_alias=True, indent=2) + "\n" == out
