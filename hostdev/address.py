@@ -23,9 +23,12 @@ if TYPE_CHECKING:
     from pydantic_core import CoreSchema
 
 _ADDRESS_RE = re.compile(
-    r"^(?:(?P<domain>[0-9a-fA-F]{1,4}):)?(?P<bus>[0-9a-fA-F]{1,2}):"
+    r"^(?:(?P<domain>[0-9a-fA-F]{1,8}):)?(?P<bus>[0-9a-fA-F]{1,2}):"
     r"(?P<slot>[0-9a-fA-F]{1,2})\.(?P<function>[0-9a-fA-F])$"
 )
+#: PCI domains are 32-bit: Intel VMD and Hyper-V number theirs from 0x10000 up, and
+#: the kernel prints them with ``%04x`` (so with five to eight digits).
+DOMAIN_MAX = 0xFFFFFFFF
 _DRIVER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+:-]*$")
 DRIVER_NAME_MAX = 64
 #: Parsed addresses by text: a listing parses the same names several times (device
@@ -37,7 +40,11 @@ _PARSED_MAX = 1 << 16
 
 @total_ordering
 class PciAddress:
-    """A PCI function address ``DDDD:BB:SS.F``; hashable, ordered, immutable."""
+    """A PCI function address ``DDDD:BB:SS.F``; hashable, ordered, immutable.
+
+    The domain is 32-bit and printed as the kernel names devices (at least four
+    hex digits: ``0000:01:00.0``, ``10000:e1:00.0``); addresses order numerically.
+    """
 
     __slots__ = ("_key", "_text", "bus", "domain", "function", "slot")
 
@@ -50,7 +57,7 @@ class PciAddress:
 
     def __init__(self, domain: int, bus: int, slot: int, function: int) -> None:
         for name, value, top in (
-            ("domain", domain, 0xFFFF),
+            ("domain", domain, DOMAIN_MAX),
             ("bus", bus, 0xFF),
             ("slot", slot, 0x1F),
             ("function", function, 7),
@@ -67,7 +74,10 @@ class PciAddress:
 
     @classmethod
     def parse(cls, text: object) -> PciAddress:
-        """Parse ``DDDD:BB:SS.F`` or ``BB:SS.F`` (domain 0), hex in either case."""
+        """Parse ``DDDD:BB:SS.F`` or ``BB:SS.F`` (domain 0), hex in either case.
+
+        The domain has one to eight hex digits (``10000:e1:00.0`` is a VMD domain).
+        """
         if isinstance(text, PciAddress):
             return text
         known = _PARSED.get(text) if cls is PciAddress and isinstance(text, str) else None
@@ -81,7 +91,8 @@ class PciAddress:
         if match is None:
             shown = text if len(text) <= 40 else text[:40] + "..."
             raise InvalidAddress(
-                f"invalid PCI address {shown!r}: expected DDDD:BB:SS.F or BB:SS.F in hex,"
+                f"invalid PCI address {shown!r}: expected DDDD:BB:SS.F or BB:SS.F in hex"
+                " (domain up to 8 digits),"
                 " e.g. 0000:01:00.0"
             )
         domain = int(match["domain"], 16) if match["domain"] else 0
@@ -151,7 +162,7 @@ class PciAddress:
         return core_schema.no_info_plain_validator_function(
             validate,
             json_schema_input_schema=core_schema.str_schema(
-                pattern=r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$"
+                pattern=r"^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$"
             ),
             serialization=core_schema.to_string_ser_schema(),
         )

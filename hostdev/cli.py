@@ -22,6 +22,10 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"hostdev: {message}; see 'hostdev --help'\n")
 
 
+_DRIVER_HELP = ("stub driver (default vfio-pci; 'auto': the device's vfio variant driver"
+                " from modules.alias, else vfio-pci)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     parser = _Parser(prog="hostdev", description="Manage PCI host devices for VFIO passthrough.")
@@ -33,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--release-timeout", type=float, default=10.0, metavar="SECONDS",
                         help="how long to wait for a VFIO user (e.g. QEMU) to let go of a"
                              " device before refusing to unbind it (default 10)")
+    parser.add_argument("--no-load-modules", dest="load_modules", action="store_false",
+                        help="never run modprobe: refuse when the stub driver is not loaded"
+                             " (by default it is loaded, on the real root only)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("list", help="list PCI functions grouped by driver kind")
@@ -45,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("detach", help="move free devices onto a stub driver (inactive list)")
     p.add_argument("addresses", nargs="+", metavar="ADDRESS")
-    p.add_argument("--driver", default="vfio-pci", help="stub driver (default vfio-pci)")
+    p.add_argument("--driver", default="vfio-pci", help=_DRIVER_HELP)
 
     p = sub.add_parser("reattach", help="give free devices back to their host drivers")
     p.add_argument("addresses", nargs="+", metavar="ADDRESS")
@@ -57,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--owner", required=True, metavar="DRIVER/DOMAIN")
     p.add_argument("--unmanaged", action="store_true",
                    help="devices are already on a stub; do not detach or give them back")
-    p.add_argument("--driver", default="vfio-pci", help="stub driver (default vfio-pci)")
+    p.add_argument("--driver", default="vfio-pci", help=_DRIVER_HELP)
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p.add_argument("addresses", nargs="+", metavar="ADDRESS")
 

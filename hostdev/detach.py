@@ -5,8 +5,11 @@ from __future__ import annotations
 from hostdev import binding
 from hostdev.errors import NotAssignable
 from hostdev.identity import Presence, check
+from hostdev.iommu import require_iommu
+from hostdev.modules import ModuleLoadFailed, wait_for_driver
 from hostdev.pci import PciDevice
 from hostdev.records import DeviceRecord
+from hostdev.stubs import is_vfio_driver
 from hostdev.transaction import Transaction, UndoStep, log
 
 
@@ -30,11 +33,36 @@ def new_record(txn: Transaction, dev: PciDevice, *, stub: str, managed: bool,
 
 
 def require_stub_loaded(txn: Transaction, stub: str, dev: PciDevice) -> None:
-    """The stub driver must be registered (its module loaded)."""
-    if not binding.driver_loaded(txn.sysfs, stub):
+    """``dev`` can be moved to ``stub``: checked (and the module loaded) before any write.
+
+    A vfio stub needs the device in an IOMMU group (an IOMMU that is on); pci-stub
+    does not. A stub that is not registered is loaded with the transaction's
+    module loader when it has one (hostdev on the real root), else refused.
+    """
+    if dev.driver == stub:
+        return  # nothing to move
+    if is_vfio_driver(stub):
+        require_iommu(txn.sysfs, dev.address, dev.iommu_group, stub)
+    if binding.driver_loaded(txn.sysfs, stub):
+        return
+    module = stub.replace("-", "_")
+    if txn.module_loader is None:
         raise NotAssignable(
             f"cannot detach PCI device {dev.address}: driver {stub} is not loaded;"
-            f" run 'modprobe {stub.replace('-', '_')}' first",
+            f" run 'modprobe {module}' first",
+            address=dev.address,
+        )
+    try:
+        txn.module_loader(stub)
+    except ModuleLoadFailed as exc:
+        raise NotAssignable(
+            f"cannot detach PCI device {dev.address}: driver {stub} is not loaded and {exc}",
+            address=dev.address,
+        ) from None
+    if not wait_for_driver(txn.sysfs, stub):
+        raise NotAssignable(
+            f"cannot detach PCI device {dev.address}: module {module} loaded but no PCI"
+            f" driver {stub} appeared; check the driver name",
             address=dev.address,
         )
 

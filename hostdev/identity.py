@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import Enum
 
 from hostdev.address import PciAddress
-from hostdev.errors import DeviceNotFound
+from hostdev.errors import DeviceNotFound, InvalidAddress
 from hostdev.pci import PciDevice
 from hostdev.records import DeviceRecord
 from hostdev.sysfs import Sysfs
@@ -51,7 +51,10 @@ def check(sysfs: Sysfs, record: DeviceRecord, device: PciDevice | None = None) -
             pf = record.pf
             if record.generation is None:
                 name = sysfs.read_link_name(sysfs.device_path(addr, "physfn"), addr)
-                pf = PciAddress.parse(name) if name is not None else None
+                try:
+                    pf = PciAddress.parse(name) if name is not None else None
+                except InvalidAddress:
+                    pf = record.pf  # a garbage link tells nothing: not taken as a change
         except DeviceNotFound:
             return Presence.MISSING
         index = None

@@ -19,6 +19,8 @@ from hostdev.binding import Guard
 from hostdev.errors import BadInput, DeviceBusy, HostdevError, StateWriteFailed
 from hostdev.journal import Journal
 from hostdev.lists import Lists
+from hostdev.modules import AUTO, MODPROBE_TIMEOUT, ModuleLoader, choose_stub, is_real_root
+from hostdev.modules import modprobe as run_modprobe
 from hostdev.nodedev import NodeResult, node_detach, node_reattach, node_reset
 from hostdev.prepare import prepare
 from hostdev.reattach import reattach
@@ -53,12 +55,23 @@ class HostdevManager:
     ``$XDG_RUNTIME_DIR/hostdev`` (under ``root`` when ``root`` is not ``/``).
     ``lock_timeout`` bounds the wait for another process's transaction;
     ``release_timeout`` bounds the wait for a VFIO user to let go of a device.
+    ``load_modules``: load a stub driver that is not loaded with ``modprobe``
+    (bounded by ``modprobe_timeout``), on the real root only; under another
+    ``root`` a missing stub is refused. ``module_loader`` replaces modprobe (a
+    fake kernel's loader in tests); it is used whatever the root.
     """
 
     def __init__(self, root: str | os.PathLike[str] = "/",
                  state_dir: str | os.PathLike[str] | None = None, *,
-                 lock_timeout: float = 10.0, release_timeout: float = 10.0) -> None:
+                 lock_timeout: float = 10.0, release_timeout: float = 10.0,
+                 load_modules: bool = True, modprobe_timeout: float = MODPROBE_TIMEOUT,
+                 module_loader: ModuleLoader | None = None) -> None:
         self.sysfs = Sysfs(root)
+        self.module_loader: ModuleLoader | None = None
+        if load_modules and module_loader is not None:
+            self.module_loader = module_loader
+        elif load_modules and is_real_root(self.sysfs):
+            self.module_loader = lambda name: run_modprobe(name, modprobe_timeout)
         self.store = StateStore(state_dir if state_dir is not None else default_state_dir(root),
                                 lock_timeout)
         self.release_timeout = release_timeout
@@ -79,7 +92,8 @@ class HostdevManager:
         with self.store.locked():
             self.sysfs.forget_checked_paths()  # check the tree's links anew each transaction
             original = self._recover_if_needed(guard)
-            txn = Transaction(self.sysfs, original.copy(), guard, self.journal.write)
+            txn = Transaction(self.sysfs, original.copy(), guard, self.journal.write,
+                              module_loader=self.module_loader)
             try:
                 yield txn
                 # Saving is part of the transaction: if the state file cannot be
@@ -145,12 +159,14 @@ class HostdevManager:
         """Give devices to ``owner``: check, detach to the stub, reset, mark active.
 
         All or nothing: on any failure every device is left on the driver and
-        with the override it had, and the lists are unchanged.
+        with the override it had, and the lists are unchanged. A spec whose
+        ``stub_driver`` is ``"auto"`` gets the device's vfio variant driver, else
+        vfio-pci (see :func:`hostdev.modules.choose_stub`); its record stores that name.
         """
         parsed = _specs(specs)
         if not parsed:
             return PrepareReport()
-        return self._run(lambda txn: prepare(txn, owner, parsed))
+        return self._run(lambda txn: prepare(txn, owner, _resolve_auto(txn, parsed)))
 
     def reattach(self, owner: Owner, specs: Sequence[SpecLike], *,
                  release_timeout: float | None = None) -> ReattachReport:
@@ -170,10 +186,19 @@ class HostdevManager:
 
     # -------------------------------------------------------------- node side
     def node_detach(self, address: AddressLike, stub_driver: str = "vfio-pci") -> NodeResult:
-        """Move a free device onto ``stub_driver`` and track it inactive."""
+        """Move a free device onto ``stub_driver`` and track it inactive.
+
+        ``"auto"``: the device's vfio variant driver if one claims it, else vfio-pci.
+        """
         addr = PciAddress.parse(address)
         stub = validate_driver_name(stub_driver)
-        return self._run(lambda txn: node_detach(txn, addr, stub))
+
+        def run(txn: Transaction) -> NodeResult:
+            chosen = choose_stub(txn.sysfs, addr) if stub == AUTO and \
+                txn.sysfs.device_exists(addr) else stub
+            return node_detach(txn, addr, chosen)
+
+        return self._run(run)
 
     def node_reattach(self, address: AddressLike, *,
                       release_timeout: float | None = None) -> NodeResult:
@@ -254,6 +279,16 @@ class HostdevManager:
                   timeout: float) -> dict[PciAddress, DeviceBusy]:
         """Wait for all devices together (one deadline); return those still held."""
         return vfio.wait_all_released(self.sysfs, list(addresses), timeout)
+
+
+def _resolve_auto(txn: Transaction, specs: list[HostdevSpec]) -> list[HostdevSpec]:
+    """Specs with ``stub_driver="auto"`` turned into the driver chosen for each device."""
+    out = []
+    for spec in specs:
+        if spec.stub_driver == AUTO and spec.managed and txn.sysfs.device_exists(spec.address):
+            spec = spec.model_copy(update={"stub_driver": choose_stub(txn.sysfs, spec.address)})
+        out.append(spec)
+    return out
 
 
 def _specs(specs: Sequence[SpecLike]) -> list[HostdevSpec]:

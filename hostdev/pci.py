@@ -135,8 +135,12 @@ def _model(facts: DeviceFacts) -> PciDevice:
     )
 
 
-def read_device(sysfs: Sysfs, address: PciAddress | str) -> PciDevice:
-    """Snapshot one function; DeviceNotFound if it is not on the host."""
+def read_device(sysfs: Sysfs, address: PciAddress | str,
+                warnings: list[str] | None = None) -> PciDevice:
+    """Snapshot one function; DeviceNotFound if it is not on the host.
+
+    ``warnings`` receives a line per link that could not be read (see
+    :func:`hostdev.scan.read_facts`)."""
     addr = PciAddress.parse(address)
     if not sysfs.device_exists(addr):
         raise DeviceNotFound(
@@ -144,15 +148,16 @@ def read_device(sysfs: Sysfs, address: PciAddress | str) -> PciDevice:
             " check the address with 'hostdev list'",
             address=addr,
         )
-    facts = read_facts(sysfs, addr, GroupCache(sysfs))
+    facts = read_facts(sysfs, addr, GroupCache(sysfs), warnings=warnings)
     if facts.vf is not None:
         facts.vf.index = vf_index(sysfs, facts)
     return _model(facts)
 
 
-def list_devices(sysfs: Sysfs) -> list[PciDevice]:
+def list_devices(sysfs: Sysfs, warnings: list[str] | None = None) -> list[PciDevice]:
     """Snapshot every function on the host, sorted by address.
 
-    A device that vanishes while the listing runs is left out.
+    A device that vanishes while the listing runs is left out; ``warnings``
+    receives a line per entry that could not be read (see :func:`hostdev.scan.scan`).
     """
-    return [_model(facts) for facts in scan(sysfs)]
+    return [_model(facts) for facts in scan(sysfs, warnings=warnings)]

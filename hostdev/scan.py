@@ -18,7 +18,7 @@ from __future__ import annotations
 from operator import attrgetter
 
 from hostdev.address import PciAddress
-from hostdev.errors import DeviceNotFound, UnexpectedContent
+from hostdev.errors import DeviceNotFound, InvalidAddress, UnexpectedContent
 from hostdev.sysfs import Sysfs
 
 #: Class codes (class << 8 | subclass) whose header is not an endpoint's.
@@ -115,21 +115,51 @@ class GroupCache:
         return found
 
 
-def parse_names(names: list[str]) -> list[PciAddress]:
-    """The entries that are PCI addresses (host bridges and the like are skipped)."""
+def parse_names(names: list[str], warnings: list[str] | None = None,
+                where: str = "") -> list[PciAddress]:
+    """The entries that are PCI addresses.
+
+    Other names are skipped; with ``warnings``, each skipped name is noted there
+    (``where`` names the directory), so that nothing disappears without a word.
+    """
     parse = PciAddress.parse
     out = []
     for name in names:
         try:
             out.append(parse(name))
         except ValueError:
+            if warnings is not None:
+                shown = name if len(name) <= 40 else name[:40] + "..."
+                warnings.append(f"{where} has an entry {shown!r} that is not a PCI address"
+                                " hostdev can read; it is not listed")
             continue
     return out
 
 
+def _link_address(sysfs: Sysfs, path: str, addr: PciAddress,
+                  warnings: list[str] | None) -> PciAddress | None:
+    """The PCI address a ``physfn``/``virtfnN`` link points at; None (and a warning)
+    when the link is absent or its target is not a PCI function."""
+    name = sysfs.read_link_name(path, addr)
+    if name is None:
+        return None
+    try:
+        return PciAddress.parse(name)
+    except InvalidAddress:
+        if warnings is not None:
+            link = path.rsplit("/", 1)[-1]
+            shown = name if len(name) <= 40 else name[:40] + "..."
+            warnings.append(f"PCI device {addr}: its {link} link points at {shown!r},"
+                            " not a PCI function; that link is ignored")
+        return None
+
+
 def read_facts(sysfs: Sysfs, addr: PciAddress, groups: GroupCache | None,
-               brief: bool = False) -> DeviceFacts:
+               brief: bool = False, warnings: list[str] | None = None) -> DeviceFacts:
     """Read one function; DeviceNotFound if it vanished.
+
+    A ``physfn`` or ``virtfnN`` link whose target is not a PCI address is ignored
+    and noted in ``warnings`` (when given): one broken link does not hide the device.
 
     A VF's index is left None (:func:`scan` fills it from the PFs, :func:`vf_index`
     for a single device). ``groups`` None: ``iommu_group_members`` is left empty
@@ -181,13 +211,13 @@ def read_facts(sysfs: Sysfs, addr: PciAddress, groups: GroupCache | None,
         sriov = SriovFacts(
             totalvfs=read_int(prefix + "sriov_totalvfs", addr),
             numvfs=read_int(prefix + "sriov_numvfs", addr),
-            vfs=_read_vfs(sysfs, addr, prefix, entries),
+            vfs=_read_vfs(sysfs, addr, prefix, entries, warnings),
         )
     vf = None
     if "physfn" in entries:
-        pf_name = read_link_name(prefix + "physfn", addr)
-        if pf_name is not None:
-            vf = VfFacts(pf=PciAddress.parse(pf_name), index=None)
+        pf = _link_address(sysfs, prefix + "physfn", addr, warnings)
+        if pf is not None:
+            vf = VfFacts(pf=pf, index=None)
     override = sysfs.read_override(addr) if "driver_override" in entries else None
     members: list[PciAddress] = []
     if group is None:
@@ -215,23 +245,28 @@ def _uevent(sysfs: Sysfs, prefix: str, addr: PciAddress
     return values.get("DRIVER") or None, class_code, vendor, device, sub_vendor, sub_device
 
 
-def scan(sysfs: Sysfs, *, brief: bool = False) -> list[DeviceFacts]:
+def scan(sysfs: Sysfs, *, brief: bool = False,
+         warnings: list[str] | None = None) -> list[DeviceFacts]:
     """Read every function on the host, sorted by address.
 
     VF indexes come from the PFs' ``virtfnN`` links, and IOMMU group members from
     the devices' own ``iommu_group`` links (every PCI function of a group is on
     the bus, so listing each group directory again would only repeat them). A
     device that vanishes meanwhile is left out. ``brief``: see :func:`read_facts`.
+    ``warnings`` (when given) receives one line per entry that could not be read
+    as it should (a name that is not a PCI address, a broken SR-IOV link).
     """
     sysfs.check_tree()
     # Each device directory's links are resolved (and checked to stay inside the
     # root's sys) once, by its directory listing; its attribute reads reuse that.
     sysfs.forget_checked_paths()
     found: list[DeviceFacts] = []
-    addresses = sorted(parse_names(sysfs.list_dir(sysfs.pci_devices)), key=_ORDER)
+    names = sysfs.list_dir(sysfs.pci_devices)
+    addresses = sorted(parse_names(names, warnings, sysfs.relative(sysfs.pci_devices)),
+                       key=_ORDER)
     for addr in addresses:
         try:
-            found.append(read_facts(sysfs, addr, None, brief))
+            found.append(read_facts(sysfs, addr, None, brief, warnings))
         except DeviceNotFound:
             continue
     index_of: dict[PciAddress, int] = {}
@@ -253,17 +288,18 @@ def scan(sysfs: Sysfs, *, brief: bool = False) -> list[DeviceFacts]:
     return found
 
 
-def _read_vfs(sysfs: Sysfs, addr: PciAddress, prefix: str, entries: set[str]) -> list[PciAddress]:
+def _read_vfs(sysfs: Sysfs, addr: PciAddress, prefix: str, entries: set[str],
+              warnings: list[str] | None) -> list[PciAddress]:
     indexes = sorted(int(e[6:]) for e in entries if e.startswith("virtfn") and e[6:].isdecimal())
     vfs: list[PciAddress] = []
     # Numeric order up to the first gap: directory order is not index order.
     for expected, index in enumerate(indexes):
         if index != expected:
             break
-        name = sysfs.read_link_name(f"{prefix}virtfn{index}", addr)
-        if name is None:
+        vf = _link_address(sysfs, f"{prefix}virtfn{index}", addr, warnings)
+        if vf is None:
             break
-        vfs.append(PciAddress.parse(name))
+        vfs.append(vf)
     return vfs
 
 

@@ -7,13 +7,19 @@ STUB_DRIVERS = frozenset({"vfio-pci", "pci-stub", "pciback", "xen-pciback"})
 
 
 def is_vfio_driver(name: str | None, has_vfio_dev: bool = False) -> bool:
-    """vfio-pci, a vfio variant driver (``*-vfio-pci``, ``*_vfio_pci``), or any
-    driver that gave the device a ``vfio-dev/`` node."""
+    """A driver that registers its devices with vfio.
+
+    A device bound to a driver is vfio-managed if it has a ``vfio-dev/`` child
+    (``has_vfio_dev``), whatever the driver's name. For a name alone:
+    ``vfio-pci`` (also spelt ``vfio_pci``, as modprobe does) and the variant
+    drivers ``*-vfio-pci`` and ``*_vfio_pci`` (``mlx5_vfio_pci``,
+    ``hisi_acc_vfio_pci``, ``pds_vfio_pci``...).
+    """
     if name is None:
         return False
     return (
         has_vfio_dev
-        or name == "vfio-pci"
+        or name in ("vfio-pci", "vfio_pci")
         or name.endswith("-vfio-pci")
         or name.endswith("_vfio_pci")
     )

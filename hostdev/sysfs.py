@@ -345,6 +345,28 @@ class Sysfs:
                 f"{self.relative(path)} holds {text[:20]!r}, not {what}", address=address
             ) from None
 
+    def read_binary(self, path: str, address: PciAddress | None = None,
+                    limit: int = 65536) -> bytes | None:
+        """Raw bytes of a binary attribute (``vpd``, ``config``), at most ``limit``;
+        None when it is absent. Errors as for :meth:`read_text`."""
+        self.stats.note_read(path)
+        try:
+            fd = os.open(path, _READ_FLAGS | os.O_NONBLOCK)
+            try:
+                chunks: list[bytes] = []
+                size = 0
+                while size < limit and (data := os.read(fd, limit - size)):
+                    chunks.append(data)
+                    size += len(data)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            error = self._convert(exc, path, address, None)
+            if isinstance(error, _AttributeMissing):
+                return None
+            raise error from None
+        return b"".join(chunks)
+
     def read_override(self, address: PciAddress) -> str | None:
         """``driver_override`` or None when unset (the kernel prints ``(null)``)."""
         text = self.read_optional(f"{self.pci_devices}/{address}/driver_override", address)

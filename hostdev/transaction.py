@@ -44,6 +44,8 @@ class Transaction:
     record_intent: Callable[[Intent], None] = lambda intent: None
     undo: list[UndoStep] = field(default_factory=list)
     intent: Intent | None = None
+    #: Loads a missing stub driver's module (None: refuse instead; set by the manager).
+    module_loader: Callable[[str], None] | None = None
 
     def declare(self, operation: str, devices: Sequence[PciDevice | PciAddress],
                 vf_counts: Sequence[tuple[PciAddress, int, int]] = ()) -> None:

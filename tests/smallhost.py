@@ -82,6 +82,7 @@ def build_host(kernel: FakeKernel) -> None:
 @pytest.fixture
 def host(fake_kernel: FakeKernel) -> Host:
     build_host(fake_kernel)
+    # The fake kernel's modprobe: never this machine's.
     mgr = HostdevManager(root="/", state_dir="/run/hostdev", release_timeout=0.0,
-                         lock_timeout=1.0)
+                         lock_timeout=1.0, module_loader=fake_kernel.modprobe)
     return Host(fake_kernel, mgr)

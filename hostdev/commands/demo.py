@@ -9,9 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hostdev.errors import HostdevError
+from hostdev.errors import BadInput, HostdevError
+
+if TYPE_CHECKING:
+    from hostdev.testing import HostSpec
 
 
 def _say(text: str) -> None:
@@ -36,16 +39,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise HostdevError(
             "hostdev demo needs pyfakefs: install with 'pip install hostdev[testing]'"
         ) from None
+    from hostdev.testing import fixture_names, read_host_spec
+
+    # Found and read before pyfakefs starts: the fixture files are on the real disk.
+    known = fixture_names()
+    if args.host not in known:
+        raise BadInput(f"no demo host {args.host!r}: choose one of {', '.join(known)}"
+                       " (--host NAME)")
+    spec = read_host_spec(args.host)
     started = time.monotonic()
     with Patcher() as patcher:
         assert patcher.fs is not None
-        _walk(patcher.fs, args.host)
+        _walk(patcher.fs, spec)
     print(f"\n(demo finished in {time.monotonic() - started:.1f} s; nothing on this machine"
           " was touched)")
     return 0
 
 
-def _walk(fs: Any, host: str) -> None:
+def _walk(fs: Any, spec: HostSpec) -> None:
     from hostdev.address import PciAddress
     from hostdev.manager import HostdevManager
     from hostdev.pci import list_devices
@@ -54,7 +65,8 @@ def _walk(fs: Any, host: str) -> None:
     from hostdev.testing import FakeKernel
 
     kernel = FakeKernel(fs)
-    kernel.load_fixture(host)
+    kernel.load_spec(spec)
+    host = spec.name
     sysfs = Sysfs("/")
     devices = list_devices(sysfs)
     pfs = [d for d in devices if d.sriov is not None and d.driver is not None]

@@ -45,14 +45,23 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(json.dumps(ListOutput.model_json_schema(by_alias=True), indent=2))
         return 0
     # The table shows neither subsystem ids nor reset methods: do not read them.
-    devices = scan(Sysfs(args.root), brief=not args.json)
+    sysfs = Sysfs(args.root)
+    warnings: list[str] = []
+    devices = scan(sysfs, brief=not args.json, warnings=warnings)
+    iommu = iommu_on(sysfs, devices)
     lists, note = peek_state(args)
     placed = [placement(d.address, lists) for d in devices]
     if note:
         print(f"hostdev: note: {note}", file=sys.stderr)
+    for line in warnings:
+        print(f"hostdev: warning: {line}", file=sys.stderr)
     if args.json:
-        sys.stdout.write(list_json(str(args.root), note, devices, placed))
+        sys.stdout.write(list_json(str(args.root), note, devices, placed, iommu, warnings))
     else:
+        if not iommu:
+            from hostdev.iommu import LIST_NOTE
+
+            print(f"Note: {LIST_NOTE}\n")
         where = {d.address: p for d, p in zip(devices, placed, strict=True)}
         columns: list[Column] = [
             ("LIST", lambda d: where[d.address][0]),
@@ -60,6 +69,15 @@ def cmd_list(args: argparse.Namespace) -> int:
         ]
         sys.stdout.write(status_table(devices, [*BASE_COLUMNS, *columns]))
     return 0
+
+
+def iommu_on(sysfs: Sysfs, devices: Sequence[DeviceFacts]) -> bool:
+    """False when the host has PCI devices but no IOMMU group at all (IOMMU off)."""
+    if not devices or any(d.iommu_group is not None for d in devices):
+        return True
+    from hostdev.iommu import iommu_enabled
+
+    return iommu_enabled(sysfs)
 
 
 def peek_state(args: argparse.Namespace) -> tuple[Lists | None, str | None]:
@@ -164,11 +182,15 @@ def _device(dev: DeviceFacts, place: Placement, quote: Quote) -> str:
 
 
 def list_json(root: str, note: str | None, devices: Sequence[DeviceFacts],
-              placed: Sequence[Placement]) -> str:
+              placed: Sequence[Placement], iommu_enabled: bool = True,
+              warnings: Sequence[str] = ()) -> str:
     """What ``hostdev list --json`` prints (schema ``hostdev.list/1``), newline included."""
     from json.encoder import encode_basestring as quote
 
     body = ",\n".join(_device(d, p, quote) for d, p in zip(devices, placed, strict=True))
     listing = f"[\n{body}\n  ]" if devices else "[]"
     return (f'{{\n  "schema": "{LIST_SCHEMA_ID}",\n  "root": {_str(root, quote)},\n'
-            f'  "state_note": {_str(note, quote)},\n  "devices": {listing}\n}}\n')
+            f'  "state_note": {_str(note, quote)},\n'
+            f'  "iommu_enabled": {"true" if iommu_enabled else "false"},\n'
+            f'  "warnings": {_strings(warnings, "  ", quote)},\n'
+            f'  "devices": {listing}\n}}\n')

@@ -17,7 +17,8 @@ from hostdev.records import HostdevSpec, Owner
 def manager(args: argparse.Namespace) -> HostdevManager:
     """A manager for the global ``--root`` and ``--state-dir`` options."""
     mgr = HostdevManager(root=args.root, state_dir=args.state_dir,
-                         release_timeout=args.release_timeout)
+                         release_timeout=args.release_timeout,
+                         load_modules=getattr(args, "load_modules", True))
     mgr.sysfs.check_tree()
     return mgr
 

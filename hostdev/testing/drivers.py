@@ -50,6 +50,7 @@ def register_driver(
     sriov: bool = False,
     leaves_vfs_on_remove: bool | None = None,
     placeholder: bool = False,
+    vfio: bool | None = None,
 ) -> Driver:
     """Register a driver and, if the bus autoprobes, attach it to matching devices.
 
@@ -64,7 +65,8 @@ def register_driver(
     drv = state.drivers.get(name)
     if drv is not None and not drv.placeholder:
         raise FakeKernelSetupError(f"driver {name!r} is already registered")
-    dynamic = is_vfio_driver_name(name) or name in OVERRIDE_ONLY_DRIVERS
+    dynamic = (is_vfio_driver_name(name) if vfio is None else vfio) \
+        or name in OVERRIDE_ONLY_DRIVERS
     if drv is None:
         path = f"/sys/bus/pci/drivers/{name}"
         directory = state.vfs.mkdir(state.bus_drivers, name)
@@ -74,6 +76,8 @@ def register_driver(
         state.drivers[name] = drv
     drv.placeholder = placeholder
     drv.sriov = sriov
+    if vfio is not None:
+        drv.registers_vfio = vfio
     drv.leaves_vfs_on_remove = leaves_vfs_on_remove
     if dynamic:
         drv.dynids.extend(DynId(v, d) for v, d in pairs)

@@ -32,12 +32,21 @@ def hosts_dir() -> Path:
     return PACKAGE_HOSTS_DIR if _PACKAGE_HOSTS_PRESENT else REPO_HOSTS_DIR
 
 
+_NAMES: list[str] = []
+
+
 def fixture_names() -> list[str]:
-    """Names of the fixture hosts shipped with hostdev (call outside pyfakefs)."""
+    """Names of the fixture hosts shipped with hostdev.
+
+    Listed on the real disk; inside pyfakefs (where that directory is not seen)
+    the names found by an earlier call outside it are returned.
+    """
     directory = hosts_dir()
     if not directory.is_dir():
-        return []
-    return sorted(p.stem for p in directory.iterdir() if p.suffix == ".toml")
+        return list(_NAMES)
+    names = sorted(p.stem for p in directory.iterdir() if p.suffix == ".toml")
+    _NAMES[:] = names
+    return names
 
 
 def _read(fs: FakeFilesystem | None, path: str) -> bytes | None:
@@ -79,3 +88,6 @@ def read_host_spec(
         f"no fixture host {os.fspath(name_or_path)!r} (tried {', '.join(candidates)});"
         f" known names: {known}"
     )
+
+
+fixture_names()  # remember the names while the real disk is visible (see fixture_names)

@@ -28,6 +28,48 @@ class DriverSpec(BaseModel):
     sriov: bool = False
 
 
+class ModuleSpec(BaseModel):
+    """A driver module installed on disk but not loaded: ``modprobe`` loads it.
+
+    Its ``aliases`` (``vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i*`` and the like)
+    go to the kernel's ``modules.alias``, as depmod writes them.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    #: The PCI driver it registers (default: the module name).
+    driver: str | None = None
+    ids: list[tuple[int, int]] = Field(default_factory=list)
+    sriov: bool = False
+    #: Alias patterns (without the module name) listed in ``modules.alias``.
+    aliases: list[str] = Field(default_factory=list)
+    #: The driver registers with vfio whatever its name (None: decided by the name).
+    vfio: bool | None = None
+
+
+class VpdSpec(BaseModel):
+    """Vital Product Data of a device (its ``vpd`` attribute)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Identifier string (product name).
+    name: str | None = None
+    #: VPD-R keywords (``PN``, ``SN``, ``EC``, ``V0``...); a checksum ``RV`` is added.
+    read_only: dict[str, str] = Field(default_factory=dict)
+    read_write: dict[str, str] = Field(default_factory=dict)
+    #: Raw bytes in hex instead of the fields above (for malformed VPD).
+    raw_hex: str | None = None
+
+    def encode(self) -> bytes:
+        """The bytes the ``vpd`` attribute reads."""
+        from hostdev.vpd import build_vpd
+
+        if self.raw_hex is not None:
+            return bytes.fromhex(self.raw_hex)
+        return build_vpd(self.name, self.read_only, self.read_write or None)
+
+
 class SriovSpec(BaseModel):
     """SR-IOV capability of a physical function."""
 
@@ -62,6 +104,7 @@ class DeviceSpec(BaseModel):
     parent: PciAddress | None = None
     reset_methods: list[str] = Field(default_factory=lambda: ["flr", "bus"])
     sriov: SriovSpec | None = None
+    vpd: VpdSpec | None = None
     #: Human note shown nowhere by the kernel (e.g. "GPU audio function").
     label: str = ""
 
@@ -73,5 +116,9 @@ class HostSpec(BaseModel):
 
     name: str
     description: str = ""
+    #: False: booted without an IOMMU (no IOMMU groups; ``iommu_group`` of devices ignored).
+    iommu: bool = True
     drivers: list[DriverSpec] = Field(default_factory=list)
+    #: Modules on disk that are not loaded at boot (``modprobe`` loads them).
+    modules: list[ModuleSpec] = Field(default_factory=list)
     devices: list[DeviceSpec] = Field(default_factory=list)

@@ -7,6 +7,7 @@ faults, adds fake VFIO users, and offers read-only views for assertions.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable, Sequence
 
@@ -18,11 +19,14 @@ from hostdev.testing.dispatch import BusNode
 from hostdev.testing.events import FakeKernelSetupError, WouldBlockEvent, WriteRecord
 from hostdev.testing.faults import ProbeFault, WriteFault
 from hostdev.testing.fixtures import read_host_spec
-from hostdev.testing.hostspec import RESET_METHODS, DeviceSpec, HostSpec
+from hostdev.testing.hostspec import RESET_METHODS, DeviceSpec, HostSpec, ModuleSpec
 from hostdev.testing.model import Device, DeviceTemplate, KernelState, Options
 from hostdev.testing.tree import create_device, join_group, refresh
 from hostdev.testing.vfio_users import VfioHolder, hold, init_proc
 from hostdev.testing.views import DeviceState, device_state
+
+#: What the fake kernel's ``/proc/sys/kernel/osrelease`` reads (``uname -r``).
+FAKE_RELEASE = "6.1.0-fake"
 
 
 def _install_handlers(state: KernelState) -> None:
@@ -63,8 +67,12 @@ class FakeKernel:
         vfio_fdinfo_syspath: bool = False,
         vfio_enable_sriov: bool = False,
         vfio_device_cdev: bool = True,
+        iommu: bool = True,
     ) -> None:
         """Lay out an empty host in ``fs``.
+
+        ``iommu``: False boots the host without an IOMMU: no device gets an IOMMU
+        group (``iommu_group`` arguments are ignored), so vfio drivers refuse them.
 
         ``vfio_fdinfo_syspath``: fdinfo of VFIO device fds names the device (>= 6.18).
         ``vfio_enable_sriov``: vfio-pci's ``enable_sriov=1`` module parameter.
@@ -77,8 +85,10 @@ class FakeKernel:
         state = self.state = KernelState(
             fs, Options(vfio_fdinfo_syspath=vfio_fdinfo_syspath,
                         vfio_enable_sriov=vfio_enable_sriov,
-                        vfio_device_cdev=vfio_device_cdev)
+                        vfio_device_cdev=vfio_device_cdev, iommu=iommu)
         )
+        #: Modules on disk that ``modprobe`` can load, by module name (``_`` spelling).
+        self.modules: dict[str, ModuleSpec] = {}
         _install_handlers(state)
         vfs = state.vfs
         bus = vfs.ensure_dir("/sys/bus/pci")
@@ -91,6 +101,9 @@ class FakeKernel:
             if node not in dev_dir.entries:
                 vfs.chardev(dev_dir, node, 0o666)
         init_proc(state)
+        kernel_dir = vfs.ensure_dir("/proc/sys/kernel")
+        if "osrelease" not in kernel_dir.entries:
+            vfs.file(kernel_dir, "osrelease", FAKE_RELEASE + "\n", 0o444)
 
     # ------------------------------------------------------------------ records
 
@@ -113,17 +126,65 @@ class FakeKernel:
         sriov: bool = False,
         *,
         leaves_vfs_on_remove: bool | None = None,
+        vfio: bool | None = None,
     ) -> None:
         """Register (load) a driver with a (vendor, device) id table.
 
         ``sriov``: it implements sriov_configure. ``leaves_vfs_on_remove``: its
         remove does not disable SR-IOV, so VFs survive an unbind of the PF
         (None: True for nvme, as observed on a real kernel; False otherwise).
+        ``vfio``: it registers its devices with vfio (None: known by its name,
+        ``vfio-pci``, ``*-vfio-pci``, ``*_vfio_pci``).
         Unbound matching devices are probed if ``drivers_autoprobe`` is 1.
         """
         pairs = [(int(pair[0]), int(pair[1])) for pair in ids]
         drivers.register_driver(self.state, name, pairs, sriov=sriov,
-                                leaves_vfs_on_remove=leaves_vfs_on_remove)
+                                leaves_vfs_on_remove=leaves_vfs_on_remove, vfio=vfio)
+
+    def add_module(self, name: str, *, driver: str | None = None,
+                   ids: Iterable[Sequence[int]] = (), sriov: bool = False,
+                   aliases: Iterable[str] = (), vfio: bool | None = None) -> None:
+        """Install a driver module on disk without loading it (``modprobe`` loads it).
+
+        ``aliases`` are written to ``/lib/modules/<release>/modules.alias`` (the
+        release is what ``/proc/sys/kernel/osrelease`` reads).
+        """
+        spec = ModuleSpec(name=name, driver=driver, ids=[(int(p[0]), int(p[1])) for p in ids],
+                          sriov=sriov, aliases=list(aliases), vfio=vfio)
+        self.modules[name.replace("-", "_")] = spec
+        self._write_aliases()
+
+    def _write_aliases(self) -> None:
+        lines = [f"alias {alias} {spec.name}"
+                 for spec in self.modules.values() for alias in spec.aliases]
+        path = f"/lib/modules/{FAKE_RELEASE}/modules.alias"
+        contents = "".join(line + "\n" for line in lines)
+        if self.fs.exists(path):
+            self.fs.remove_object(path)
+        self.fs.create_file(path, contents=contents)
+
+    def modprobe(self, name: str) -> None:
+        """Load a module by module or driver name, as ``modprobe`` does (``-`` and ``_``
+        are the same); loading a loaded module does nothing. Raises the library's
+        ModuleLoadFailed, worded as modprobe's error, for an unknown module.
+        """
+        from hostdev.modules import ModuleLoadFailed
+
+        key = name.replace("-", "_")
+        spec = self.modules.get(key)
+        if spec is None:
+            spec = next((m for m in self.modules.values()
+                         if (m.driver or m.name).replace("-", "_") == key), None)
+        if spec is None:
+            raise ModuleLoadFailed(
+                f"cannot load module {name}: modprobe failed: modprobe: FATAL: Module {key}"
+                f" not found in directory /lib/modules/{FAKE_RELEASE}"
+            )
+        drv = self.state.drivers.get(spec.driver or spec.name)
+        if drv is not None and not drv.placeholder:
+            return
+        drivers.register_driver(self.state, spec.driver or spec.name, spec.ids,
+                                sriov=spec.sriov, vfio=spec.vfio)
 
     def add_device(
         self,
@@ -146,13 +207,17 @@ class FakeKernel:
         sriov_stride: int = 1,
         sriov_drivers_autoprobe: bool = True,
         sriov_numvfs: int = 0,
+        vpd: bytes | None = None,
     ) -> PciAddress:
         """Hot-add a PCI function (probed normally unless ``driver`` forces a binding).
 
         ``parent``: the bridge above it (None: on root bus ``pciDDDD:BB``).
         ``sriov_numvfs``: enable that many VFs right away (needs an SR-IOV PF driver).
+        ``vpd``: raw Vital Product Data (a ``vpd`` attribute appears).
         """
         state = self.state
+        if not state.options.iommu:
+            iommu_group = None  # no IOMMU: no device is put in a group
         addr = PciAddress.parse(address)
         if addr in state.devices:
             raise FakeKernelSetupError(f"device {addr} already exists")
@@ -169,7 +234,7 @@ class FakeKernel:
             reset_methods=attrs.sort_methods(tuple(reset_methods)),
             sriov_totalvfs=sriov_totalvfs,
             vf_device=device if vf_device is None else vf_device,
-            sriov_offset=sriov_offset, sriov_stride=sriov_stride,
+            sriov_offset=sriov_offset, sriov_stride=sriov_stride, vpd=vpd,
         )
         origin = ("spec", iommu_group)
         if iommu_group in state.groups and state.origin_group.get(origin) != iommu_group:
@@ -231,14 +296,23 @@ class FakeKernel:
             sriov_offset=s.offset if s else 1, sriov_stride=s.stride if s else 1,
             sriov_drivers_autoprobe=s.drivers_autoprobe if s else True,
             sriov_numvfs=s.numvfs if s and enable_vfs else 0,
+            vpd=spec.vpd.encode() if spec.vpd is not None else None,
         )
 
     def load_spec(self, spec: HostSpec) -> None:
         """Build a whole host: drivers, then devices in order, then VFs (as at boot).
 
         VFs come last so their dynamically numbered IOMMU groups never take a
-        number the fixture gives to a later device.
+        number the fixture gives to a later device. ``iommu = false`` boots the
+        host without an IOMMU (only on an empty host).
         """
+        if not spec.iommu:
+            if self.state.devices:
+                raise FakeKernelSetupError("iommu = false needs an empty host")
+            self.state.options = dataclasses.replace(self.state.options, iommu=False)
+        for module in spec.modules:
+            self.add_module(module.name, driver=module.driver, ids=module.ids,
+                            sriov=module.sriov, aliases=module.aliases, vfio=module.vfio)
         for drv in spec.drivers:
             self.add_driver(drv.name, drv.ids, drv.sriov)
         for dev in spec.devices:

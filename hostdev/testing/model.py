@@ -33,8 +33,10 @@ LEAVES_VFS_DRIVERS = frozenset({"nvme"})
 
 
 def is_vfio_driver_name(name: str) -> bool:
-    """vfio-pci and its variant drivers (``*-vfio-pci``)."""
-    return name == "vfio-pci" or name.endswith("-vfio-pci")
+    """vfio-pci and its variant drivers, by name: ``vfio-pci``, ``*-vfio-pci`` and
+    ``*_vfio_pci`` (``mlx5_vfio_pci``, ``hisi_acc_vfio_pci``, ``pds_vfio_pci``)."""
+    return (name in ("vfio-pci", "vfio_pci") or name.endswith("-vfio-pci")
+            or name.endswith("_vfio_pci"))
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,8 @@ class DeviceTemplate:
     sriov_offset: int = 1
     sriov_stride: int = 1
     is_vf: bool = False
+    #: Raw Vital Product Data (the ``vpd`` attribute); None: the device has none.
+    vpd: bytes | None = None
 
     @property
     def is_bridge(self) -> bool:
@@ -148,10 +152,14 @@ class Driver:
     placeholder: bool = False
     dynids: list[DynId] = field(default_factory=list)
     bound: dict[PciAddress, Device] = field(default_factory=dict)
+    #: The driver registers its devices with vfio (None: decided by its name).
+    registers_vfio: bool | None = None
 
     @property
     def vfio(self) -> bool:
-        """A vfio driver: creates /dev/vfio nodes at bind."""
+        """A vfio driver: creates /dev/vfio nodes and ``vfio-dev`` at bind."""
+        if self.registers_vfio is not None:
+            return self.registers_vfio
         return is_vfio_driver_name(self.name)
 
     @property
@@ -217,6 +225,8 @@ class Options:
     vfio_fdinfo_syspath: bool = False
     vfio_enable_sriov: bool = False
     vfio_device_cdev: bool = True
+    #: The kernel runs with an IOMMU: devices get IOMMU groups (False: booted without).
+    iommu: bool = True
 
 
 DeviceHandler = Callable[["KernelState", Device, bytes, str], None]

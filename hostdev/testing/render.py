@@ -103,6 +103,7 @@ _RENDER: dict[str, Callable[[Device], str | bytes]] = {
     "class": lambda d: f"0x{d.t.class_code:06x}\n",
     "revision": lambda d: f"0x{d.t.revision:02x}\n",
     "config": config_space,
+    "vpd": lambda d: d.t.vpd or b"",
     "modalias": modalias,
     "uevent": uevent,
     "driver_override": lambda d: f"{d.override if d.override is not None else '(null)'}\n",

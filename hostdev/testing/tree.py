@@ -82,6 +82,8 @@ def create_device(
     attrs += _VF if t.is_vf else _HOTPLUG
     if dev.sriov is not None:
         attrs += _PF
+    if t.vpd is not None:
+        attrs += (("vpd", 0o600),)  # binary, root only, as pci-sysfs makes it
     files = dev.files
     for attr, mode in attrs:
         files[attr] = vfs.file(directory, attr, render(dev, attr), mode,

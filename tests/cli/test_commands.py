@@ -48,7 +48,8 @@ def test_list_json_validates_against_schema(fake_kernel: FakeKernel,
     assert first["list"] == "host" and first["owner"] is None
     code, schema_text, _ = run(capsys, "list", "--schema")
     schema = json.loads(schema_text)
-    assert set(schema["properties"]) == {"schema", "root", "state_note", "devices"}
+    assert set(schema["properties"]) == {"schema", "root", "state_note", "iommu_enabled",
+                                         "warnings", "devices"}
     jsonschema.validate(raw, schema)
 
 

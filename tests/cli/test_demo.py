@@ -20,3 +20,23 @@ def test_demo_tells_the_whole_story() -> None:
         assert step in out, f"demo output lacks {step!r}"
     assert "cannot change the VF count" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_demo_unknown_host_is_one_line_with_the_real_names() -> None:
+    from hostdev.testing import fixture_names
+
+    done = subprocess.run([sys.executable, "-m", "hostdev.cli", "demo", "--host", "nope"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2 and done.stdout == ""
+    names = fixture_names()
+    assert {"two-socket-server", "qemu-guest", "libvirt-mock", "vmd-workstation"} <= set(names)
+    assert done.stderr == (f"hostdev: no demo host 'nope': choose one of {', '.join(names)}"
+                           " (--host NAME)\n")
+
+
+def test_fixture_names_are_known_inside_pyfakefs(fs: object) -> None:
+    from hostdev.testing import fixture_names
+
+    # The hosts directory is on the real disk, which pyfakefs hides: the names found
+    # outside it are still given (the demo's and read_host_spec's messages use them).
+    assert "two-socket-server" in fixture_names()

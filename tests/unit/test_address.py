@@ -21,6 +21,10 @@ from hostdev.errors import BadInput, InvalidAddress, InvalidDriverName
         ("ABCD:EF:1F.7", "abcd:ef:1f.7"),
         ("1:2:3.4", "0001:02:03.4"),
         ("ffff:ff:1f.7", "ffff:ff:1f.7"),
+        # Domains above 0xffff (Intel VMD, Hyper-V) print with more digits, as the kernel's %04x.
+        ("10000:e1:00.0", "10000:e1:00.0"),
+        ("00010000:E1:00.0", "10000:e1:00.0"),
+        ("ffffffff:00:00.0", "ffffffff:00:00.0"),
     ],
 )
 def test_parse_and_format(text: str, canonical: str) -> None:
@@ -29,7 +33,7 @@ def test_parse_and_format(text: str, canonical: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "0000:01:00", "0000:01:20.0", "0000:01:00.8", "10000:00:00.0", "0000:100:00.0",
+    ["", "0000:01:00", "0000:01:20.0", "0000:01:00.8", "100000000:00:00.0", "0000:100:00.0",
      "0000:01:00.0\n", " 0000:01:00.0", "0000:01:00.0/../x", "g0:00.0", "0000-01-00.0",
      "0000:01:00.0\x00"],
 )
@@ -42,7 +46,7 @@ def test_rejects_malformed(text: str) -> None:
 
 
 def test_ranges_checked_on_construction() -> None:
-    for args in [(0x10000, 0, 0, 0), (0, 0x100, 0, 0), (0, 0, 0x20, 0), (0, 0, 0, 8),
+    for args in [(0x100000000, 0, 0, 0), (0, 0x100, 0, 0), (0, 0, 0x20, 0), (0, 0, 0, 8),
                  (-1, 0, 0, 0)]:
         with pytest.raises(InvalidAddress):
             PciAddress(*args)
@@ -86,7 +90,13 @@ def test_any_text_parses_or_raises_own_error(text: str) -> None:
     assert "/" not in str(addr) and ".." not in str(addr)
 
 
-@given(st.integers(0, 0xFFFF), st.integers(0, 0xFF), st.integers(0, 0x1F), st.integers(0, 7))
+def test_big_domains_order_numerically() -> None:
+    texts = ["10000:00:00.0", "ffff:ff:1f.7", "0000:00:00.0", "20000:01:00.0", "1000:00:00.0"]
+    ordered = sorted(PciAddress.parse(t) for t in texts)
+    assert [a.domain for a in ordered] == [0, 0x1000, 0xFFFF, 0x10000, 0x20000]
+
+
+@given(st.integers(0, 0xFFFFFFFF), st.integers(0, 0xFF), st.integers(0, 0x1F), st.integers(0, 7))
 def test_every_valid_address_roundtrips(d: int, b: int, s: int, f: int) -> None:
     addr = PciAddress(d, b, s, f)
     assert PciAddress.parse(str(addr)) == addr
