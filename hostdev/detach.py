@@ -66,8 +66,8 @@ def detach_to_stub(txn: Transaction, dev: PciDevice, *, stub: str, managed: bool
         sysfs, addr = txn.sysfs, dev.address
         txn.push(UndoStep(
             what=f"give {addr} back to {dev.driver or 'no driver'}",
-            run=lambda: binding.restore(sysfs, addr, dev.driver, dev.driver_override,
-                                        txn.guard),
+            run=lambda: binding.give_back(sysfs, addr, dev.driver, dev.driver_override,
+                                          txn.guard),
             keep_if_failed=record,
         ))
         binding.move_to(sysfs, addr, stub, dev.driver, txn.guard)

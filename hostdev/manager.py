@@ -65,6 +65,8 @@ class HostdevManager:
         self.journal = Journal(self.store.dir)
         #: What recovery of unfinished transactions did, oldest first.
         self.recovered: list[str] = []
+        #: What recovery could not put back, oldest first.
+        self.recovery_failed: list[str] = []
 
     # ------------------------------------------------------------ transactions
     @contextmanager
@@ -106,8 +108,10 @@ class HostdevManager:
             self.journal.clear()  # it completed; only the clean-up was lost
             return lists
         txn = Transaction(self.sysfs, lists.copy(), guard)
-        done = recover(txn, intent)
+        done, failed = recover(txn, intent)
         self.recovered.extend(f"{intent.operation} by pid {intent.pid}: {line}" for line in done)
+        self.recovery_failed.extend(f"{intent.operation} by pid {intent.pid}: {line}"
+                                    for line in failed)
         if not txn.lists.same_as(lists):
             self.store.save(txn.lists)
         self.journal.clear()
@@ -176,10 +180,11 @@ class HostdevManager:
     def reconcile(self) -> ReconcileReport:
         """Bring the lists in line with the host: finish recovery of a crashed
         transaction, prune vanished and re-created devices, report driver changes."""
-        seen = len(self.recovered)
+        seen, seen_failed = len(self.recovered), len(self.recovery_failed)
 
         def run(txn: Transaction) -> ReconcileReport:
-            report = ReconcileReport(recovered=self.recovered[seen:])
+            report = ReconcileReport(recovered=self.recovered[seen:],
+                                     failed=self.recovery_failed[seen_failed:])
             return reconcile_lists(txn, report)
 
         return self._run(run)
