@@ -224,3 +224,15 @@ def test_untracked_device_that_cannot_go_anywhere_gets_a_record(host: Host) -> N
     [record] = host.mgr.inactive()
     assert (record.address, record.stub_driver, record.unbind_from_stub) == (
         NIC, "vfio-pci", True)
+
+
+def test_taking_an_unfinished_device_again_remembers_its_original_driver(host: Host) -> None:
+    host.mgr.prepare(VM1, [NIC])
+    fault = host.kernel.fail_probe("e1000e", errno.EIO)
+    host.mgr.reattach(VM1, [NIC])
+    fault.cancel()
+    assert host.driver(NIC) is None
+    [record] = host.mgr.prepare(VM2, [NIC]).prepared
+    assert (record.original_driver, record.unbind_from_stub) == ("e1000e", True)
+    assert host.mgr.reattach(VM2, [NIC]).drivers == {NIC: "e1000e"}
+    assert host.where(NIC) == {NIC: ("e1000e", None)} and host.mgr.lists().find(NIC) is None
