@@ -236,3 +236,17 @@ def test_taking_an_unfinished_device_again_remembers_its_original_driver(host: H
     assert (record.original_driver, record.unbind_from_stub) == ("e1000e", True)
     assert host.mgr.reattach(VM2, [NIC]).drivers == {NIC: "e1000e"}
     assert host.where(NIC) == {NIC: ("e1000e", None)} and host.mgr.lists().find(NIC) is None
+
+
+def test_give_back_that_lands_on_a_stub_is_a_failure(host: Host) -> None:
+    sysfs = host.mgr.sysfs
+    # An administrator's override naming pci-stub, set while e1000e held the device.
+    sysfs.write(sysfs.device_path(NIC, "driver_override"), "pci-stub\n")
+    host.mgr.prepare(VM1, [NIC])
+    report = host.mgr.reattach(VM1, [NIC])
+    assert report.reattached == [] and [f.address for f in report.failed] == [NIC]
+    assert "did not come back on e1000e (driver is now pci-stub)" in report.failed[0].reason
+    assert host.driver(NIC) == "pci-stub"
+    assert [r.address for r in host.mgr.inactive()] == [NIC]
+    assert host.mgr.node_reattach(NIC).driver == "e1000e"  # drops the stub override
+    assert host.mgr.lists().find(NIC) is None

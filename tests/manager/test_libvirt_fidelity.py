@@ -12,7 +12,7 @@ import pytest
 from hostdev.errors import DeviceInUse, DeviceNotFound, KernelRefused, NotAssignable
 from hostdev.manager import HostdevManager
 from hostdev.records import HostdevSpec
-from tests.smallhost import NIC, VM1, VM2, Host
+from tests.smallhost import NIC, NVME, ROOT_PORT, VM1, VM2, Host
 
 # ------------------------------------------------- reattach prunes vanished devices
 
@@ -140,3 +140,25 @@ def test_node_reset_still_refuses_active_and_missing_devices(host: Host) -> None
         host.mgr.node_reset(NIC)
     with pytest.raises(DeviceNotFound):
         host.mgr.node_reset("0000:09:00.0")
+
+
+# ------------------------------------------------- other differences the README claims
+
+
+def test_node_detach_refuses_a_bridge(host: Host) -> None:
+    """Difference: libvirt's node detach has no endpoint check."""
+    with pytest.raises(NotAssignable, match=f"PCI device {ROOT_PORT} is a bridge"):
+        host.mgr.node_detach(ROOT_PORT)
+    assert host.where(ROOT_PORT) == {ROOT_PORT: ("pcieport", None)}
+    assert host.mgr.inactive() == []
+
+
+def test_both_lists_are_shared_by_every_manager(host: Host) -> None:
+    """Difference: libvirt keeps both lists in one process's memory."""
+    host.mgr.prepare(VM1, [NIC])
+    host.mgr.node_detach(NVME)
+    other = HostdevManager(root="/", state_dir="/run/hostdev", release_timeout=0)
+    assert [(r.address, r.owner) for r in other.active()] == [(NIC, VM1)]
+    assert [(r.address, r.owner) for r in other.inactive()] == [(NVME, None)]
+    with pytest.raises(DeviceInUse, match="in use by driver qemu, domain vm1"):
+        other.prepare(VM2, [NIC])
