@@ -85,8 +85,15 @@ def node_reattach(txn: Transaction, address: PciAddress) -> NodeResult:
     ))
     wanted = record.original_driver if record is not None else None
     if wanted is not None and not is_stub_driver(wanted):
-        # Nothing bound, or a stub: RestoreFailed, and the rollback puts it back on the stub.
-        now = binding.give_back(txn.sysfs, address, wanted, override, txn.guard)
+        try:
+            now = binding.give_back(txn.sysfs, address, wanted, override, txn.guard)
+        except binding.RestoreFailed as exc:
+            # The rollback puts it back on the stub; its record stays as it was.
+            raise binding.RestoreFailed(
+                f"cannot reattach PCI device {address}: {exc}; it goes back on"
+                f" {stub or 'no driver'}, still tracked",
+                address=address,
+            ) from None
         action = f"reattached to {now}" if now == wanted else \
             f"reattached to {now}, not to its original driver {wanted}"
     else:
