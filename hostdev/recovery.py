@@ -108,10 +108,13 @@ def _track(txn: Transaction, addr: PciAddress, driver: str | None,
     on_stub = dev.driver is not None and is_stub_driver(dev.driver, dev.vfio_dev)
     if not on_stub and not (dev.driver is None and driver is not None):
         return False  # on a host driver: not lost, nothing of ours to undo
-    if dev.driver is not None:
-        stub = dev.driver
-    else:
-        stub = driver if driver is not None and is_stub_driver(driver) else "vfio-pci"
+    stub = dev.driver if dev.driver is not None else \
+        driver if driver is not None and is_stub_driver(driver) else "vfio-pci"
+    if dev.driver is None and is_stub_driver(driver):
+        # It was on a stub untracked (a node reattach died) and lost it: its host
+        # driver is not known, and finishing means letting the kernel choose one.
+        driver = None
+        override = None if is_stub_driver(override) else override
     txn.lists.inactive[addr] = new_record(
         txn, dev, stub=stub, managed=True, original_driver=driver,
         original_override=override, unbind_from_stub=driver != dev.driver)

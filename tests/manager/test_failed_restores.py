@@ -252,3 +252,24 @@ def test_give_back_that_lands_on_a_stub_is_a_failure(host: Host) -> None:
     assert [r.address for r in host.mgr.inactive()] == [NIC]
     assert host.mgr.node_reattach(NIC).driver == "e1000e"  # drops the stub override
     assert host.mgr.lists().find(NIC) is None
+
+
+def test_recovery_of_a_dead_node_reattach_of_an_untracked_device(host: Host) -> None:
+    sysfs = host.mgr.sysfs
+    sysfs.write(sysfs.device_path(NIC, "driver_override"), "vfio-pci\n")
+    sysfs.write(sysfs.driver_dir("e1000e") + "/unbind", f"{NIC}\n")
+    sysfs.write(sysfs.drivers_probe_path, f"{NIC}\n")
+    host.kernel.crash_after_writes(2)  # override cleared, unbound from vfio-pci
+    with pytest.raises(SimulatedCrash):
+        host.mgr.node_reattach(NIC)
+    assert host.driver(NIC) is None
+    fault = host.kernel.fail_probe("vfio-pci", errno.EIO)  # cannot go back on the stub
+    report = _fresh().reconcile()
+    [line] = report.failed
+    assert f"{NIC}: could not put back on vfio-pci" in line and "tracked inactive" in line
+    [record] = host.mgr.inactive()
+    assert (record.original_driver, record.original_override) == (None, None)
+    fault.cancel()
+    # Its host driver is unknown: finishing lets the kernel choose, not the stub again.
+    assert host.mgr.node_reattach(NIC).driver == "e1000e"
+    assert host.where(NIC) == {NIC: ("e1000e", None)} and host.mgr.inactive() == []
