@@ -158,12 +158,16 @@ class HostdevManager:
 
     def node_reattach(self, address: AddressLike, *,
                       release_timeout: float | None = None) -> NodeResult:
-        """Give a free device back to the host (works for untracked devices too)."""
+        """Give a free device back to the host (works for untracked devices too).
+
+        A tracked device its original driver does not take back goes back on its
+        stub, still tracked, and ``RestoreFailed`` says so.
+        """
         addr = PciAddress.parse(address)
         return self._run(lambda txn: node_reattach(txn, addr), release_timeout)
 
     def node_reset(self, address: AddressLike) -> NodeResult:
-        """Reset a device no owner holds."""
+        """Reset a device no owner holds (skipped on a vfio driver, which resets it itself)."""
         addr = PciAddress.parse(address)
         return self._run(lambda txn: node_reset(txn, addr))
 
@@ -179,7 +183,8 @@ class HostdevManager:
 
     def reconcile(self) -> ReconcileReport:
         """Bring the lists in line with the host: finish recovery of a crashed
-        transaction, prune vanished and re-created devices, report driver changes."""
+        transaction (what it could not put back is in ``failed``), prune vanished
+        and re-created devices, report driver changes and unfinished give-backs."""
         seen, seen_failed = len(self.recovered), len(self.recovery_failed)
 
         def run(txn: Transaction) -> ReconcileReport:
