@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from hostdev.address import PciAddress, validate_driver_name
 from hostdev.errors import DeviceNotFound, HostdevError, KernelRefused
+from hostdev.stubs import is_stub_driver
 from hostdev.sysfs import Sysfs
 
 #: Called before unbinding a device from a driver; raises to stop the unbind
@@ -20,6 +21,10 @@ Guard = Callable[[PciAddress, str], None]
 
 class BindFailed(HostdevError):
     """A probe left the device on a different driver than the one asked for."""
+
+
+class RestoreFailed(HostdevError):
+    """Giving a device back left it without a driver, or off the stub it belongs on."""
 
 
 def current_driver(sysfs: Sysfs, address: PciAddress) -> str | None:
@@ -118,6 +123,34 @@ def restore(sysfs: Sysfs, address: PciAddress, driver: str | None, override: str
             set_override(sysfs, address, override, raw=True)
         return now
     return reprobe(sysfs, address, now, override, guard)
+
+
+def restored_badly(wanted: str | None, now: str | None) -> bool:
+    """Whether a device that should be back on ``wanted`` is lost on ``now``.
+
+    Lost: it should have a driver and has none, it landed on a stub it was not
+    meant for, or it should be on a stub and is not. Another host driver than
+    ``wanted`` is not lost (the kernel chose it; callers report it).
+    """
+    if now == wanted:
+        return False
+    return now is None or is_stub_driver(now) or is_stub_driver(wanted)
+
+
+def give_back(sysfs: Sysfs, address: PciAddress, driver: str | None, override: str | None,
+              guard: Guard | None = None) -> str | None:
+    """:func:`restore`, then check the result: RestoreFailed if the device is lost
+    (see :func:`restored_badly`). Returns the driver bound afterwards."""
+    now = restore(sysfs, address, driver, override, guard)
+    if restored_badly(driver, now):
+        hint = f"check that {driver} can take it (dmesg)" if driver else \
+            "check its driver_override"
+        raise RestoreFailed(
+            f"PCI device {address} did not come back on {driver or 'no driver'} (driver is"
+            f" now {now or 'none'}); {hint}",
+            address=address,
+        )
+    return now
 
 
 def reprobe(sysfs: Sysfs, address: PciAddress, current: str | None, override: str | None,

@@ -77,25 +77,32 @@ def detach_to_stub(txn: Transaction, dev: PciDevice, *, stub: str, managed: bool
     """
     lists = txn.lists
     existing = lists.inactive.get(dev.address)
+    original = (dev.driver, dev.driver_override)
     if existing is not None:
         still_ours = check(txn.sysfs, existing, dev) is Presence.PRESENT
         if still_ours and dev.driver == existing.stub_driver:
             return existing
-        log.warning("dropping outdated inactive record of %s (driver now %s)",
-                    dev.address, dev.driver)
+        if still_ours and dev.driver is None and existing.unbind_from_stub and \
+                existing.original_driver is not None:
+            # An earlier give-back left it with no driver: what to give it back to
+            # is still the driver it had before we first took it.
+            original = (existing.original_driver, existing.original_override)
+        else:
+            log.warning("dropping outdated inactive record of %s (driver now %s)",
+                        dev.address, dev.driver)
         del lists.inactive[dev.address]
     if dev.driver == stub:
         record = new_record(txn, dev, stub=stub, managed=managed, original_driver=stub,
                             original_override=dev.driver_override, unbind_from_stub=False)
     else:
         record = new_record(txn, dev, stub=stub, managed=managed,
-                            original_driver=dev.driver, original_override=dev.driver_override,
+                            original_driver=original[0], original_override=original[1],
                             unbind_from_stub=True)
         sysfs, addr = txn.sysfs, dev.address
         txn.push(UndoStep(
             what=f"give {addr} back to {dev.driver or 'no driver'}",
-            run=lambda: binding.restore(sysfs, addr, dev.driver, dev.driver_override,
-                                        txn.guard),
+            run=lambda: binding.give_back(sysfs, addr, dev.driver, dev.driver_override,
+                                          txn.guard),
             keep_if_failed=record,
         ))
         binding.move_to(sysfs, addr, stub, dev.driver, txn.guard)

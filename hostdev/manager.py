@@ -78,6 +78,8 @@ class HostdevManager:
         self.journal = Journal(self.store.dir)
         #: What recovery of unfinished transactions did, oldest first.
         self.recovered: list[str] = []
+        #: What recovery could not put back, oldest first.
+        self.recovery_failed: list[str] = []
 
     # ------------------------------------------------------------ transactions
     @contextmanager
@@ -143,8 +145,10 @@ class HostdevManager:
             self.journal.clear()  # it completed; only the clean-up was lost
             return lists
         txn = Transaction(self.sysfs, lists.copy(), guard)
-        done = recover(txn, intent)
+        done, failed = recover(txn, intent)
         self.recovered.extend(f"{intent.operation} by pid {intent.pid}: {line}" for line in done)
+        self.recovery_failed.extend(f"{intent.operation} by pid {intent.pid}: {line}"
+                                    for line in failed)
         if not txn.lists.same_as(lists):
             self.store.save(txn.lists)
         self.journal.clear()
@@ -202,12 +206,16 @@ class HostdevManager:
 
     def node_reattach(self, address: AddressLike, *,
                       release_timeout: float | None = None) -> NodeResult:
-        """Give a free device back to the host (works for untracked devices too)."""
+        """Give a free device back to the host (works for untracked devices too).
+
+        A tracked device its original driver does not take back goes back on its
+        stub, still tracked, and ``RestoreFailed`` says so.
+        """
         addr = PciAddress.parse(address)
         return self._run(lambda txn: node_reattach(txn, addr), release_timeout)
 
     def node_reset(self, address: AddressLike) -> NodeResult:
-        """Reset a device no owner holds."""
+        """Reset a device no owner holds (skipped on a vfio driver, which resets it itself)."""
         addr = PciAddress.parse(address)
         return self._run(lambda txn: node_reset(txn, addr))
 
@@ -223,11 +231,13 @@ class HostdevManager:
 
     def reconcile(self) -> ReconcileReport:
         """Bring the lists in line with the host: finish recovery of a crashed
-        transaction, prune vanished and re-created devices, report driver changes."""
-        seen = len(self.recovered)
+        transaction (what it could not put back is in ``failed``), prune vanished
+        and re-created devices, report driver changes and unfinished give-backs."""
+        seen, seen_failed = len(self.recovered), len(self.recovery_failed)
 
         def run(txn: Transaction) -> ReconcileReport:
-            report = ReconcileReport(recovered=self.recovered[seen:])
+            report = ReconcileReport(recovered=self.recovered[seen:],
+                                     failed=self.recovery_failed[seen_failed:])
             return reconcile_lists(txn, report)
 
         return self._run(run)

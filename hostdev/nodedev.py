@@ -6,11 +6,11 @@ from pydantic import BaseModel
 
 from hostdev import binding
 from hostdev.address import PciAddress
-from hostdev.detach import detach_to_stub, require_stub_loaded
+from hostdev.detach import detach_to_stub, new_record, require_stub_loaded
 from hostdev.errors import DeviceInUse, NotAssignable
 from hostdev.prepare import check_pf, drop_stale, snapshot
 from hostdev.records import DeviceRecord
-from hostdev.stubs import is_stub_driver
+from hostdev.stubs import is_stub_driver, is_vfio_driver
 from hostdev.transaction import Transaction, UndoStep, in_use_message
 
 
@@ -72,23 +72,44 @@ def node_reattach(txn: Transaction, address: PciAddress) -> NodeResult:
         override = None  # an override naming the stub would only send it back there
     txn.declare("node_reattach", [dev])
     sysfs, stub, stub_override = txn.sysfs, dev.driver, dev.driver_override
+    keep = record
+    if keep is None and stub is not None:
+        # Untracked: if it can be put back neither on a host driver nor on its
+        # stub, a record lets a later node reattach finish the job.
+        keep = new_record(txn, dev, stub=stub, managed=False, original_driver=None,
+                          original_override=None, unbind_from_stub=True)
     txn.push(UndoStep(
         what=f"put {address} back on {stub or 'no driver'}",
-        run=lambda: binding.restore(sysfs, address, stub, stub_override, txn.guard),
-        keep_if_failed=record,
+        run=lambda: binding.give_back(sysfs, address, stub, stub_override, txn.guard),
+        keep_if_failed=keep,
     ))
-    if record is not None and record.original_driver is not None and \
-            not is_stub_driver(record.original_driver):
-        now = binding.restore(txn.sysfs, address, record.original_driver, override, txn.guard)
+    wanted = record.original_driver if record is not None else None
+    if wanted is not None and not is_stub_driver(wanted):
+        try:
+            now = binding.give_back(txn.sysfs, address, wanted, override, txn.guard)
+        except binding.RestoreFailed as exc:
+            # The rollback puts it back on the stub; its record stays as it was.
+            raise binding.RestoreFailed(
+                f"cannot reattach PCI device {address}: {exc}; it goes back on"
+                f" {stub or 'no driver'}, still tracked",
+                address=address,
+            ) from None
+        action = f"reattached to {now}" if now == wanted else \
+            f"reattached to {now}, not to its original driver {wanted}"
     else:
+        # No known host driver to go back to (untracked, adopted, or it had none):
+        # the kernel's choice is the result, whatever it is.
         now = binding.reprobe(txn.sysfs, address, dev.driver, override, txn.guard)
+        action = f"reattached to {now}" if now is not None else \
+            f"off {stub or 'its stub'}; no host driver took it (none matches, or its probe" \
+            " failed: see dmesg)"
     txn.lists.inactive.pop(address, None)
-    return NodeResult(address=address, driver=now,
-                      action=f"reattached to {now or 'no driver'}", pruned=pruned)
+    return NodeResult(address=address, driver=now, action=action, pruned=pruned)
 
 
 def node_reset(txn: Transaction, address: PciAddress) -> NodeResult:
-    """Reset a device that no owner holds."""
+    """Reset a device that no owner holds; a no-op on a vfio driver, which resets
+    the device itself when a user opens and closes it."""
     dev = snapshot(txn, address, "reset")
     _refuse_active(txn, address)
     if dev.is_bridge:
@@ -97,6 +118,10 @@ def node_reset(txn: Transaction, address: PciAddress) -> NodeResult:
             " reset",
             address=address,
         )
+    if is_vfio_driver(dev.driver, dev.vfio_dev):
+        # As libvirt: vfio resets the function itself when it is opened and closed.
+        return NodeResult(address=address, driver=dev.driver,
+                          action=f"skipped: {dev.driver} resets the device itself")
     txn.declare("node_reset", [dev])
     binding.reset(txn.sysfs, address)
     return NodeResult(address=address, driver=dev.driver, action="reset")

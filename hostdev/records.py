@@ -80,7 +80,9 @@ class DeviceRecord(BaseModel):
     owner: Owner | None = None
     managed: bool = True
     stub_driver: DriverName = "vfio-pci"
-    #: The driver the device was on before we touched it (None: no driver).
+    #: The driver the device was on before we touched it. None: it had no driver,
+    #: or it is not known (a device adopted on its stub by update_active); giving
+    #: it back then lets the kernel choose.
     original_driver: str | None = None
     #: The ``driver_override`` it had before we touched it (None: unset).
     original_override: str | None = None
@@ -109,6 +111,8 @@ class ReattachReport(BaseModel):
 
     #: Managed devices given back to the host (off the stub).
     reattached: list[PciAddress] = Field(default_factory=list)
+    #: The driver each reattached device is bound to now, read after the probe.
+    drivers: dict[PciAddress, str | None] = Field(default_factory=dict)
     #: Devices that stay on the stub in the inactive list (unmanaged, or on the
     #: stub before we took them).
     kept_on_stub: list[PciAddress] = Field(default_factory=list)

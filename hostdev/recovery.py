@@ -2,8 +2,9 @@
 
 The journal names every device the dead transaction may have touched, with
 the driver and override it had. Each one still present (same kernel object)
-is put back; one that cannot be put back but sits on a stub is tracked
-inactive, so nothing we bound is left untracked. VF counts go back to what
+is put back; one that cannot be put back but sits on a stub, or lost its
+driver, is tracked inactive (with the driver it had), so nothing we moved is
+left untracked. VF counts go back to what
 they were. The lists were not saved by the dead transaction, so once the host
 is back they describe it again.
 """
@@ -37,28 +38,38 @@ class ReconcileReport(BaseModel):
 
     #: What an unfinished transaction left, and what was done about it.
     recovered: list[str] = Field(default_factory=list)
+    #: What recovery could not put back (the command exits 1).
+    failed: list[str] = Field(default_factory=list)
     #: Records dropped because the device vanished.
     pruned: list[DeviceRecord] = Field(default_factory=list)
     #: Records dropped because a new device sits at the address (re-created VF).
     stale: list[DeviceRecord] = Field(default_factory=list)
     #: Tracked devices whose driver changed behind our back (reported, not changed).
     driver_changed: list[DriverChange] = Field(default_factory=list)
+    #: Tracked devices an earlier give-back left with no driver (their host
+    #: driver did not take them); a node reattach finishes the job.
+    unfinished: list[DeviceRecord] = Field(default_factory=list)
 
     @property
     def changed(self) -> bool:
         """Anything was fixed (a second reconcile should report False)."""
-        return bool(self.recovered or self.pruned or self.stale)
+        return bool(self.recovered or self.failed or self.pruned or self.stale)
 
 
-def recover(txn: Transaction, intent: Intent) -> list[str]:
-    """Undo what the dead transaction ``intent`` may have done; say what was done."""
+def recover(txn: Transaction, intent: Intent) -> tuple[list[str], list[str]]:
+    """Undo what the dead transaction ``intent`` may have done.
+
+    Returns (what was done, what could not be done). A device that cannot be
+    put back stays tracked inactive when it is on a stub or lost its driver.
+    """
     done: list[str] = []
+    failed: list[str] = []
     for count in intent.vf_counts:
         try:
             restore_count(txn, count.pf, count.count)
             done.append(f"{count.pf}: VF count back to {count.count}")
         except HostdevError as exc:
-            done.append(f"{count.pf}: could not set the VF count back to {count.count}: {exc}")
+            failed.append(f"{count.pf}: could not set the VF count back to {count.count}: {exc}")
     for before in reversed(intent.devices):
         addr = before.address
         if not txn.sysfs.device_exists(addr) or txn.sysfs.identity(addr) != before.generation:
@@ -69,28 +80,45 @@ def recover(txn: Transaction, intent: Intent) -> list[str]:
             override = txn.sysfs.read_override(addr)
             if (now, override) == (before.driver, before.override):
                 continue
-            binding.restore(txn.sysfs, addr, before.driver, before.override, txn.guard)
-            done.append(f"{addr}: back on {before.driver or 'no driver'}")
+            now = binding.give_back(txn.sysfs, addr, before.driver, before.override, txn.guard)
+            # The driver that bound, read after the probe (the kernel may pick another).
+            done.append(f"{addr}: back on {now or 'no driver'}" if now == before.driver else
+                        f"{addr}: back on {now}, not on {before.driver or 'no driver'}")
         except HostdevError as exc:
             log.error("recovery: cannot put %s back: %s", addr, exc)
-            done.append(f"{addr}: could not put back: {exc}")
-            _track_if_on_stub(txn, addr, before.driver, before.override)
-    return done
+            tracked = _track(txn, addr, before.driver, before.override)
+            failed.append(f"{addr}: could not put back on {before.driver or 'no driver'}:"
+                          f" {exc}" + ("; tracked inactive, 'hostdev reattach' finishes"
+                                       if tracked else ""))
+    return done, failed
 
 
-def _track_if_on_stub(txn: Transaction, addr: PciAddress, driver: str | None,
-                      override: str | None) -> None:
+def _track(txn: Transaction, addr: PciAddress, driver: str | None,
+           override: str | None) -> bool:
+    """Track a device recovery could not put back, if it sits on a stub or lost
+    its driver; True if it is tracked (now or already)."""
     from hostdev.detach import new_record
 
+    if txn.lists.find(addr) is not None:
+        return True
     try:
         dev = read_device(txn.sysfs, addr)
     except HostdevError:
-        return
-    if txn.lists.find(addr) is None and is_stub_driver(dev.driver, dev.vfio_dev) and \
-            dev.driver is not None:
-        txn.lists.inactive[addr] = new_record(
-            txn, dev, stub=dev.driver, managed=True, original_driver=driver,
-            original_override=override, unbind_from_stub=driver != dev.driver)
+        return False
+    on_stub = dev.driver is not None and is_stub_driver(dev.driver, dev.vfio_dev)
+    if not on_stub and not (dev.driver is None and driver is not None):
+        return False  # on a host driver: not lost, nothing of ours to undo
+    stub = dev.driver if dev.driver is not None else \
+        driver if driver is not None and is_stub_driver(driver) else "vfio-pci"
+    if dev.driver is None and is_stub_driver(driver):
+        # It was on a stub untracked (a node reattach died) and lost it: its host
+        # driver is not known, and finishing means letting the kernel choose one.
+        driver = None
+        override = None if is_stub_driver(override) else override
+    txn.lists.inactive[addr] = new_record(
+        txn, dev, stub=stub, managed=True, original_driver=driver,
+        original_override=override, unbind_from_stub=driver != dev.driver)
+    return True
 
 
 def prune(txn: Transaction) -> tuple[list[DeviceRecord], list[DeviceRecord]]:
@@ -124,7 +152,10 @@ def reconcile(txn: Transaction, report: ReconcileReport) -> ReconcileReport:
             txn.lists.drop(addr)
             report.pruned.append(record)
             continue
-        if driver != record.stub_driver:
+        if driver is None and record.unbind_from_stub and record.owner is None and \
+                record.original_driver is not None:
+            report.unfinished.append(record)
+        elif driver != record.stub_driver:
             report.driver_changed.append(
                 DriverChange(address=addr, expected=record.stub_driver, found=driver))
     return report

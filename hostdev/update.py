@@ -19,8 +19,10 @@ def update_active(txn: Transaction, owner: Owner, specs: Sequence[HostdevSpec]) 
 
     What the state file remembers (original driver and override) is kept. A
     device missing from the host is pruned and reported; a device held by
-    another owner, or not on a stub although the owner's guest should be
-    using it, fails the whole call.
+    another owner, or not on its stub (a tracked device must still be on the
+    stub its record names) although the owner's guest should be using it,
+    fails the whole call. A device adopted untracked has no known original
+    driver: giving it back lets the kernel choose its driver.
     """
     specs = unique_specs(specs)
     report = UpdateReport()
@@ -45,6 +47,13 @@ def update_active(txn: Transaction, owner: Owner, specs: Sequence[HostdevSpec]) 
         if known is not None and known.owner is not None and known.owner != owner:
             raise DeviceInUse(in_use_message(addr, known), address=addr)
         if known is not None:
+            if dev.driver != known.stub_driver:
+                raise NotAssignable(
+                    f"cannot mark PCI device {addr} active for {owner}: it is on"
+                    f" {dev.driver or 'no driver'}, not on its stub {known.stub_driver}, so"
+                    " the guest cannot be using it",
+                    address=addr,
+                )
             plan.append(known.model_copy(update={"owner": owner}))
             continue
         if not is_stub_driver(dev.driver, dev.vfio_dev):
@@ -54,6 +63,8 @@ def update_active(txn: Transaction, owner: Owner, specs: Sequence[HostdevSpec]) 
                 address=addr,
             )
         assert dev.driver is not None
+        # The driver it had before it was put on the stub is not known: the
+        # record says None, and giving it back lets the kernel choose.
         record = new_record(txn, dev, stub=dev.driver, managed=spec.managed,
                             original_driver=None, original_override=None,
                             unbind_from_stub=spec.managed)

@@ -82,7 +82,8 @@ def cmd_release(args: argparse.Namespace) -> int:
     """Reattach an owner's devices; exit 1 if any failed."""
     owner = Owner.parse(args.owner)
     report = manager(args).reattach(owner, _addresses(args.addresses))
-    lines = [f"{a}: given back to the host" for a in report.reattached]
+    lines = [f"{a}: given back to the host, now on {report.drivers.get(a) or 'no driver'}"
+             for a in report.reattached]
     lines += [f"{a}: released, kept on its stub (inactive)" for a in report.kept_on_stub]
     lines += [f"{r.address}: vanished from the host; record pruned" for r in report.pruned]
     lines += [f"{f.address}: FAILED: {f.reason}" for f in report.failed]
@@ -118,15 +119,18 @@ def cmd_sriov(args: argparse.Namespace) -> int:
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
-    """Compare the state with the host and fix what is safe."""
+    """Compare the state with the host and fix what is safe; exit 1 if recovery failed."""
     report = manager(args).reconcile()
     lines = [f"recovered: {line}" for line in report.recovered]
+    lines += [f"FAILED: {line}" for line in report.failed]
     lines += [f"{r.address}: vanished; record pruned" for r in report.pruned]
     lines += [f"{r.address}: re-created at the same address; stale record dropped"
               for r in report.stale]
     lines += [f"{c.address}: driver changed behind our back: expected {c.expected},"
               f" found {c.found or 'none'}" for c in report.driver_changed]
+    lines += [f"{r.address}: not given back yet: no driver ({r.original_driver} did not take"
+              f" it); 'hostdev reattach {r.address}' finishes" for r in report.unfinished]
     if not lines:
         lines = ["the lists agree with the host"]
     _emit(args, report, lines)
-    return 0
+    return 1 if report.failed else 0

@@ -41,13 +41,13 @@ def test_reattach_only_touches_the_callers_devices(host: Host) -> None:
     assert host.mgr.used_by(NVME) == VM2 and host.driver(NVME) == "vfio-pci"
 
 
-def test_original_driver_not_coming_back_is_reported(host: Host) -> None:
+def test_original_driver_not_coming_back_is_a_failure(host: Host) -> None:
     host.mgr.prepare(VM1, [NIC])
     host.kernel.fail_probe("e1000e", 5)
     report = host.mgr.reattach(VM1, [NIC])
-    assert report.reattached == [NIC]
-    assert any("came back on no driver, not on its original driver e1000e" in w
-               for w in report.warnings)
+    assert report.reattached == [] and not report.ok
+    assert "did not come back on e1000e (driver is now none)" in report.failed[0].reason
+    assert [r.original_driver for r in host.mgr.inactive()] == ["e1000e"]
 
 
 def test_mixed_node_detached_then_prepared_stays_on_stub(host: Host) -> None:

@@ -3,34 +3,44 @@
 For each transaction on the small host, the k-th sysfs write (k = 1..N) is made
 to fail with EIO, EBUSY or ENODEV, or its device is made to vanish just before
 it, or the process "dies" right after it (the fake kernel raises
-SimulatedCrash and a new manager starts on the same state). After every case:
-the state file loads; every device is on the driver and override it started
-with, or tracked with what is needed to restore it; nothing on a stub is
-untracked unless it started there; reconcile() converges and a second
-reconcile() changes nothing. The number of cases run is printed at the end.
+SimulatedCrash and a new manager starts on the same state). The ``+probe``
+modes also make every host driver's probe fail, so that nothing hostdev gives
+back is taken: during the rollback (``EIO+probe``), during the recovery after
+the crash (``crash+probe``), or in the transaction itself (``probe``: reattach,
+node reattach). After every case: the state file loads; every device is on
+the driver and override it started with, or tracked with what is needed to
+restore it; nothing on a stub is untracked unless it started there; no device
+that had a driver is left without one and untracked; a device a give-back
+left without a driver is named in the error or the report; reconcile()
+converges and a second reconcile() changes nothing. The figures (cases run,
+consistent, devices left driverless and untracked) are printed at the end.
 """
 
 from __future__ import annotations
 
 import errno
 from collections.abc import Callable
-from contextlib import suppress
 from dataclasses import dataclass
 
 import pytest
+from pydantic import BaseModel
 from pyfakefs.fake_filesystem import FakeFilesystem
 
 from hostdev.address import PciAddress
 from hostdev.binding import current_driver
 from hostdev.errors import HostdevError
 from hostdev.manager import HostdevManager
-from hostdev.records import HostdevSpec
+from hostdev.records import DeviceRecord, HostdevSpec
 from hostdev.stubs import is_stub_driver
 from hostdev.testing import FakeKernel, SimulatedCrash
 from tests.smallhost import NIC, NVME, PF, VM1, build_host
 from tests.writehooks import count_writes, on_write
 
 CASES: list[str] = []
+#: Labels of the cases whose invariants held.
+CONSISTENT: list[str] = []
+#: Devices that had a driver, ended with none and were not tracked: must stay empty.
+DRIVERLESS_UNTRACKED: list[str] = []
 
 
 @dataclass
@@ -132,12 +142,24 @@ def _snapshot(mgr: HostdevManager) -> dict[PciAddress, tuple[str | None, str | N
     return out
 
 
+def _unfinished(mgr: HostdevManager, record: DeviceRecord) -> bool:
+    """A tracked device a failed give-back left with no driver."""
+    return record.owner is None and record.unbind_from_stub and \
+        record.original_driver is not None and current_driver(mgr.sysfs, record.address) is None
+
+
 def _check_invariants(mgr: HostdevManager, before: dict[PciAddress, tuple[
-        str | None, str | None, int | None]], label: str) -> None:
+        str | None, str | None, int | None]], label: str, outcome: str = "") -> None:
+    """Assert the invariants; ``outcome`` is the error or report the case ended with."""
     fresh = HostdevManager(root="/", state_dir="/run/hostdev", release_timeout=0)
     first = fresh.reconcile()
     lists = fresh.lists()
     now = _snapshot(fresh)
+    lost = [f"{label}: {a}" for a, (driver, _, generation) in now.items()
+            if driver is None and lists.find(a) is None and a in before
+            and before[a][2] == generation and before[a][0] is not None]
+    DRIVERLESS_UNTRACKED.extend(lost)
+    assert not lost, f"left driverless and untracked: {lost}"
     for addr, (driver, override, generation) in now.items():
         start = before.get(addr)
         same_object = start is not None and start[2] == generation
@@ -148,7 +170,8 @@ def _check_invariants(mgr: HostdevManager, before: dict[PciAddress, tuple[
         if same_object and record is None and PRISTINE.get(addr) == (driver, override):
             continue  # given back to the driver it had at boot: the transaction's goal
         if same_object and record is None and addr not in PRISTINE and start is not None \
-                and is_stub_driver(start[0]) and not is_stub_driver(driver) and override is None:
+                and is_stub_driver(start[0]) and driver is not None \
+                and not is_stub_driver(driver) and override is None:
             continue  # a VF created in setup, given back to its host driver
         if not same_object:
             # A VF created by the transaction: it must not be on a stub untracked.
@@ -160,12 +183,15 @@ def _check_invariants(mgr: HostdevManager, before: dict[PciAddress, tuple[
             start[:2], PRISTINE.get(addr)) or (addr not in PRISTINE and not is_stub_driver(
                 record.original_driver))
         assert restorable or not record.unbind_from_stub, f"{label}: {addr} record {record}"
+        if _unfinished(fresh, record) and start[0] is not None:
+            # A give-back failed in this case: the error or a report must say so.
+            said = outcome + " ".join(first.failed)
+            assert str(addr) in said, f"{label}: {addr} left with no driver in silence"
     for addr in list(lists.active) + list(lists.inactive):
         assert addr in now, f"{label}: record of vanished {addr} survived reconcile"
     second = fresh.reconcile()
     assert not second.changed, f"{label}: second reconcile changed {second}"
     assert fresh.lists() == lists
-    _ = first
 
 
 def _count(fs: FakeFilesystem, scenario: Scenario) -> int:
@@ -196,29 +222,72 @@ def _hook(kernel: FakeKernel, mgr: HostdevManager,
     return hook
 
 
+def _fail_host_probes(kernel: FakeKernel, mgr: HostdevManager) -> None:
+    """Every host driver's probe fails from now on (stub drivers still bind)."""
+    drivers = mgr.sysfs.list_dir(mgr.sysfs.driver_dir("vfio-pci").rsplit("/", 1)[0])
+    for name in drivers:
+        if not is_stub_driver(name):
+            kernel.fail_probe(name, errno.EIO)
+
+
+def _outcome(action: Callable[[], object]) -> str:
+    """Run ``action``; return its error message or its report as text."""
+    try:
+        result = action()
+    except HostdevError as exc:
+        return str(exc)
+    if isinstance(result, BaseModel):
+        return result.model_dump_json()
+    return repr(result)
+
+
+def _run_case(fs: FakeFilesystem, scenario: Scenario, mode: str, k: int, total: int) -> None:
+    kernel, mgr, vfs = _fresh(fs, scenario)
+    before = _snapshot(mgr)
+    label = f"{scenario.name}/{mode}/write {k} of {total}"
+    CASES.append(label)
+    outcome = ""
+    if mode.startswith("crash"):
+        kernel.crash_after_writes(k)
+        with pytest.raises(SimulatedCrash):
+            scenario.action(mgr, vfs)
+        if mode == "crash+probe":
+            _fail_host_probes(kernel, mgr)  # the recovery cannot give anything back
+    elif mode == "probe":
+        _fail_host_probes(kernel, mgr)
+        outcome = _outcome(lambda: scenario.action(mgr, vfs))
+    else:
+        if mode.endswith("+probe"):
+            _fail_host_probes(kernel, mgr)  # the rollback cannot give anything back
+        hook = _hook(kernel, mgr, mode.split("+")[0])
+        with on_write(k, hook):
+            outcome = _outcome(lambda: scenario.action(mgr, vfs))
+    assert kernel.would_block_events == [], label
+    _check_invariants(mgr, before, label, outcome)
+    CONSISTENT.append(label)
+
+
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
-@pytest.mark.parametrize("mode", ["EIO", "EBUSY", "ENODEV", "vanish", "crash"])
+@pytest.mark.parametrize("mode", ["EIO", "EBUSY", "ENODEV", "vanish", "crash",
+                                  "EIO+probe", "crash+probe"])
 def test_every_write(fs: FakeFilesystem, scenario: Scenario, mode: str) -> None:
     total = _count(fs, scenario)
     assert total >= 1
     for k in range(1, total + 1):
-        kernel, mgr, vfs = _fresh(fs, scenario)
-        before = _snapshot(mgr)
-        label = f"{scenario.name}/{mode}/write {k} of {total}"
-        if mode == "crash":
-            kernel.crash_after_writes(k)
-            with pytest.raises(SimulatedCrash):
-                scenario.action(mgr, vfs)
-        else:
-            hook = _hook(kernel, mgr, mode)
-            with on_write(k, hook), suppress(HostdevError):
-                scenario.action(mgr, vfs)
-        assert kernel.would_block_events == [], label
-        _check_invariants(mgr, before, label)
-        CASES.append(label)
+        _run_case(fs, scenario, mode, k, total)
 
 
-def test_cases_were_counted() -> None:
-    print(f"\nfault-injection suite: {len(CASES)} cases ran")
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+def test_host_probes_failing(fs: FakeFilesystem, scenario: Scenario) -> None:
+    """No write fails, but no host driver takes a device back (reattach, node reattach)."""
+    _run_case(fs, scenario, "probe", 0, 0)
+
+
+def test_cases_were_counted(capsys: pytest.CaptureFixture[str]) -> None:
+    with capsys.disabled():
+        print(f"\nfault-injection suite: {len(CASES)} cases run, {len(CONSISTENT)} consistent,"
+              f" {len(DRIVERLESS_UNTRACKED)} devices left driverless and untracked")
     if CASES:
-        assert len(CASES) >= 5 * len(SCENARIOS)
+        assert len(CASES) >= 7 * len(SCENARIOS)
+        assert len(CONSISTENT) == len(CASES), sorted(set(CASES) - set(CONSISTENT))
+    assert DRIVERLESS_UNTRACKED == []
