@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import IO
 
 from .. import rawio
-from ..rawio import errname, read, read_detail  # noqa: F401 - part of the guest API
+from ..rawio import errname as errname  # re-exported: part of the guest API
+from ..rawio import read as read
+from ..rawio import read_detail as read_detail
 
 #: The NVMe physical function of the guest (QEMU ``nvme`` behind ``pcie-root-port``).
 PF = "0000:01:00.0"
