@@ -3,7 +3,7 @@
 Build a host with :class:`FakeKernel` (or the ``fake_kernel`` pytest fixture),
 then drive it like a real one, with plain ``open``/``os.write`` on ``/sys``:
 writes move ``driver`` links, create and delete VF directories, and fail with the
-kernel's errno (KERNEL.md is the contract). Tests can also inject failures
+kernel's errno (docs/kernel-model.md is the contract). Tests can also inject failures
 (``fail_write``, ``fail_probe``, ``crash_after_writes``) and fake VFIO users
 (``hold_vfio``).
 

@@ -151,7 +151,10 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10.0,
 
 
 def vf_addresses(pf: str, count: int) -> list[str]:
-    """Compute VF addresses from the PF's ``sriov_offset``/``sriov_stride`` (KERNEL.md 3.2)."""
+    """Compute VF addresses from the PF's ``sriov_offset`` and ``sriov_stride``.
+
+    KERNEL.md 3.2.
+    """
     domain, bus, slotfn = pf.split(":")
     slot, fn = slotfn.split(".")
     routing = (int(bus, 16) << 8) | (int(slot, 16) << 3) | int(fn)
