@@ -142,7 +142,9 @@ def machine() -> dict[str, str]:
         "memory": mem,
         "kernel": f"{platform.system()} {platform.release()}",
         "os": _first_line(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"]),
-        "python": f"{platform.python_version()} ({sys.executable})",
+        # No interpreter path: it names a directory of one machine.
+        "python": f"{platform.python_implementation()} {platform.python_version()}"
+                  f"{' (virtual environment)' if sys.prefix != sys.base_prefix else ''}",
         "hostdev": f"{__version__} (this checkout), pydantic {pydantic.VERSION}",
         "lspci": _first_line(["lspci", "--version"]) + f" (pciutils {package_version('pciutils')})",
         "dpdk-devbind.py": f"dpdk {package_version('dpdk')}",

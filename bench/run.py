@@ -1,6 +1,6 @@
 """Run every hostdev benchmark and write bench/RESULTS.md.
 
-    sudo /work/venv/bin/python bench/run.py          # (as root; a few minutes)
+    sudo .venv/bin/python bench/run.py               # (as root; a few minutes)
 
 1. Side by side, on generated hosts of 64, 512 and 4,096 functions (materialized
    with ``python -m hostdev.testing materialize`` under bench/out/trees and

@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from hostdev import __version__
 from hostdev.errors import BadInput, HostdevError
 
 EXIT_OK = 0
@@ -29,6 +30,7 @@ _DRIVER_HELP = ("stub driver (default vfio-pci; 'auto': the device's vfio varian
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     parser = _Parser(prog="hostdev", description="Manage PCI host devices for VFIO passthrough.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--root", default="/", metavar="PATH",
                         help="directory holding sys/, dev/ and proc/ (default /)")
     parser.add_argument("--state-dir", default=None, metavar="DIR",

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from hostdev.address import PciAddress
 from hostdev.sysfs import Sysfs
 
-Hook = Callable[[str, PciAddress | None], None]
+Hook = Callable[[str, PciAddress | None], object]  # what it returns is ignored
 
 
 @contextmanager

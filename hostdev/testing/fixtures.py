@@ -14,8 +14,13 @@ from __future__ import annotations
 
 import io
 import os
-import tomllib
+import sys
 from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the same module, before it joined the standard library
+    import tomli as tomllib
 
 from pyfakefs.fake_filesystem import FakeFilesystem
 

@@ -109,8 +109,9 @@ def test_visibility_of_optional_attributes(host: FakeKernel, sysfs: Sys) -> None
 def test_row_readonly_attribute_write(host: FakeKernel, sysfs: Sys, attr: str) -> None:
     """7.1 "any RO attr": the real 6.1 kernel refuses at open() with EACCES, even for root.
 
-    KERNEL.md 0 says EIO from the missing handler; the real-kernel tier observed
-    EACCES at open (kernfs checks the mode), and the real kernel wins.
+    A first reading of the kernel source expected EIO from the missing handler; the
+    real-kernel tier observed EACCES at open (kernfs checks the mode), and the real
+    kernel wins (docs/kernel-model.md §0).
     """
     path = sysfs.dev(PF, attr)
     before = sysfs.read(path)

@@ -1,8 +1,9 @@
-"""open() and write() of sysfs attributes as the real 6.1 kernel does them (KERNEL.md 0).
+"""open() and write() of sysfs attributes as the real 6.1 kernel does them.
 
 Pinned from the real-kernel tier (tests/realkernel/differential): kernfs checks the
 mode at open (EACCES even for root), and each write() reaches the store handler
-with exactly its own bytes, whatever the offset and whether O_TRUNC was given.
+with exactly its own bytes, whatever the offset and whether O_TRUNC was given
+(KERNEL.md 0).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ Everything downloaded or built goes to ``$HOSTDEV_REALKERNEL_CACHE`` (default
     python -m tests.realkernel.harness --run 'uname -a'
     python -m tests.realkernel.harness --record       # run the inner suite, keep observations
 
-See /work/shared/design/REAL-KERNEL.md for how this was worked out.
+docs/real-kernel.md explains how to run the tier and what the guest holds.
 """
 
 from __future__ import annotations
@@ -582,7 +582,7 @@ def skip_reason() -> str | None:
 
 
 def qemu_argv(artifacts: Artifacts, results_dir: Path, console_log: Path) -> list[str]:
-    """Return the QEMU command line that boots the guest (see REAL-KERNEL.md)."""
+    """Return the QEMU command line that boots the guest (see docs/real-kernel.md)."""
     return [
         "qemu-system-x86_64",
         "-accel", "tcg",

@@ -8,6 +8,7 @@ from pyfakefs.fake_filesystem import FakeFilesystem
 from hostdev.errors import DeviceBusy
 from hostdev.manager import HostdevManager
 from hostdev.testing import FakeKernel
+from hostdev.vfio import Holder
 from tests.smallhost import NIC, NVME, VM1, Host
 
 
@@ -62,7 +63,8 @@ def test_node_reattach_raises_device_busy(host: Host) -> None:
     host.kernel.hold_vfio(NIC, pid=55, comm="dpdk-app")
     with pytest.raises(DeviceBusy) as info:
         host.mgr.node_reattach(NIC, release_timeout=0.01)
-    assert info.value.holders[0].pid == 55
+    holder = info.value.holders[0]
+    assert isinstance(holder, Holder) and holder.pid == 55
     assert "dpdk-app (pid 55" in str(info.value)
     assert host.driver(NIC) == "vfio-pci" and [r.address for r in host.mgr.inactive()] == [NIC]
     assert host.kernel.would_block_events == []

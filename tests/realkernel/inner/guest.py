@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import IO
 
 from .. import rawio
-from ..rawio import errname, read, read_detail  # noqa: F401 - part of the guest API
+from ..rawio import errname as errname  # re-exported: part of the guest API
+from ..rawio import read as read
+from ..rawio import read_detail as read_detail
 
 #: The NVMe physical function of the guest (QEMU ``nvme`` behind ``pcie-root-port``).
 PF = "0000:01:00.0"
@@ -149,7 +151,10 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10.0,
 
 
 def vf_addresses(pf: str, count: int) -> list[str]:
-    """Compute VF addresses from the PF's ``sriov_offset``/``sriov_stride`` (KERNEL.md 3.2)."""
+    """Compute VF addresses from the PF's ``sriov_offset`` and ``sriov_stride``.
+
+    KERNEL.md 3.2.
+    """
     domain, bus, slotfn = pf.split(":")
     slot, fn = slotfn.split(".")
     routing = (int(bus, 16) << 8) | (int(slot, 16) << 3) | int(fn)

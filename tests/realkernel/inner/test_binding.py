@@ -1,4 +1,7 @@
-"""bind, unbind, drivers_probe, driver_override, new_id and remove_id (KERNEL.md 1.1, 2, 7.1)."""
+"""bind, unbind, drivers_probe, driver_override, new_id and remove_id.
+
+KERNEL.md 1.1, 2 and 7.1.
+"""
 
 from __future__ import annotations
 

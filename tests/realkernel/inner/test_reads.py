@@ -114,9 +114,10 @@ def test_reset_method_format(pf: str, observe: Observer) -> None:
 def test_write_only_and_read_only_as_root(pf: str, observe: Observer) -> None:
     """Root writing a read-only attribute or reading a write-only one.
 
-    KERNEL.md says EIO from the missing handler; the real 6.1 kernel refuses
-    earlier, at open(), with EACCES (kernfs checks the file mode even for root).
-    The real kernel wins: this pins what it does.
+    A first reading of the kernel source expected EIO from the missing handler; the
+    real 6.1 kernel refuses earlier, at open(), with EACCES (kernfs checks the file
+    mode even for root). The real kernel wins: this pins what it does
+    (docs/kernel-model.md §0).
     """
     d = dev(pf)
     for attr in ("vendor", "class", "sriov_totalvfs"):

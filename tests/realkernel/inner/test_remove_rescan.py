@@ -1,4 +1,7 @@
-"""remove and rescan: parsing, and a removed PF coming back as a new object (KERNEL.md 6, 2.7)."""
+"""remove and rescan: parsing, and a removed PF coming back as a new object.
+
+KERNEL.md 6 and 2.7.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""SR-IOV: sriov_numvfs errors, VF creation and removal, autoprobe (KERNEL.md 3, 7.1)."""
+"""SR-IOV: sriov_numvfs errors, VF creation and removal, autoprobe.
+
+KERNEL.md 3 and 7.1.
+"""
 
 from __future__ import annotations
 
@@ -112,7 +115,8 @@ def test_numvfs_zero_removes_vfs(pf: str, observe: Observer) -> None:
     groups = [guest.group_of(v) for v in vfs]
     result, seconds = guest.timed_write(d / "sriov_numvfs", "0")
     observe.check("numvfs 0", result, "ok", "3.4")
-    observe.record("numvfs 0 took (s)", round(seconds, 2), "KERNEL.md 3.4: includes a 1 s sleep")
+    observe.record("numvfs 0 took (s)", round(seconds, 2),
+                   "KERNEL.md 3.4: includes a 1 s sleep")
     observe.check("write 0 took at least 1 s", seconds >= 1.0, True, "3.4 1 s sleep")
     for i, vf in enumerate(vfs):
         observe.check(f"{vf} directory gone", os.path.lexists(DEVICES / vf), False, "3.4")
