@@ -237,7 +237,7 @@ def as_nobody(fake_kernel: FakeKernel, monkeypatch: pytest.MonkeyPatch) -> Itera
 
 def test_read_only_state_directory(as_nobody: FakeKernel,
                                    capsys: pytest.CaptureFixture[str]) -> None:
-    state = "/home/nobody/state"
+    state = "/var/lib/nobody-state"
     os.makedirs(state, mode=0o700)
     os.chmod(state, 0o500)  # read-only, even for its owner
     assert main(["--state-dir", state, "reconcile"]) == 2
