@@ -22,6 +22,11 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"hostdev: {message}; see 'hostdev --help'\n")
 
 
+_FORCE_HOST_USE = ("take the device even if the host uses what it carries (a mounted"
+                   " disk or swap, an interface with an address or route, a mounted 9p or"
+                   " virtiofs tag)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     parser = _Parser(prog="hostdev", description="Manage PCI host devices for VFIO passthrough.")
@@ -46,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("detach", help="move free devices onto a stub driver (inactive list)")
     p.add_argument("addresses", nargs="+", metavar="ADDRESS")
     p.add_argument("--driver", default="vfio-pci", help="stub driver (default vfio-pci)")
+    p.add_argument("--force", action="store_true", help=_FORCE_HOST_USE)
 
     p = sub.add_parser("reattach", help="give free devices back to their host drivers")
     p.add_argument("addresses", nargs="+", metavar="ADDRESS")
@@ -58,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unmanaged", action="store_true",
                    help="devices are already on a stub; do not detach or give them back")
     p.add_argument("--driver", default="vfio-pci", help="stub driver (default vfio-pci)")
+    p.add_argument("--force", action="store_true", help=_FORCE_HOST_USE)
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p.add_argument("addresses", nargs="+", metavar="ADDRESS")
 
@@ -73,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pf", metavar="PF")
     p.add_argument("count", type=int, metavar="N")
     p.add_argument("--force", action="store_true",
-                   help="proceed even if assigned VFs vanish (their records are dropped)")
+                   help="proceed even if assigned VFs vanish (their records are dropped) or"
+                        " the host uses a disk, interface or mount tag the PF or a"
+                        " vanishing VF carries")
     p.add_argument("--json", action="store_true", help="machine-readable report")
 
     p = sub.add_parser("reconcile",
