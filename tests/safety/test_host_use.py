@@ -3,13 +3,14 @@ that carry a mounted disk, swap, a routed interface or a mounted 9p/virtiofs tag
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 
 import pytest
 
 from hostdev.address import PciAddress
-from hostdev.errors import DeviceUsedByHost
+from hostdev.errors import DeviceUsedByHost, HostdevError
 from hostdev.hostuse import HostUse
 from hostdev.records import HostdevSpec
 from tests.smallhost import AUDIO, GPU, NIC, NVME, PF, VM1, Host
@@ -289,3 +290,18 @@ def test_show_through_the_manager_reads_nothing_it_does_not_need(host: Host) -> 
     stats.trace = []
     assert host.mgr.host_uses(GPU) == []
     assert not any("/proc/" in path for path in stats.trace)
+
+
+def test_forced_prepare_rolled_back_gives_the_disk_back(host: Host) -> None:
+    """A forced batch that fails later rebinds nvme, whose probe makes the disk again."""
+    _disk(host)
+    host.kernel.add_mount("nvme0n1p2", "/", "ext4")
+    # the second device cannot be taken, after the first went to vfio-pci
+    host.kernel.fail_write(f"/sys/bus/pci/devices/{NIC}/driver_override", errno.EIO)
+    with pytest.raises(HostdevError):
+        host.mgr.prepare(VM1, [NVME, NIC], force=True)
+    assert any(w.path.endswith("drivers_probe") and w.value.startswith(str(NVME))
+               for w in host.kernel.writes), "the disk's function did leave nvme"
+    assert host.driver(NVME) == "nvme" and host.driver(NIC) == "e1000e"
+    assert sorted(os.listdir("/sys/class/block")) == ["nvme0n1", "nvme0n1p1", "nvme0n1p2"]
+    assert [str(u) for u in host.mgr.host_uses(NVME)] == ["block device nvme0n1p2 mounted at /"]
