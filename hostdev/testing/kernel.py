@@ -247,6 +247,30 @@ class FakeKernel:
         for dev in spec.devices:
             if dev.sriov is not None and dev.sriov.numvfs:
                 self._enable_vfs(self.state.devices[dev.address], dev.sriov.numvfs)
+        self._load_host_use(spec)
+
+    def _load_host_use(self, spec: HostSpec) -> None:
+        """The devices' disks, interfaces and tags, then how the host uses them."""
+        for dev in spec.devices:
+            for disk in dev.disks:
+                self.add_block(dev.address, disk.name, disk.partitions, under=disk.under)
+            for ifname in dev.netdevs:
+                self.add_netdev(dev.address, ifname)
+            for tag in dev.mount_tags:
+                self.add_mount_tag(dev.address, tag.tag, tag.fs)
+        for stacked in spec.stacked:
+            self.add_stacked(stacked.name, stacked.over, dm_name=stacked.dm_name)
+        for iface in spec.interfaces:
+            self.set_link_up(iface.name, iface.up)
+            for address in iface.addresses:
+                self.add_address(iface.name, address)
+            for route in iface.routes:
+                dest, _, via = route.partition(" via ")
+                self.add_route(iface.name, dest.strip(), via.strip() or None)
+        for mount in spec.mounts:
+            self.add_mount(mount.source, mount.target, mount.fstype)
+        for swap in spec.swaps:
+            self.add_swap(swap)
 
     def load_fixture(self, name_or_path: str | os.PathLike[str]) -> HostSpec:
         """Load a fixture host by name (``"two-socket-server"``) or TOML path."""

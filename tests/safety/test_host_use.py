@@ -12,7 +12,9 @@ import pytest
 from hostdev.address import PciAddress
 from hostdev.errors import DeviceUsedByHost, HostdevError
 from hostdev.hostuse import HostUse
+from hostdev.manager import HostdevManager
 from hostdev.records import HostdevSpec
+from hostdev.testing import FakeKernel
 from tests.smallhost import AUDIO, GPU, NIC, NVME, PF, VM1, Host
 
 VIRTIO = PciAddress.parse("0000:00:03.0")
@@ -305,3 +307,37 @@ def test_forced_prepare_rolled_back_gives_the_disk_back(host: Host) -> None:
     assert host.driver(NVME) == "nvme" and host.driver(NIC) == "e1000e"
     assert sorted(os.listdir("/sys/class/block")) == ["nvme0n1", "nvme0n1p1", "nvme0n1p2"]
     assert [str(u) for u in host.mgr.host_uses(NVME)] == ["block device nvme0n1p2 mounted at /"]
+
+
+# ---------------------------------------------------------------------- fixture hosts
+
+
+def _fixture_manager(kernel: FakeKernel, name: str) -> HostdevManager:
+    kernel.load_fixture(name)
+    return HostdevManager(root="/", state_dir="/run/hostdev", release_timeout=0.0)
+
+
+def test_server_fixture_boot_disk(fake_kernel: FakeKernel) -> None:
+    mgr = _fixture_manager(fake_kernel, "two-socket-server")
+    sata = PciAddress.parse("0000:00:17.0")
+    with pytest.raises(DeviceUsedByHost) as info:
+        mgr.node_detach(sata)
+    assert sorted(str(u) for u in info.value.uses) == [
+        "block device dm-0 (vg0-root) on sda3 mounted at /",
+        "block device dm-1 (vg0-swap) on sda3 used as swap",
+        "block device sda1 mounted at /boot/efi",
+        "block device sda2 mounted at /boot",
+    ]
+    assert fake_kernel.device_state(sata).driver == "ahci" and fake_kernel.writes == []
+    assert mgr.host_uses("0000:18:00.0") == [], "the data disks carry nothing in use"
+
+
+def test_guest_fixture_root_function(fake_kernel: FakeKernel) -> None:
+    """The fake's mirror of the real-kernel test: / is 9p over 00:01.0."""
+    mgr = _fixture_manager(fake_kernel, "qemu-guest")
+    with pytest.raises(DeviceUsedByHost, match="9p mount tag hostroot mounted at /[;)]"):
+        mgr.node_detach("0000:00:01.0")
+    with pytest.raises(DeviceUsedByHost, match="9p mount tag results mounted at /results"):
+        mgr.prepare(VM1, ["0000:00:02.0"])
+    assert fake_kernel.writes == []
+    assert mgr.host_uses("0000:01:00.0") == []
