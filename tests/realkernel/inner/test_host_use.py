@@ -13,6 +13,8 @@ instead of waiting (a regression that detaches ``/`` would otherwise hang the gu
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -91,8 +93,8 @@ def _refuse(manager: HostdevManager, address: str,
     return err
 
 
-def test_root_filesystem_function_is_refused(manager: HostdevManager,
-                                             observe: Observer) -> None:
+def test_root_filesystem_function_is_refused(manager: HostdevManager, observe: Observer,
+                                             tmp_path: Path) -> None:
     """(c) node_detach and prepare refuse the function behind ``/``; nothing is written."""
     tags = _tags()
     observe.record("virtio mount tags", {tag: [fn, raw.hex()] for tag, (fn, raw) in
@@ -111,6 +113,16 @@ def test_root_filesystem_function_is_refused(manager: HostdevManager,
     err = _refuse(manager, root_fn, lambda: manager.prepare(OWNER, [root_fn]))
     assert f"cannot prepare PCI device {root_fn}" in str(err)
     assert manager.inactive() == [] and manager.active() == []
+
+    # The command line says the same, in one line, and exits 1 (run as a child with a
+    # hard timeout: a regression would hang it, not this test).
+    proc = subprocess.run(
+        [sys.executable, "-m", "hostdev.cli", "--state-dir", str(tmp_path / "cli-state"),
+         "detach", root_fn], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith(f"hostdev: cannot detach PCI device {root_fn}: the host")
+    assert proc.stderr.count("\n") == 1 and "--force" in proc.stderr
+    assert guest.driver_of(root_fn) == "virtio-pci"
 
     # The guest keeps running: its root file system still answers.
     listing = _within(WATCHDOG, lambda: os.listdir("/usr/bin"))
