@@ -208,7 +208,7 @@ def declare(state: KernelState, dev: Device, spec: ChildSpec) -> None:
     render_proc(state)
 
 
-def new_block_spec(state: KernelState, dev: Device, name: str, partitions: int | list[str],
+def new_block_spec(state: KernelState, name: str, partitions: int | list[str],
                    under: str | None) -> BlockSpec:
     """A disk ``name`` with ``partitions`` (a count: ``name`` + ``p1``...; or names)."""
     host = state.host

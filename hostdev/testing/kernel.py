@@ -330,7 +330,7 @@ class FakeKernel:
         """
         dev = self._device(address)
         parts = partitions if isinstance(partitions, int) else list(partitions)
-        spec = children.new_block_spec(self.state, dev, name, parts, under)
+        spec = children.new_block_spec(self.state, name, parts, under)
         children.declare(self.state, dev, spec)
         return [spec.name, *spec.partitions]
 
