@@ -40,6 +40,7 @@ IFF_UP = 0x1
 _LOCAL_SCOPES = frozenset({0x10, 0x20})
 _NVME_CONTROLLER = re.compile(r"nvme\d+")
 _VIRTIO = re.compile(r"virtio\d+")
+_PCI_NAME = re.compile(r"(^|/)[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7](/|$)")
 _OCTAL = re.compile(r"\\([0-7]{3})")
 #: How deep upper devices (VLAN on bond on NIC...) are followed.
 _MAX_UPPER_DEPTH = 4
@@ -120,7 +121,7 @@ class HostUseScan:
         """Block devices (disks and partitions) made by the function at ``path``."""
         carried = []
         for name, target in self._blocks().items():
-            if target.startswith(path) or self._nvme_head_of(target, path):
+            if _made_by(target, path) or self._nvme_head_of(target, path):
                 carried.append(name)
         return carried
 
@@ -136,7 +137,7 @@ class HostUseScan:
         sysfs = self.sysfs
         for entry in sysfs.list_dir(subsystem):
             if _NVME_CONTROLLER.fullmatch(entry) and \
-                    sysfs.resolve(f"{subsystem}/{entry}").startswith(path):
+                    _made_by(sysfs.resolve(f"{subsystem}/{entry}"), path):
                 return True
         return False
 
@@ -214,7 +215,7 @@ class HostUseScan:
     def _net_uses(self, address: PciAddress, path: str) -> list[HostUse]:
         uses = []
         for name, target in self._nets().items():
-            if not target.startswith(path):
+            if not _made_by(target, path):
                 continue
             how = self._interface_use(name, _MAX_UPPER_DEPTH)
             if how is not None:
@@ -291,7 +292,7 @@ class HostUseScan:
                     tags.append(("9p", tag.rstrip("\0\n")))
         virtiofs = f"{sysfs.sys}/fs/virtiofs"
         for entry in sorted(sysfs.list_dir(virtiofs)):
-            if _plain(entry) and sysfs.resolve(f"{virtiofs}/{entry}/device").startswith(path):
+            if _plain(entry) and _made_by(sysfs.resolve(f"{virtiofs}/{entry}/device"), path):
                 tag = sysfs.read_optional(f"{virtiofs}/{entry}/tag")
                 if tag is not None:
                     tags.append(("virtiofs", tag.rstrip("\0\n")))
@@ -340,6 +341,12 @@ def check_host_use(sysfs: Sysfs, addresses: Sequence[PciAddress], *, verb: str,
 
 
 # ---------------------------------------------------------------------- parsing
+
+
+def _made_by(target: str, path: str) -> bool:
+    """Whether the class device at ``target`` belongs to the function at ``path`` itself,
+    not to a function behind it (a bridge's path prefixes everything below it)."""
+    return target.startswith(path) and _PCI_NAME.search(target[len(path):]) is None
 
 
 def _plain(name: str) -> bool:

@@ -15,7 +15,7 @@ from hostdev.hostuse import HostUse
 from hostdev.manager import HostdevManager
 from hostdev.records import HostdevSpec
 from hostdev.testing import FakeKernel
-from tests.smallhost import AUDIO, GPU, NIC, NVME, PF, VM1, Host
+from tests.smallhost import AUDIO, GPU, NIC, NVME, PF, ROOT_PORT, VM1, Host
 
 VIRTIO = PciAddress.parse("0000:00:03.0")
 
@@ -341,3 +341,11 @@ def test_guest_fixture_root_function(fake_kernel: FakeKernel) -> None:
         mgr.prepare(VM1, ["0000:00:02.0"])
     assert fake_kernel.writes == []
     assert mgr.host_uses("0000:01:00.0") == []
+
+
+def test_a_bridge_does_not_carry_what_the_functions_below_it_carry(host: Host) -> None:
+    host.kernel.add_netdev(PF, "ens1f0")
+    host.kernel.set_link_up("ens1f0")
+    host.kernel.add_address("ens1f0", "10.9.0.1/24")
+    assert [u.address for u in host.mgr.host_uses(PF)] == [PF]
+    assert host.mgr.host_uses(ROOT_PORT) == []
