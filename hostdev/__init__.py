@@ -12,6 +12,7 @@ from hostdev.errors import (
     DeviceBusy,
     DeviceInUse,
     DeviceNotFound,
+    DeviceUsedByHost,
     HostdevError,
     InvalidAddress,
     InvalidDriverName,
@@ -30,6 +31,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from hostdev.hostuse import HostUse
     from hostdev.manager import HostdevManager
     from hostdev.nodedev import NodeResult
     from hostdev.pci import PciDevice, list_devices, read_device
@@ -56,6 +58,7 @@ _LAZY = {
     "UpdateReport": "hostdev.records",
     "NodeResult": "hostdev.nodedev",
     "Holder": "hostdev.vfio",
+    "HostUse": "hostdev.hostuse",
     "PciDevice": "hostdev.pci",
     "list_devices": "hostdev.pci",
     "read_device": "hostdev.pci",
@@ -68,7 +71,9 @@ __all__ = [
     "DeviceInUse",
     "DeviceNotFound",
     "DeviceRecord",
+    "DeviceUsedByHost",
     "Holder",
+    "HostUse",
     "HostdevError",
     "HostdevManager",
     "HostdevSpec",

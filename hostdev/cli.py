@@ -26,6 +26,10 @@ class _Parser(argparse.ArgumentParser):
 _DRIVER_HELP = ("stub driver (default vfio-pci; 'auto': the device's vfio variant driver"
                 " from modules.alias, else vfio-pci)")
 
+_FORCE_HOST_USE = ("take the device even if the host uses what it carries (a mounted"
+                   " disk or swap, an interface with an address or route, a mounted 9p or"
+                   " virtiofs tag)")
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
@@ -55,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("detach", help="move free devices onto a stub driver (inactive list)")
     p.add_argument("addresses", nargs="+", metavar="ADDRESS")
     p.add_argument("--driver", default="vfio-pci", help=_DRIVER_HELP)
+    p.add_argument("--force", action="store_true", help=_FORCE_HOST_USE)
 
     p = sub.add_parser("reattach", help="give free devices back to their host drivers")
     p.add_argument("addresses", nargs="+", metavar="ADDRESS")
@@ -67,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unmanaged", action="store_true",
                    help="devices are already on a stub; do not detach or give them back")
     p.add_argument("--driver", default="vfio-pci", help=_DRIVER_HELP)
+    p.add_argument("--force", action="store_true", help=_FORCE_HOST_USE)
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p.add_argument("addresses", nargs="+", metavar="ADDRESS")
 
@@ -82,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pf", metavar="PF")
     p.add_argument("count", type=int, metavar="N")
     p.add_argument("--force", action="store_true",
-                   help="proceed even if assigned VFs vanish (their records are dropped)")
+                   help="proceed even if assigned VFs vanish (their records are dropped) or"
+                        " the host uses a disk, interface or mount tag the PF or a"
+                        " vanishing VF carries")
     p.add_argument("--json", action="store_true", help="machine-readable report")
 
     p = sub.add_parser("reconcile",

@@ -91,6 +91,17 @@ class NotAssignable(HostdevError):
     """The device cannot be given to a guest (bridge, IOMMU group not viable...)."""
 
 
+class DeviceUsedByHost(NotAssignable):
+    """The function carries something the host is using (a mounted disk, swap, a
+    routed network interface, a mounted 9p/virtiofs tag); ``force`` overrides."""
+
+    def __init__(self, message: str, *, address: PciAddress | None = None,
+                 uses: Sequence[object] = ()) -> None:
+        super().__init__(message, address=address)
+        #: What the host uses (:class:`hostdev.hostuse.HostUse`).
+        self.uses = list(uses)
+
+
 class DeviceBusy(HostdevError):
     """A VFIO user (e.g. QEMU) still holds the device; unbinding would block."""
 

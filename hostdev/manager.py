@@ -17,6 +17,7 @@ from hostdev import vfio
 from hostdev.address import AddressLike, PciAddress, validate_driver_name
 from hostdev.binding import Guard
 from hostdev.errors import BadInput, DeviceBusy, HostdevError, StateWriteFailed
+from hostdev.hostuse import HostUse, host_uses
 from hostdev.journal import Journal
 from hostdev.lists import Lists
 from hostdev.modules import AUTO, MODPROBE_TIMEOUT, ModuleLoader, choose_stub, is_real_root
@@ -159,18 +160,23 @@ class HostdevManager:
             return action(txn)
 
     # ------------------------------------------------------------- guest side
-    def prepare(self, owner: Owner, specs: Sequence[SpecLike]) -> PrepareReport:
+    def prepare(self, owner: Owner, specs: Sequence[SpecLike], *,
+                force: bool = False) -> PrepareReport:
         """Give devices to ``owner``: check, detach to the stub, reset, mark active.
 
         All or nothing: on any failure every device is left on the driver and
         with the override it had, and the lists are unchanged. A spec whose
         ``stub_driver`` is ``"auto"`` gets the device's vfio variant driver, else
         vfio-pci (see :func:`hostdev.modules.choose_stub`); its record stores that name.
+        A managed device that carries something the host uses (a mounted disk,
+        swap, a routed interface, a mounted 9p/virtiofs tag) is refused with
+        :class:`~hostdev.errors.DeviceUsedByHost` unless ``force``.
         """
         parsed = _specs(specs)
         if not parsed:
             return PrepareReport()
-        return self._run(lambda txn: prepare(txn, owner, _resolve_auto(txn, parsed)))
+        return self._run(lambda txn: prepare(txn, owner, _resolve_auto(txn, parsed),
+                                             force=force))
 
     def reattach(self, owner: Owner, specs: Sequence[SpecLike], *,
                  release_timeout: float | None = None) -> ReattachReport:
@@ -189,10 +195,13 @@ class HostdevManager:
         return self._run(lambda txn: update_active(txn, owner, parsed))
 
     # -------------------------------------------------------------- node side
-    def node_detach(self, address: AddressLike, stub_driver: str = "vfio-pci") -> NodeResult:
+    def node_detach(self, address: AddressLike, stub_driver: str = "vfio-pci", *,
+                    force: bool = False) -> NodeResult:
         """Move a free device onto ``stub_driver`` and track it inactive.
 
         ``"auto"``: the device's vfio variant driver if one claims it, else vfio-pci.
+        Refuses (:class:`~hostdev.errors.DeviceUsedByHost`) a device that carries
+        something the host uses, unless ``force``.
         """
         addr = PciAddress.parse(address)
         stub = validate_driver_name(stub_driver)
@@ -200,7 +209,7 @@ class HostdevManager:
         def run(txn: Transaction) -> NodeResult:
             chosen = choose_stub(txn.sysfs, addr) if stub == AUTO and \
                 txn.sysfs.device_exists(addr) else stub
-            return node_detach(txn, addr, chosen)
+            return node_detach(txn, addr, chosen, force=force)
 
         return self._run(run)
 
@@ -221,8 +230,9 @@ class HostdevManager:
 
     def set_num_vfs(self, pf: AddressLike, count: int, *, force: bool = False,
                     release_timeout: float | None = None) -> SriovReport:
-        """Set a PF's VF count; refuses while a VF that would vanish is assigned
-        (unless ``force``) or held by a VFIO user. Reconciles the lists after."""
+        """Set a PF's VF count; refuses while a VF that would vanish is assigned, or
+        the host uses something the PF or a vanishing VF carries (both unless
+        ``force``), or a VF is held by a VFIO user. Reconciles the lists after."""
         addr = PciAddress.parse(pf)
         if isinstance(count, bool) or not isinstance(count, int):
             raise BadInput(f"VF count must be an integer, not {count!r}")
@@ -266,6 +276,11 @@ class HostdevManager:
     def holders(self, address: AddressLike) -> list[vfio.Holder]:
         """Processes holding the device through VFIO."""
         return vfio.holders(self.sysfs, PciAddress.parse(address))
+
+    def host_uses(self, address: AddressLike) -> list[HostUse]:
+        """What the host uses through the device (mounted disks, swap, routed
+        interfaces, mounted 9p/virtiofs tags); empty when nothing."""
+        return host_uses(self.sysfs, PciAddress.parse(address))
 
     def wait_released(self, address: AddressLike, timeout: float | None = None) -> None:
         """Wait until no VFIO user holds the device; DeviceBusy after ``timeout``."""

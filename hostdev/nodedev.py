@@ -8,6 +8,7 @@ from hostdev import binding
 from hostdev.address import PciAddress
 from hostdev.detach import detach_to_stub, new_record, require_stub_loaded
 from hostdev.errors import DeviceInUse, NotAssignable
+from hostdev.hostuse import check_host_use
 from hostdev.prepare import check_pf, drop_stale, snapshot
 from hostdev.records import DeviceRecord
 from hostdev.stubs import is_stub_driver, is_vfio_driver
@@ -31,8 +32,11 @@ def _refuse_active(txn: Transaction, address: PciAddress) -> None:
         raise DeviceInUse(in_use_message(address, record), address=address)
 
 
-def node_detach(txn: Transaction, address: PciAddress, stub: str) -> NodeResult:
-    """Bind the device to ``stub`` and track it inactive (no group check, no reset)."""
+def node_detach(txn: Transaction, address: PciAddress, stub: str, *,
+                force: bool = False) -> NodeResult:
+    """Bind the device to ``stub`` and track it inactive (no group check, no reset).
+
+    ``force``: even when the host uses what it carries (see :mod:`hostdev.hostuse`)."""
     dev = snapshot(txn, address, "detach")
     pruned: list[DeviceRecord] = []
     drop_stale(txn, dev, pruned)
@@ -44,6 +48,8 @@ def node_detach(txn: Transaction, address: PciAddress, stub: str) -> NodeResult:
         )
     check_pf(txn, dev, "detach")
     require_stub_loaded(txn, stub, dev)
+    if dev.driver != stub:
+        check_host_use(txn.sysfs, [address], verb="detach", force=force)
     txn.declare("node_detach", [dev])
     before = dev.driver
     detach_to_stub(txn, dev, stub=stub, managed=False)

@@ -13,6 +13,7 @@ from hostdev import binding
 from hostdev.address import PciAddress
 from hostdev.detach import detach_to_stub, new_record, require_stub_loaded
 from hostdev.errors import BadInput, DeviceInUse, DeviceNotFound, NotAssignable
+from hostdev.hostuse import check_host_use
 from hostdev.identity import Presence, check
 from hostdev.pci import PciDevice, read_device
 from hostdev.records import DeviceRecord, HostdevSpec, Owner, PrepareReport
@@ -49,8 +50,12 @@ def drop_stale(txn: Transaction, dev: PciDevice, report: list[DeviceRecord]) -> 
         report.append(record)
 
 
-def prepare(txn: Transaction, owner: Owner, specs: Sequence[HostdevSpec]) -> PrepareReport:
-    """Run a prepare inside ``txn`` (the caller rolls back on exception)."""
+def prepare(txn: Transaction, owner: Owner, specs: Sequence[HostdevSpec], *,
+            force: bool = False) -> PrepareReport:
+    """Run a prepare inside ``txn`` (the caller rolls back on exception).
+
+    ``force``: take devices even when the host uses what they carry (see
+    :mod:`hostdev.hostuse`)."""
     specs = unique_specs(specs)
     report = PrepareReport()
     devices: dict[PciAddress, PciDevice] = {}
@@ -62,6 +67,8 @@ def prepare(txn: Transaction, owner: Owner, specs: Sequence[HostdevSpec]) -> Pre
     specs.sort(key=lambda s: _is_vf_of(devices[s.address], devices))
     for spec in specs:
         _check(txn, owner, spec, devices[spec.address], devices)
+    check_host_use(txn.sysfs, [s.address for s in specs if s.managed], verb="prepare",
+                   force=force)
     txn.declare("prepare", list(devices.values()))
     records: list[DeviceRecord] = []
     for spec in specs:

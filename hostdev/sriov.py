@@ -2,9 +2,11 @@
 
 Any change of a nonzero count goes through 0 (the kernel refuses nonzero to
 nonzero), so every current VF vanishes: the change is refused while one of
-them is active (unless forced) or held by a VFIO user (never: the kernel would
-block). Afterwards records of vanished VFs are pruned, and records whose
-address now holds a new VF are dropped as stale.
+them is active, or while the host uses something a vanishing VF carries (a
+mounted disk, a routed interface; both unless forced), or while a VF
+is held by a VFIO user (never: the kernel would block). Afterwards records of
+vanished VFs are pruned, and records whose address now holds a new VF are
+dropped as stale.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pydantic import BaseModel, Field
 from hostdev import binding
 from hostdev.address import PciAddress
 from hostdev.errors import BadInput, DeviceInUse, NotAssignable
+from hostdev.hostuse import check_host_use
 from hostdev.identity import Presence, check
 from hostdev.pci import read_device
 from hostdev.prepare import snapshot
@@ -65,6 +68,11 @@ def set_num_vfs(txn: Transaction, pf: PciAddress, count: int, *, force: bool) ->
             f" guests: {names}; release them first, or force to orphan them",
             address=pf,
         )
+    # The vanishing VFs take their disks and interfaces with them. The PF keeps
+    # its driver (some drivers reset the adapter, a link blip, not a lost device),
+    # so a PF that is the host's own NIC can still get VFs without --force.
+    check_host_use(txn.sysfs, vanishing, verb="change the VF count of",
+                   force=force, subject=pf)
     for vf in vanishing:
         driver = binding.current_driver(txn.sysfs, vf)
         if driver is not None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno as _errno
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -91,6 +92,9 @@ class Sysfs:
         self.iommu_groups = f"{base}/sys/kernel/iommu_groups"
         self.dev_vfio = f"{base}/dev/vfio"
         self.proc = f"{base}/proc"
+        self.sys = f"{base}/sys"
+        self.class_block = f"{base}/sys/class/block"
+        self.class_net = f"{base}/sys/class/net"
         self.stats = IoStats()
         # Directories found to resolve inside the root's trees, and the resolved
         # path of each path component looked at (see _check_dir).
@@ -413,6 +417,42 @@ class Sysfs:
         if isinstance(error, _AttributeMissing):
             return []
         raise error
+
+    def read_table(self, path: str) -> str | None:
+        """A whole /proc table (any length, unlike attributes), or None when absent."""
+        self.stats.note_read(path)
+        try:
+            fd = os.open(path, _READ_FLAGS)
+            try:
+                chunks = []
+                while chunk := os.read(fd, 65536):
+                    chunks.append(chunk)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            error = self._convert(exc, path, None, None)
+            if isinstance(error, _AttributeMissing):
+                return None
+            raise error from None
+        return b"".join(chunks).decode("utf-8", "replace")
+
+    def resolve(self, path: str) -> str:
+        """``path`` with every symlink followed (sysfs links are relative, so this stays
+        under the root); counts as a read."""
+        self.stats.note_read(path)
+        return os.path.realpath(path)
+
+    def block_node_number(self, path: str) -> tuple[int, int] | None:
+        """(major, minor) of the block device node at ``path`` under the root, or None
+        when it is absent or not a block device."""
+        self.stats.note_read(path)
+        try:
+            st = os.stat(f"{self._base}{path}" if path.startswith("/") else path)
+        except (OSError, ValueError):
+            return None
+        if not stat.S_ISBLK(st.st_mode):
+            return None
+        return os.major(st.st_rdev), os.minor(st.st_rdev)
 
     # ---------------------------------------------------------------- writes
     def write(self, path: str, value: str, address: PciAddress | None = None) -> None:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from hostdev.address import PciAddress
 from hostdev.commands import listing
 from hostdev.errors import HostdevError
+from hostdev.hostuse import HostUse, host_uses
 from hostdev.lists import Lists
 from hostdev.pci import PciDevice, read_device
 from hostdev.records import Owner
@@ -77,6 +78,8 @@ class ShowOutput(BaseModel):
     schema_id: Literal["hostdev.show/1"] = Field(default=SHOW_SCHEMA_ID, alias="schema")
     device: ListedDevice
     holders: list[Holder] = []
+    #: What the host uses through the device (detaching it needs ``--force``).
+    host_use: list[HostUse] = []
     group_members: list[PciDevice]
     vfs: list[PciDevice]
     #: None when the device has no ``vpd`` attribute (most devices).
@@ -115,11 +118,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     found_holders = holders(sysfs, address) if dev.vfio_dev or is_vfio_driver(dev.driver) else []
     members = [_maybe(sysfs, m) for m in dev.iommu_group_members if m != dev.address]
     vfs = [_maybe(sysfs, v) for v in (dev.sriov.vfs if dev.sriov else [])]
+    uses = host_uses(sysfs, address)
     found_members = [m for m in members if m is not None]
     found_vfs = [v for v in vfs if v is not None]
     if args.json:
-        out = ShowOutput(device=listed, holders=found_holders, group_members=found_members,
-                         vfs=found_vfs, vpd=vpd, warnings=warnings)
+        out = ShowOutput(device=listed, holders=found_holders, host_use=uses,
+                         group_members=found_members, vfs=found_vfs, vpd=vpd,
+                         warnings=warnings)
         sys.stdout.write(out.model_dump_json(by_alias=True, indent=2) + "\n")
     else:
         for line in warnings:
@@ -129,6 +134,8 @@ def cmd_show(args: argparse.Namespace) -> int:
             extra.append(("owner", f"{listed.owner.driver}/{listed.owner.domain}"))
         if found_holders:
             extra.append(("held by", "; ".join(str(h) for h in found_holders)))
+        if uses:
+            extra.append(("host uses", "; ".join(str(u) for u in uses)))
         extra.extend(_vpd_facts(vpd))
         sys.stdout.write(device_details(dev, found_members, found_vfs, extra))
     return 0

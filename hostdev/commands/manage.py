@@ -40,7 +40,7 @@ def cmd_detach(args: argparse.Namespace) -> int:
     addrs = _addresses(args.addresses)
     mgr = manager(args)
     for addr in addrs:
-        result = mgr.node_detach(addr, stub_driver=args.driver)
+        result = mgr.node_detach(addr, stub_driver=args.driver, force=args.force)
         print(f"{addr}: {result.action}")
     return 0
 
@@ -71,7 +71,7 @@ def cmd_assign(args: argparse.Namespace) -> int:
     stub = validate_driver_name(args.driver)
     specs = [HostdevSpec(address=a, managed=not args.unmanaged, stub_driver=stub)
              for a in _addresses(args.addresses)]
-    report = manager(args).prepare(owner, specs)
+    report = manager(args).prepare(owner, specs, force=args.force)
     lines = [f"{r.address}: assigned to {owner} on {r.stub_driver}" for r in report.prepared]
     lines += [f"{r.address}: stale record pruned (device re-created)" for r in report.pruned]
     _emit(args, report, lines)

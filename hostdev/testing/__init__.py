@@ -4,8 +4,9 @@ Build a host with :class:`FakeKernel` (or the ``fake_kernel`` pytest fixture),
 then drive it like a real one, with plain ``open``/``os.write`` on ``/sys``:
 writes move ``driver`` links, create and delete VF directories, and fail with the
 kernel's errno (docs/kernel-model.md is the contract). Tests can also inject failures
-(``fail_write``, ``fail_probe``, ``crash_after_writes``) and fake VFIO users
-(``hold_vfio``).
+(``fail_write``, ``fail_probe``, ``crash_after_writes``), fake VFIO users
+(``hold_vfio``), and give drivers disks, interfaces and mount tags that the host
+uses (``add_block``, ``add_netdev``, ``add_mount_tag``, ``add_mount``, ``add_swap``...).
 
 The names below are imported on first use, so importing this package (as the
 pytest plugin does for every project) needs no pyfakefs; only using them does.

@@ -12,6 +12,7 @@ import errno
 from collections.abc import Iterable
 
 from hostdev.address import validate_driver_name
+from hostdev.testing import children
 from hostdev.testing.dispatch import DriverNode
 from hostdev.testing.events import FakeKernelSetupError, kerr
 from hostdev.testing.kparse import c_string, device_name, scan_hex
@@ -131,6 +132,7 @@ def attach_now(state: KernelState, dev: Device, drv: Driver) -> None:
     if drv.vfio:
         register(state, dev)
     refresh_binding(dev)
+    children.on_bind(state, dev)
 
 
 def really_probe(state: KernelState, dev: Device, drv: Driver) -> int:
@@ -192,6 +194,7 @@ def release(state: KernelState, dev: Device) -> None:
         return
     disable = release_disables_vfs(dev)
     unlink_driver(state, dev, drv)
+    children.on_unbind(state, dev)  # the driver's remove tears down its disks and netdevs
     if disable:
         disable_vfs(state, dev)
     if drv.vfio:

@@ -84,6 +84,26 @@ class SriovSpec(BaseModel):
     drivers_autoprobe: bool = True
 
 
+class DiskSpec(BaseModel):
+    """A disk the device's driver makes (``FakeKernel.add_block``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    partitions: int = Field(default=0, ge=0)
+    #: Path inside the function (default ``nvme/nvmeX`` for ``nvmeXnY``, else ``block``).
+    under: str | None = None
+
+
+class MountTagSpec(BaseModel):
+    """A virtio 9p or virtiofs mount tag the function carries."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tag: str
+    fs: str = "9p"
+
+
 class DeviceSpec(BaseModel):
     """One PCI function present at boot."""
 
@@ -107,6 +127,43 @@ class DeviceSpec(BaseModel):
     vpd: VpdSpec | None = None
     #: Human note shown nowhere by the kernel (e.g. "GPU audio function").
     label: str = ""
+    #: Children its driver makes: disks, network interfaces, virtio mount tags.
+    disks: list[DiskSpec] = Field(default_factory=list)
+    netdevs: list[str] = Field(default_factory=list)
+    mount_tags: list[MountTagSpec] = Field(default_factory=list)
+
+
+class StackedSpec(BaseModel):
+    """A device-mapper (``dm-N``) or md (``mdN``) device over other block devices."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    over: list[str]
+    dm_name: str | None = None
+
+
+class InterfaceSpec(BaseModel):
+    """Link state, addresses and routes of a network interface."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    up: bool = True
+    #: ``ADDRESS/PLEN`` (IPv4 or IPv6).
+    addresses: list[str] = Field(default_factory=list)
+    #: ``DEST`` or ``DEST via GATEWAY`` (``default`` for 0.0.0.0/0).
+    routes: list[str] = Field(default_factory=list)
+
+
+class MountSpec(BaseModel):
+    """A mount: a block device name, ``MAJ:MIN``, or a mount tag / pseudo source."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: str
+    target: str
+    fstype: str = "ext4"
 
 
 class HostSpec(BaseModel):
@@ -122,3 +179,8 @@ class HostSpec(BaseModel):
     #: Modules on disk that are not loaded at boot (``modprobe`` loads them).
     modules: list[ModuleSpec] = Field(default_factory=list)
     devices: list[DeviceSpec] = Field(default_factory=list)
+    #: How the host uses what the devices carry (applied after every device and VF).
+    stacked: list[StackedSpec] = Field(default_factory=list)
+    interfaces: list[InterfaceSpec] = Field(default_factory=list)
+    mounts: list[MountSpec] = Field(default_factory=list)
+    swaps: list[str] = Field(default_factory=list)

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from pyfakefs.fake_filesystem import FakeFilesystem
 
 from hostdev.address import AddressLike, PciAddress
-from hostdev.testing import attrs, drivers, hotplug, opens, sriov
+from hostdev.testing import attrs, children, drivers, hotplug, opens, sriov
 from hostdev.testing.dispatch import BusNode
 from hostdev.testing.events import FakeKernelSetupError, WouldBlockEvent, WriteRecord
 from hostdev.testing.faults import ProbeFault, WriteFault
@@ -104,6 +104,7 @@ class FakeKernel:
         kernel_dir = vfs.ensure_dir("/proc/sys/kernel")
         if "osrelease" not in kernel_dir.entries:
             vfs.file(kernel_dir, "osrelease", FAKE_RELEASE + "\n", 0o444)
+        children.init(state)
 
     # ------------------------------------------------------------------ records
 
@@ -320,6 +321,30 @@ class FakeKernel:
         for dev in spec.devices:
             if dev.sriov is not None and dev.sriov.numvfs:
                 self._enable_vfs(self.state.devices[dev.address], dev.sriov.numvfs)
+        self._load_host_use(spec)
+
+    def _load_host_use(self, spec: HostSpec) -> None:
+        """The devices' disks, interfaces and tags, then how the host uses them."""
+        for dev in spec.devices:
+            for disk in dev.disks:
+                self.add_block(dev.address, disk.name, disk.partitions, under=disk.under)
+            for ifname in dev.netdevs:
+                self.add_netdev(dev.address, ifname)
+            for tag in dev.mount_tags:
+                self.add_mount_tag(dev.address, tag.tag, tag.fs)
+        for stacked in spec.stacked:
+            self.add_stacked(stacked.name, stacked.over, dm_name=stacked.dm_name)
+        for iface in spec.interfaces:
+            self.set_link_up(iface.name, iface.up)
+            for address in iface.addresses:
+                self.add_address(iface.name, address)
+            for route in iface.routes:
+                dest, _, via = route.partition(" via ")
+                self.add_route(iface.name, dest.strip(), via.strip() or None)
+        for mount in spec.mounts:
+            self.add_mount(mount.source, mount.target, mount.fstype)
+        for swap in spec.swaps:
+            self.add_swap(swap)
 
     def load_fixture(self, name_or_path: str | os.PathLike[str]) -> HostSpec:
         """Load a fixture host by name (``"two-socket-server"``) or TOML path."""
@@ -365,6 +390,77 @@ class FakeKernel:
         """
         with self.state.lock:
             return hold(self.state, self._device(address), pid, comm, via)
+
+    # ------------------------------------------------------------ host use
+
+    def add_block(self, address: AddressLike, name: str, partitions: int | Sequence[str] = 0,
+                  *, under: str | None = None) -> list[str]:
+        """Give the device's (host) driver a disk ``name`` with ``partitions`` (a count,
+        named ``name`` + ``p1``... after a digit, else ``name`` + ``1``..., or names).
+
+        It appears now and whenever that driver binds again, and vanishes at unbind.
+        ``under``: path inside the function (default ``nvme/nvmeX`` for ``nvmeXnY``,
+        else ``block``). Returns the disk's and partitions' names.
+        """
+        dev = self._device(address)
+        parts = partitions if isinstance(partitions, int) else list(partitions)
+        spec = children.new_block_spec(self.state, name, parts, under)
+        children.declare(self.state, dev, spec)
+        return [spec.name, *spec.partitions]
+
+    def add_stacked(self, name: str, over: Sequence[str], *, dm_name: str | None = None) -> str:
+        """A device-mapper (``dm-N``, e.g. LVM) or md (``mdN``) device over present block
+        devices; they list it in ``holders/``. Returns its ``MAJ:MIN``."""
+        return children.add_stacked(self.state, name, list(over), dm_name)
+
+    def add_netdev(self, address: AddressLike, ifname: str) -> None:
+        """Give the device's (host) driver a network interface ``ifname`` (down, no
+        address); it vanishes at unbind with its addresses and routes."""
+        dev = self._device(address)
+        children.declare(self.state, dev, children.new_net_spec(self.state, ifname))
+
+    def add_virtual_netdev(self, ifname: str) -> None:
+        """A bond, bridge or VLAN interface under ``/sys/devices/virtual/net``."""
+        children.add_virtual_netdev(self.state, ifname)
+
+    def set_upper(self, lower: str, upper: str) -> None:
+        """Enslave ``lower`` to ``upper`` (``upper_*`` / ``lower_*`` links)."""
+        children.set_upper(self.state, lower, upper)
+
+    def set_link_up(self, ifname: str, up: bool = True) -> None:
+        """``ip link set IF up`` (or down, which flushes its routes)."""
+        children.set_link_up(self.state, ifname, up)
+
+    def add_address(self, ifname: str, address: str) -> None:
+        """``ip addr add ADDRESS/PLEN dev IF`` (IPv4 or IPv6)."""
+        children.add_address(self.state, ifname, address)
+
+    def add_route(self, ifname: str, destination: str, via: str | None = None) -> None:
+        """``ip route add DEST [via GW] dev IF`` (``default`` for 0.0.0.0/0); the link
+        must be up."""
+        children.add_route(self.state, ifname, destination, via)
+
+    def add_mount_tag(self, address: AddressLike, tag: str, fs: str = "9p") -> None:
+        """Give the device (virtio-pci) a virtio child carrying a 9p or virtiofs mount tag."""
+        dev = self._device(address)
+        children.declare(self.state, dev, children.new_virtio_spec(self.state, tag, fs))
+
+    def add_mount(self, source: str, target: str, fstype: str = "ext4") -> None:
+        """Mount ``source``: a block device name, a ``MAJ:MIN``, or a mount tag or pseudo
+        source (``hostroot`` with fstype ``9p``); shows in ``/proc/self/mountinfo``."""
+        children.add_mount(self.state, source, target, fstype)
+
+    def remove_mount(self, target: str) -> None:
+        """Unmount the last mount at ``target``."""
+        children.remove_mount(self.state, target)
+
+    def add_swap(self, name_or_path: str) -> None:
+        """``swapon`` a block device by name, or a swap file by absolute path."""
+        children.add_swap(self.state, name_or_path)
+
+    def remove_swap(self, name_or_path: str) -> None:
+        """``swapoff``."""
+        children.remove_swap(self.state, name_or_path)
 
     def remove_device(self, address: AddressLike) -> None:
         """Hot-unplug a device as a write of 1 to its ``remove`` would."""

@@ -17,6 +17,7 @@ from pyfakefs.fake_file import FakeDirectory, FakeFile
 from pyfakefs.fake_filesystem import FakeFilesystem
 
 from hostdev.address import PciAddress
+from hostdev.testing.children import HostState
 from hostdev.testing.events import WouldBlockEvent, WriteRecord
 from hostdev.testing.faults import FaultInjector
 from hostdev.testing.vfs import Vfs
@@ -272,6 +273,8 @@ class KernelState:
         self.dev_vfio = vfs.ensure_dir("/dev/vfio")
         self.proc = vfs.ensure_dir("/proc")
         self.root_buses: dict[str, FakeDirectory] = {}
+        #: Disks, interfaces and mount tags drivers make, and the host's use of them.
+        self.host = HostState()
 
     def index_ids(self, dev: Device) -> None:
         """Add ``dev`` to the (vendor, device) index."""
