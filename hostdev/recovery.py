@@ -86,11 +86,18 @@ def _track_if_on_stub(txn: Transaction, addr: PciAddress, driver: str | None,
         dev = read_device(txn.sysfs, addr)
     except HostdevError:
         return
-    if txn.lists.find(addr) is None and is_stub_driver(dev.driver, dev.vfio_dev) and \
-            dev.driver is not None:
+    if txn.lists.find(addr) is not None:
+        return
+    if is_stub_driver(dev.driver, dev.vfio_dev) and dev.driver is not None:
         txn.lists.inactive[addr] = new_record(
             txn, dev, stub=dev.driver, managed=True, original_driver=driver,
             original_override=override, unbind_from_stub=driver != dev.driver)
+    elif dev.driver is None and driver is not None:
+        # Left between drivers (its own refused it: say a VFIO user now owns its IOMMU
+        # group): keep how to give it back, so a later node_reattach can finish.
+        txn.lists.inactive[addr] = new_record(
+            txn, dev, stub="vfio-pci", managed=True, original_driver=driver,
+            original_override=override, unbind_from_stub=True)
 
 
 def prune(txn: Transaction) -> tuple[list[DeviceRecord], list[DeviceRecord]]:
