@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
                              " else $XDG_RUNTIME_DIR/hostdev)")
     parser.add_argument("--release-timeout", type=_seconds, default=10.0, metavar="SECONDS",
                         help="how long to wait for a VFIO user (e.g. QEMU) to let go of a"
-                             " device before refusing to unbind it (default 10)")
+                             " device before refusing to unbind it (a finite number >= 0;"
+                             " default 10)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("list", help="list PCI functions grouped by driver kind")

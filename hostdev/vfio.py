@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pydantic import BaseModel, ConfigDict
 
 from hostdev.address import PciAddress
-from hostdev.errors import BadInput, DeviceBusy, HostdevError
+from hostdev.errors import BadInput, DeviceBusy, DeviceNotFound, HostdevError
 from hostdev.stubs import is_vfio_driver
 from hostdev.sysfs import Sysfs
 
@@ -131,6 +131,8 @@ def kernel_count(sysfs: Sysfs, address: PciAddress) -> KernelCount | None:
 def _read_count(sysfs: Sysfs, path: str, address: PciAddress) -> int | None:
     try:
         text = sysfs.read_optional(path, address)
+    except DeviceNotFound:
+        raise  # gone: no count at all, as for its other attributes
     except HostdevError:
         return None
     if text is None:
