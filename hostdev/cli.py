@@ -31,6 +31,18 @@ _FORCE_HOST_USE = ("take the device even if the host uses what it carries (a mou
                    " virtiofs tag)")
 
 
+def _seconds(text: str) -> float:
+    """A finite number of seconds >= 0 (nan, inf and negatives are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value != value or value in (float("inf"), float("-inf")) or value < 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a finite number of seconds >= 0") from None
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     parser = _Parser(prog="hostdev", description="Manage PCI host devices for VFIO passthrough.")
@@ -40,9 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--state-dir", default=None, metavar="DIR",
                         help="state directory (default /run/hostdev as root,"
                              " else $XDG_RUNTIME_DIR/hostdev)")
-    parser.add_argument("--release-timeout", type=float, default=10.0, metavar="SECONDS",
+    parser.add_argument("--release-timeout", type=_seconds, default=10.0, metavar="SECONDS",
                         help="how long to wait for a VFIO user (e.g. QEMU) to let go of a"
-                             " device before refusing to unbind it (default 10)")
+                             " device before refusing to unbind it (a finite number >= 0;"
+                             " default 10)")
     parser.add_argument("--no-load-modules", dest="load_modules", action="store_false",
                         help="never run modprobe: refuse when the stub driver is not loaded"
                              " (by default it is loaded, on the real root only)")
@@ -123,10 +136,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _configure_logging() -> None:
+    """Warnings and errors on stderr; of the INFO messages only those of a release wait
+    (whom we wait for, how long is left), so a wait is never silent and nothing else is noisy."""
     import logging
 
     if not logging.getLogger().handlers:
         logging.basicConfig(format="hostdev: %(levelname)s: %(message)s", level=logging.WARNING)
+    ours = logging.getLogger("hostdev")
+    if ours.level == logging.NOTSET or ours.level > logging.INFO:
+        ours.setLevel(logging.INFO)
+    if not any(isinstance(f, _WaitOrWarning) for f in ours.filters):
+        ours.addFilter(_WaitOrWarning())
+
+
+def _wait_flagged(record: object) -> bool:
+    # The flag hostdev.vfio.WAIT_LOG_FLAG sets (not imported: it would load pydantic here).
+    return bool(getattr(record, "hostdev_wait", False))
+
+
+class _WaitOrWarning:
+    """Logger filter: warnings and up, plus the release-wait messages."""
+
+    def filter(self, record: object) -> bool:
+        """Whether ``record`` is shown."""
+        return int(getattr(record, "levelno", 0)) >= 30 or _wait_flagged(record)
 
 
 _MANAGE = frozenset({"detach", "reattach", "reset", "assign", "release", "prune", "sriov",

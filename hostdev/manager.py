@@ -75,7 +75,7 @@ class HostdevManager:
             self.module_loader = lambda name: run_modprobe(name, modprobe_timeout)
         self.store = StateStore(state_dir if state_dir is not None else default_state_dir(root),
                                 lock_timeout)
-        self.release_timeout = release_timeout
+        self.release_timeout = vfio.check_timeout(release_timeout)
         self.journal = Journal(self.store.dir)
         #: What recovery of unfinished transactions did, oldest first.
         self.recovered: list[str] = []
@@ -85,7 +85,7 @@ class HostdevManager:
     # ------------------------------------------------------------ transactions
     @contextmanager
     def _transaction(self, release_timeout: float | None = None) -> Iterator[Transaction]:
-        timeout = self.release_timeout if release_timeout is None else release_timeout
+        timeout = self._timeout(release_timeout)
 
         def guard(address: PciAddress, driver: str) -> None:
             if is_vfio_driver(driver) or self.sysfs.exists(
@@ -182,7 +182,7 @@ class HostdevManager:
                  release_timeout: float | None = None) -> ReattachReport:
         """Take ``owner``'s devices back; best effort, never raises for one device."""
         addresses = [s.address for s in _specs(specs)]
-        timeout = self.release_timeout if release_timeout is None else release_timeout
+        timeout = self._timeout(release_timeout)
 
         def wait(addrs: list[PciAddress]) -> dict[PciAddress, DeviceBusy]:
             return self._wait_all(addrs, timeout)
@@ -221,6 +221,7 @@ class HostdevManager:
         stub, still tracked, and ``RestoreFailed`` says so.
         """
         addr = PciAddress.parse(address)
+        self._timeout(release_timeout)  # bad input fails before the lock is taken
         return self._run(lambda txn: node_reattach(txn, addr), release_timeout)
 
     def node_reset(self, address: AddressLike) -> NodeResult:
@@ -236,6 +237,7 @@ class HostdevManager:
         addr = PciAddress.parse(pf)
         if isinstance(count, bool) or not isinstance(count, int):
             raise BadInput(f"VF count must be an integer, not {count!r}")
+        self._timeout(release_timeout)
         return self._run(lambda txn: change_num_vfs(txn, addr, count, force=force),
                          release_timeout)
 
@@ -284,7 +286,7 @@ class HostdevManager:
 
     def wait_released(self, address: AddressLike, timeout: float | None = None) -> None:
         """Wait until no VFIO user holds the device; DeviceBusy after ``timeout``."""
-        wait = self.release_timeout if timeout is None else timeout
+        wait = self._timeout(timeout)
         vfio.wait_released(self.sysfs, PciAddress.parse(address), wait)
 
     def prune_missing(self) -> list[DeviceRecord]:
@@ -296,6 +298,13 @@ class HostdevManager:
         return self._run(run)
 
     # ----------------------------------------------------------------- helpers
+    def _timeout(self, release_timeout: object) -> float:
+        """The release timeout of one call (the manager's own when None); BadInput unless
+        a finite number >= 0."""
+        if release_timeout is None:
+            return self.release_timeout
+        return vfio.check_timeout(release_timeout)
+
     def _lists(self) -> Lists:
         with self.store.locked():
             return self.store.load()

@@ -109,6 +109,11 @@ def restore_count(txn: Transaction, pf: PciAddress, count: int) -> None:
     if current == count:
         return
     if current:
+        dev = read_device(txn.sysfs, pf)
+        for vf in dev.sriov.vfs if dev.sriov is not None else ():
+            driver = binding.current_driver(txn.sysfs, vf)
+            if driver is not None:
+                txn.guard(vf, driver)  # the VFs vanish: never under a VFIO user
         binding.set_num_vfs(txn.sysfs, pf, 0)
     if count:
         binding.set_num_vfs(txn.sysfs, pf, count)

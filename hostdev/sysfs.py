@@ -329,6 +329,29 @@ class Sysfs:
         except _AttributeMissing:
             return None
 
+    def read_lines_with(self, path: str, needle: str) -> list[str] | None:
+        """The lines of a whole file (read to its end) that contain ``needle``; None if absent.
+
+        For ``/proc`` files longer than one read (``/proc/PID/maps``): only the
+        matching lines are kept.
+        """
+        self.stats.note_read(path)
+        chunks: list[bytes] = []
+        try:
+            fd = os.open(path, _READ_FLAGS)
+            try:
+                while chunk := os.read(fd, 65536):
+                    chunks.append(chunk)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            error = self._convert(exc, path, None, None)
+            if isinstance(error, _AttributeMissing):
+                return None
+            raise error from None
+        text = b"".join(chunks).decode("utf-8", "replace")
+        return [line for line in text.splitlines() if needle in line]
+
     def read_hex(self, path: str, address: PciAddress | None = None) -> int:
         """Parse ``0x%04x`` / ``0x%06x`` (or bare ``%x``) attributes."""
         return self._read_number(path, address, 16, "a hex number")

@@ -379,17 +379,23 @@ class FakeKernel:
         pid: int | None = None,
         comm: str = "qemu-system-x86",
         via: str = "group",
+        visible: bool = True,
     ) -> VfioHolder:
         """Open a vfio-bound device from a fake process; returns a handle to release it.
 
         ``via="group"``: fds to /dev/vfio/vfio, /dev/vfio/<group> and an
         ``anon_inode:[vfio-device]``; ``via="cdev"``: /dev/iommu and
-        /dev/vfio/devices/vfioX. The same ``pid`` again adds to that process.
+        /dev/vfio/devices/vfioX; ``via="mmap"``: as ``group``, then maps the
+        device's BAR0 (a ``/proc/PID/maps`` line naming ``anon_inode:[vfio-device]``)
+        and closes every fd. ``visible=False``: the process is in another PID
+        namespace, with no ``/proc/PID`` here. Whatever the way, while held the
+        device reads ``enable`` 1 and ``power/runtime_usage`` 1 (0 and 0 once the
+        last holder is gone). The same ``pid`` again adds to that process.
         Raises FakeKernelSetupError unless the device is on a vfio driver and its
         group is viable (no member on a DMA-using host driver).
         """
         with self.state.lock:
-            return hold(self.state, self._device(address), pid, comm, via)
+            return hold(self.state, self._device(address), pid, comm, via, visible)
 
     # ------------------------------------------------------------ host use
 

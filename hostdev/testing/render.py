@@ -65,6 +65,28 @@ def power_state(dev: Device) -> str:
     return "D0\n"
 
 
+def runtime_usage(dev: Device) -> str:
+    """``power/runtime_usage``: the runtime PM usage count (seen on a real 6.1 kernel).
+
+    The PCI core forbids runtime PM at enumeration (1 with no driver); a probe
+    takes a reference that host drivers such as nvme keep (2); vfio-pci allows
+    runtime PM and drops both, so an idle vfio-bound function reads 0, and each
+    open of the device (held by fd or by a mapping) counts 1 until released.
+    """
+    if dev.driver is None:
+        return "1\n"
+    if dev.driver.vfio:
+        return "1\n" if dev.holders else "0\n"
+    return "2\n"
+
+
+def runtime_status(dev: Device) -> str:
+    """``power/runtime_status``: an idle vfio-bound function is suspended, else active."""
+    if dev.driver is not None and dev.driver.vfio and not dev.holders:
+        return "suspended\n"
+    return "active\n"
+
+
 def uevent(dev: Device) -> str:
     """The device's uevent variables."""
     t = dev.t
@@ -110,6 +132,8 @@ _RENDER: dict[str, Callable[[Device], str | bytes]] = {
     "numa_node": lambda d: f"{d.numa_node}\n",
     "enable": lambda d: f"{enable_count(d)}\n",
     "power_state": power_state,
+    "power/runtime_usage": runtime_usage,
+    "power/runtime_status": runtime_status,
     "reset_method": lambda d: " ".join(d.reset_methods) + "\n" if d.reset_methods else "",
     "sriov_totalvfs": lambda d: _sriov(d, "sriov_totalvfs"),
     "sriov_numvfs": lambda d: _sriov(d, "sriov_numvfs"),

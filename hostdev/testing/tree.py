@@ -33,7 +33,11 @@ _PF = (
     ("sriov_vf_total_msix", _RO),
 )
 _VF = (("sriov_vf_msix_count", _WO),)
-_BINDING_ATTRS = ("enable", "power_state", "uevent")
+#: Runtime PM attributes under ``power/`` (the ``runtime_usage`` counter needs
+#: CONFIG_PM_ADVANCED_DEBUG, which the guest's distribution kernel has).
+_POWER = (("power/runtime_status", _RO), ("power/runtime_usage", _RO))
+_BINDING_ATTRS = ("enable", "power_state", "uevent", "power/runtime_status",
+                  "power/runtime_usage")
 
 
 def root_bus_dir(state: KernelState, domain: int, bus: int) -> tuple[FakeDirectory, str]:
@@ -87,6 +91,10 @@ def create_device(
     files = dev.files
     for attr, mode in attrs:
         files[attr] = vfs.file(directory, attr, render(dev, attr), mode,
+                               DeviceNode(state, dev, attr))
+    power = vfs.mkdir(directory, "power")
+    for attr, mode in _POWER:
+        files[attr] = vfs.file(power, attr.split("/", 1)[1], render(dev, attr), mode,
                                DeviceNode(state, dev, attr))
     vfs.link(directory, "subsystem", relpath("/sys/bus/pci", path))
     vfs.link(state.bus_devices, name, relpath(path, "/sys/bus/pci/devices"))

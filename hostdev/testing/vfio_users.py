@@ -6,7 +6,9 @@ while at least one device of the group is on a vfio driver, plus the
 ``vfio_device_cdev`` option, 6.6+), the per-device cdev ``/dev/vfio/devices/vfioX``.
 
 A :class:`VfioHolder` is a fake user space process (QEMU, say) with the device
-open, shown in ``/proc/PID/{comm,fd,fdinfo}`` as a real kernel shows it (4.3).
+open, shown in ``/proc/PID/{comm,fd,fdinfo,maps}`` as a real kernel shows it (4.3),
+or not shown at all when it runs in another PID namespace; either way the
+device's ``enable`` and ``power/runtime_usage`` count the open.
 While held, operations that would block on a real kernel raise
 :class:`~hostdev.testing.events.VfioWouldBlock` instead (4.4), and the device's
 IOMMU group counts as claimed (host driver binds fail with EBUSY, 4.2).
@@ -17,12 +19,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal
 
-from pyfakefs.fake_file import FakeDirectory
+from pyfakefs.fake_file import FakeDirectory, FakeFile
 
 from hostdev.testing.events import FakeKernelSetupError, VfioWouldBlock, WouldBlockEvent
 from hostdev.testing.model import Device, KernelState
 from hostdev.testing.tree import refresh_binding
-from hostdev.testing.vfs import relpath
+from hostdev.testing.vfs import relpath, set_contents
 
 VFIO_CDEV_MAJOR = 511
 _FIRST_PID = 4000
@@ -109,22 +111,34 @@ def ensure_not_blocking(
 
 
 class VfioProcess:
-    """A fake user-space process under ``/proc/PID``."""
+    """A fake user-space process under ``/proc/PID`` (or, not ``visible``, in another PID
+    namespace: the kernel counts its opens but this ``/proc`` does not show it)."""
 
-    def __init__(self, state: KernelState, pid: int, comm: str) -> None:
+    def __init__(self, state: KernelState, pid: int, comm: str, visible: bool = True) -> None:
         vfs = state.vfs
         self.state = state
         self.pid = pid
         self.comm = comm
-        self.dir = vfs.mkdir(state.proc, str(pid))
-        vfs.file(self.dir, "comm", comm + "\n", 0o644)
-        vfs.file(self.dir, "cmdline", comm + "\0", 0o444)
-        self.fd_dir = vfs.mkdir(self.dir, "fd")
-        self.fdinfo_dir = vfs.mkdir(self.dir, "fdinfo")
+        self.visible = visible
+        self.dir: FakeDirectory | None = None
+        self.fd_dir: FakeDirectory | None = None
+        self.fdinfo_dir: FakeDirectory | None = None
+        self.maps_file: FakeFile | None = None
+        if visible:
+            self.dir = vfs.mkdir(state.proc, str(pid))
+            vfs.file(self.dir, "comm", comm + "\n", 0o644)
+            vfs.file(self.dir, "cmdline", comm + "\0", 0o444)
+            self.fd_dir = vfs.mkdir(self.dir, "fd")
+            self.fdinfo_dir = vfs.mkdir(self.dir, "fdinfo")
+            self.maps_file = vfs.file(self.dir, "maps", "", 0o444)
         self.next_fd = 0
         self.holds: list[VfioHolder] = []
         self.shared_fds: dict[str, int] = {}
         self.shared_refs: dict[str, int] = {}
+        #: Device mappings: (start address, file name as maps shows it).
+        self.mappings: list[tuple[int, str]] = []
+        self._next_map = 0x7F0000000000
+        self._render_maps()
         for _ in range(3):
             self.open("/dev/null")
 
@@ -132,15 +146,42 @@ class VfioProcess:
         """Add fd link ``N -> target`` and its fdinfo; return N."""
         fd = self.next_fd
         self.next_fd += 1
-        self.state.vfs.link(self.fd_dir, str(fd), target)
-        info = f"pos:\t0\nflags:\t02100002\nmnt_id:\t25\nino:\t{1000 + fd}\n{extra_info}"
-        self.state.vfs.file(self.fdinfo_dir, str(fd), info, 0o444)
+        if self.fd_dir is not None and self.fdinfo_dir is not None:
+            self.state.vfs.link(self.fd_dir, str(fd), target)
+            info = f"pos:\t0\nflags:\t02100002\nmnt_id:\t25\nino:\t{1000 + fd}\n{extra_info}"
+            self.state.vfs.file(self.fdinfo_dir, str(fd), info, 0o444)
         return fd
 
     def close(self, fd: int) -> None:
         """Close fd N."""
-        self.state.vfs.remove(self.fd_dir, str(fd))
-        self.state.vfs.remove(self.fdinfo_dir, str(fd))
+        if self.fd_dir is not None and self.fdinfo_dir is not None:
+            self.state.vfs.remove(self.fd_dir, str(fd))
+            self.state.vfs.remove(self.fdinfo_dir, str(fd))
+
+    def map(self, name: str) -> int:
+        """Map 16 KiB of ``name`` (a device region); return the mapping's start address."""
+        start = self._next_map
+        self._next_map += 0x10000
+        self.mappings.append((start, name))
+        self._render_maps()
+        return start
+
+    def unmap(self, start: int) -> None:
+        """Remove the mapping that starts at ``start``."""
+        self.mappings = [m for m in self.mappings if m[0] != start]
+        self._render_maps()
+
+    def _render_maps(self) -> None:
+        """``/proc/PID/maps``: the program, heap and stack, and each device mapping."""
+        if self.maps_file is None:
+            return
+        lines = [f"55d4c0a00000-55d4c0c00000 r-xp 00000000 fd:01 1311 /usr/bin/{self.comm}",
+                 "55d4c2000000-55d4c2400000 rw-p 00000000 00:00 0 [heap]"]
+        for start, name in self.mappings:
+            # vfio-pci regions: the offset is the region index << 40 (BAR0: 0).
+            lines.append(f"{start:x}-{start + 0x4000:x} rw-s 00000000 00:0e 1060 {name}")
+        lines.append("7ffc8e400000-7ffc8e421000 rw-p 00000000 00:00 0 [stack]")
+        set_contents(self.maps_file, "\n".join(lines) + "\n")
 
     def acquire_shared(self, target: str) -> int:
         """An fd to ``target`` shared by several holds (container, group, iommufd)."""
@@ -161,22 +202,34 @@ class VfioProcess:
 
     def exit(self) -> None:
         """The process ends: ``/proc/PID`` disappears."""
-        self.state.vfs.remove(self.state.proc, str(self.pid))
+        if self.dir is not None:
+            self.state.vfs.remove(self.state.proc, str(self.pid))
         self.state.processes.pop(self.pid, None)
 
 
-class VfioHolder:
-    """One device held open by a fake process; :meth:`release` closes it."""
+#: How :meth:`FakeKernel.hold_vfio` opens a device.
+HOLD_VIA = ("group", "cdev", "mmap")
 
-    def __init__(self, process: VfioProcess, dev: Device, via: Literal["group", "cdev"]) -> None:
+
+class VfioHolder:
+    """One device held open by a fake process; :meth:`release` closes it.
+
+    ``via="mmap"``: the process opened the device through its group, mapped a
+    region (BAR0) of the device fd and closed every fd; the mapping alone keeps
+    the device open, as on a real kernel.
+    """
+
+    def __init__(self, process: VfioProcess, dev: Device,
+                 via: Literal["group", "cdev", "mmap"]) -> None:
         self.process = process
         self.device = dev
         self.via = via
         self.address = dev.name
         self.group = dev.iommu_group
         self.released = False
+        self.mapping: int | None = None
         state = process.state
-        if via == "group":
+        if via in ("group", "mmap"):
             self._shared = ["/dev/vfio/vfio", f"/dev/vfio/{self.group}"]
             target = "anon_inode:[vfio-device]"
         else:
@@ -184,13 +237,21 @@ class VfioHolder:
             target = f"/dev/vfio/devices/vfio{dev.vfio_index}"
         self.fds = [process.acquire_shared(path) for path in self._shared]
         syspath = f"vfio-device-syspath: {dev.path}\n" if state.options.vfio_fdinfo_syspath else ""
-        self.device_fd = process.open(target, syspath)
+        self.device_fd: int | None = process.open(target, syspath)
         self.fds.append(self.device_fd)
+        if via == "mmap":
+            self.mapping = process.map(target)
+            self._close_fds()
 
     @property
     def pid(self) -> int:
-        """The holder's process id."""
+        """The holder's process id (in its own PID namespace when not visible)."""
         return self.process.pid
+
+    @property
+    def visible(self) -> bool:
+        """Whether the holder's process shows in this ``/proc``."""
+        return self.process.visible
 
     def release(self) -> None:
         """Close the device (and, with its last hold, the process exits). Idempotent."""
@@ -198,13 +259,23 @@ class VfioHolder:
             if not self.released:
                 self._close()
 
+    def _close_fds(self) -> None:
+        process = self.process
+        if self.device_fd is not None:
+            process.close(self.device_fd)
+            self.device_fd = None
+            for path in reversed(self._shared):
+                process.release_shared(path)
+        self.fds = []
+
     def _close(self) -> None:
         self.released = True
         process = self.process
         state = process.state
-        process.close(self.device_fd)
-        for path in reversed(self._shared):
-            process.release_shared(path)
+        self._close_fds()
+        if self.mapping is not None:
+            process.unmap(self.mapping)
+            self.mapping = None
         process.holds.remove(self)
         if not process.holds:
             process.exit()
@@ -223,15 +294,19 @@ class VfioHolder:
 
     def __repr__(self) -> str:
         state = "released" if self.released else "holding"
-        return f"VfioHolder(pid={self.pid}, address={self.address!r}, via={self.via!r}, {state})"
+        seen = "" if self.visible else ", not visible"
+        return (f"VfioHolder(pid={self.pid}, address={self.address!r}, via={self.via!r}"
+                f"{seen}, {state})")
 
 
 def hold(
-    state: KernelState, dev: Device, pid: int | None, comm: str, via: str
+    state: KernelState, dev: Device, pid: int | None, comm: str, via: str,
+    visible: bool = True,
 ) -> VfioHolder:
     """Open ``dev`` from a fake process (see :meth:`FakeKernel.hold_vfio`)."""
-    if via not in ("group", "cdev"):
-        raise FakeKernelSetupError(f"hold_vfio via must be 'group' or 'cdev', not {via!r}")
+    if via not in HOLD_VIA:
+        raise FakeKernelSetupError(
+            f"hold_vfio via must be 'group', 'cdev' or 'mmap', not {via!r}")
     if via == "cdev" and not state.options.vfio_device_cdev:
         raise FakeKernelSetupError("hold_vfio via='cdev' needs FakeKernel(vfio_device_cdev=True)")
     if dev.driver is None or not dev.driver.vfio:
@@ -257,8 +332,12 @@ def hold(
             pid += 1
     process = state.processes.get(pid)
     if process is None:
-        process = state.processes[pid] = VfioProcess(state, pid, comm)
-    holder = VfioHolder(process, dev, "group" if via == "group" else "cdev")
+        process = state.processes[pid] = VfioProcess(state, pid, comm, visible)
+    elif process.visible != visible:
+        raise FakeKernelSetupError(
+            f"hold_vfio(pid={pid}): that process is {'' if process.visible else 'not '}visible;"
+            f" visible={visible} contradicts it")
+    holder = VfioHolder(process, dev, via)  # type: ignore[arg-type]  # checked above
     process.holds.append(holder)
     dev.holders.append(holder)
     if holder.group is not None:

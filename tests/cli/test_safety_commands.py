@@ -62,3 +62,60 @@ def test_reconcile_command(fake_kernel: FakeKernel, capsys: pytest.CaptureFixtur
     assert code == 0 and "0000:3d:02.1: vanished; record pruned" in out
     code, out, _ = run(capsys, "reconcile")
     assert out.strip() == "the lists agree with the host"
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-inf", "-1", "abc", ""])
+def test_bad_release_timeout_exit_2(fake_kernel: FakeKernel, capsys: pytest.CaptureFixture[str],
+                                    bad: str) -> None:
+    fake_kernel.load_fixture("two-socket-server")
+    run(capsys, "detach", "0000:18:00.0")
+    writes = len(fake_kernel.writes)
+    with pytest.raises(SystemExit) as info:
+        main([*STATE, f"--release-timeout={bad}", "reattach", "0000:18:00.0"])
+    out, err = capsys.readouterr()
+    assert info.value.code == 2 and out == ""
+    assert err.count("\n") == 1 and "--release-timeout" in err and "seconds" in err
+    assert len(fake_kernel.writes) == writes
+
+
+def test_show_and_refusal_name_a_hidden_holder(fake_kernel: FakeKernel,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    fake_kernel.load_fixture("two-socket-server")
+    run(capsys, "detach", "0000:18:00.0")
+    fake_kernel.hold_vfio("0000:18:00.0", visible=False)
+    code, out, _ = run(capsys, "show", "0000:18:00.0")
+    assert code == 0 and ("held by          a VFIO user outside this process's view"
+                          " (the kernel reports enable=1, runtime_usage=1)") in out
+    code, out, _ = run(capsys, "show", "0000:18:00.0", "--json")
+    assert json.loads(out)["holders"] == [{
+        "pid": None, "comm": "a VFIO user outside this process's view",
+        "via": ["enable=1, runtime_usage=1"]}]
+    code, _, err = run(capsys, "--release-timeout", "0", "reattach", "0000:18:00.0")
+    assert code == 1 and "outside this process's view" in err
+    assert fake_kernel.would_block_events == []
+
+
+def test_wait_is_shown_on_stderr_and_nothing_else_at_info(
+        fake_kernel: FakeKernel, capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+    import threading
+
+    fake_kernel.load_fixture("two-socket-server")
+    run(capsys, "detach", "0000:18:00.0")
+    holder = fake_kernel.hold_vfio("0000:18:00.0", pid=4321, comm="qemu-system-x86",
+                                   via="mmap")
+    timer = threading.Timer(0.3, holder.release)
+    timer.start()
+    root = logging.getLogger()
+    handler = logging.StreamHandler()  # stands in for the basicConfig the CLI does
+    root.addHandler(handler)
+    try:
+        code, _, err = run(capsys, "--release-timeout", "5", "reattach", "0000:18:00.0")
+        timer.join()
+        assert code == 0, err
+        assert ("waiting up to 5 s for qemu-system-x86 (pid 4321, mapping) to release"
+                " 0000:18:00.0") in err
+        code, _, err = run(capsys, "sriov", PF, "4")  # logs "going through 0" at INFO
+        assert code == 0 and "going through 0" not in err and err == ""
+    finally:
+        root.removeHandler(handler)

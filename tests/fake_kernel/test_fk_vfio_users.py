@@ -205,3 +205,87 @@ def test_host_bind_into_held_group_is_ebusy(host: FakeKernel, sysfs: Sys) -> Non
 def test_init_process_is_not_a_vfio_user(kernel: FakeKernel, sysfs: Sys) -> None:
     assert sysfs.read("/proc/1/comm") == "systemd\n"
     assert not any("vfio" in t for t in _fds(1).values())
+
+
+# ----------------------------------------------------------------- the kernel's own count
+
+
+def _counts(sysfs: Sys, address: str) -> tuple[str, str, str]:
+    return (sysfs.read(sysfs.dev(address, "enable")).strip(),
+            sysfs.read(sysfs.dev(address, "power/runtime_usage")).strip(),
+            sysfs.read(sysfs.dev(address, "power/runtime_status")).strip())
+
+
+def test_runtime_pm_counts_by_driver(host: FakeKernel, sysfs: Sys) -> None:
+    """As on a real 6.1 kernel: 2 on a host driver, 1 unbound, 0 idle on vfio-pci."""
+    assert _counts(sysfs, NIC)[1:] == ("2", "active")
+    assert _counts(sysfs, NIC)[0] == "1"  # e1000e enabled it in probe
+    sysfs.write(sysfs.dev(NIC, "driver/unbind"), NIC)
+    assert _counts(sysfs, NIC) == ("0", "1", "active")
+    _to_vfio(sysfs, NIC)
+    assert _counts(sysfs, NIC) == ("0", "0", "suspended")
+
+
+@pytest.mark.parametrize("via", ["group", "cdev", "mmap"])
+@pytest.mark.parametrize("visible", [True, False])
+def test_every_holder_raises_the_counts_until_released(host: FakeKernel, sysfs: Sys,
+                                                       via: str, visible: bool) -> None:
+    _to_vfio(sysfs, NIC)
+    holder = host.hold_vfio(NIC, via=via, visible=visible)
+    assert _counts(sysfs, NIC) == ("1", "1", "active")
+    assert sysfs.read(sysfs.dev(NIC, "power_state")) == "D0\n"
+    second = host.hold_vfio(NIC, via=via, visible=visible)
+    assert _counts(sysfs, NIC) == ("1", "1", "active"), "one open of the device, however many"
+    holder.release()
+    assert _counts(sysfs, NIC) == ("1", "1", "active")
+    second.release()
+    assert _counts(sysfs, NIC) == ("0", "0", "suspended")
+
+
+def test_hidden_holder_has_no_proc_entry_but_blocks(host: FakeKernel, sysfs: Sys) -> None:
+    _to_vfio(sysfs, NIC)
+    before = sorted(os.listdir("/proc"))
+    holder = host.hold_vfio(NIC, pid=4100, visible=False)
+    assert sorted(os.listdir("/proc")) == before
+    assert not holder.visible and "not visible" in repr(holder)
+    with pytest.raises(VfioWouldBlock):
+        sysfs.write("/sys/bus/pci/drivers/vfio-pci/unbind", NIC)
+    with pytest.raises(FakeKernelSetupError, match="not visible"):
+        host.hold_vfio(NIC, pid=4100)
+    holder.release()
+    sysfs.write("/sys/bus/pci/drivers/vfio-pci/unbind", NIC)
+    assert sysfs.driver(NIC) is None
+
+
+def test_mmap_holder_keeps_only_a_mapping(host: FakeKernel, sysfs: Sys) -> None:
+    _to_vfio(sysfs, NIC)
+    holder = host.hold_vfio(NIC, pid=4200, comm="dpdk", via="mmap")
+    assert sorted(_fds(4200).values()) == ["/dev/null"] * 3, "every VFIO fd was closed"
+    maps = sysfs.read("/proc/4200/maps").splitlines()
+    vfio = [line for line in maps if "vfio" in line]
+    assert len(vfio) == 1 and vfio[0].split()[-1] == "anon_inode:[vfio-device]"
+    assert vfio[0].split()[1] == "rw-s"
+    assert any(line.endswith("[stack]") for line in maps)
+    with pytest.raises(VfioWouldBlock):
+        sysfs.write("/sys/bus/pci/drivers/vfio-pci/unbind", NIC)
+    holder.release()
+    assert not os.path.exists("/proc/4200")
+    sysfs.write("/sys/bus/pci/drivers/vfio-pci/unbind", NIC)
+
+
+def test_mmap_and_fd_holds_in_one_process(host: FakeKernel, sysfs: Sys) -> None:
+    _to_vfio(sysfs, NIC)
+    mapped = host.hold_vfio(NIC, pid=4300, via="mmap")
+    opened = host.hold_vfio(NIC, pid=4300)
+    assert "anon_inode:[vfio-device]" in _fds(4300).values()
+    mapped.release()
+    assert "vfio" not in sysfs.read("/proc/4300/maps")
+    assert "anon_inode:[vfio-device]" in _fds(4300).values()
+    opened.release()
+    assert not os.path.exists("/proc/4300")
+
+
+def test_hold_via_unknown(host: FakeKernel, sysfs: Sys) -> None:
+    _to_vfio(sysfs, NIC)
+    with pytest.raises(FakeKernelSetupError, match="'group', 'cdev' or 'mmap'"):
+        host.hold_vfio(NIC, via="ioctl")

@@ -7,19 +7,25 @@ SimulatedCrash and a new manager starts on the same state). The ``+probe``
 modes also make every host driver's probe fail, so that nothing hostdev gives
 back is taken: during the rollback (``EIO+probe``), during the recovery after
 the crash (``crash+probe``), or in the transaction itself (``probe``: reattach,
-node reattach). After every case: the state file loads; every device is on
-the driver and override it started with, or tracked with what is needed to
-restore it; nothing on a stub is untracked unless it started there; no device
-that had a driver is left without one and untracked; a device a give-back
-left without a driver is named in the error or the report; reconcile()
-converges and a second reconcile() changes nothing. The figures (cases run,
-consistent, devices left driverless and untracked) are printed at the end.
+node reattach). In the ``+hold`` modes VFIO users come too: just before the
+failing write (EIO) or right after the crash, a user outside our PID namespace
+or one keeping only a mapping (alternately) grabs every other vfio-bound device;
+the rollback or recovery must leave those alone (never a write the kernel would
+block on), keep them tracked, and converge once the users have gone. After every
+case: the state file loads; every device is on the driver and override it
+started with, or tracked with what is needed to restore it; nothing on a stub is
+untracked unless it started there; no device that had a driver is left without
+one and untracked; a device a give-back left without a driver is named in the
+error or the report; reconcile() converges and a second reconcile() changes
+nothing. The figures (cases run, consistent, devices left driverless and
+untracked) are printed at the end.
 """
 
 from __future__ import annotations
 
 import errno
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 
 import pytest
@@ -31,8 +37,8 @@ from hostdev.binding import current_driver
 from hostdev.errors import HostdevError
 from hostdev.manager import HostdevManager
 from hostdev.records import DeviceRecord, HostdevSpec
-from hostdev.stubs import is_stub_driver
-from hostdev.testing import FakeKernel, SimulatedCrash
+from hostdev.stubs import is_stub_driver, is_vfio_driver
+from hostdev.testing import FakeKernel, FakeKernelSetupError, SimulatedCrash, VfioHolder
 from tests.smallhost import NIC, NVME, PF, VM1, build_host
 from tests.writehooks import count_writes, on_write
 
@@ -265,6 +271,63 @@ def _run_case(fs: FakeFilesystem, scenario: Scenario, mode: str, k: int, total: 
     assert kernel.would_block_events == [], label
     _check_invariants(mgr, before, label, outcome)
     CONSISTENT.append(label)
+
+
+def _grab(kernel: FakeKernel, mgr: HostdevManager, k: int,
+          spare: PciAddress | None = None, path: str = "") -> list[VfioHolder]:
+    """VFIO users on every vfio-bound device but ``spare`` (and the VFs a count write
+    to ``spare`` removes): outside our view on odd ``k``, mapping-only on even."""
+    sysfs = mgr.sysfs
+    holders = []
+    for addr in kernel.addresses():
+        if addr == spare or not is_vfio_driver(current_driver(sysfs, addr)):
+            continue
+        if path.endswith("sriov_numvfs") and spare is not None and \
+                sysfs.read_link_name(sysfs.device_path(addr, "physfn")) == str(spare):
+            continue
+        with suppress(FakeKernelSetupError):  # a group a real user could not open either
+            holders.append(kernel.hold_vfio(addr, via="mmap", visible=True) if k % 2 == 0
+                           else kernel.hold_vfio(addr, visible=False))
+    return holders
+
+
+def _grab_then_fail(kernel: FakeKernel, mgr: HostdevManager, k: int,
+                    holders: list[VfioHolder]) -> Callable[[str, PciAddress | None], None]:
+    def hook(path: str, address: PciAddress | None) -> None:
+        holders.extend(_grab(kernel, mgr, k, address, path))
+        kernel.fail_write(path, errno.EIO, times=1)
+
+    return hook
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+@pytest.mark.parametrize("mode", ["EIO+hold", "crash+hold"])
+def test_every_write_with_holders(fs: FakeFilesystem, scenario: Scenario, mode: str) -> None:
+    total = _count(fs, scenario)
+    for k in range(1, total + 1):
+        kernel, mgr, vfs = _fresh(fs, scenario)
+        before = _snapshot(mgr)
+        label = f"{scenario.name}/{mode}/write {k} of {total}"
+        holders: list[VfioHolder] = []
+        if mode == "crash+hold":
+            kernel.crash_after_writes(k)
+            with pytest.raises(SimulatedCrash):
+                scenario.action(mgr, vfs)
+            holders = _grab(kernel, mgr, k)
+            with suppress(HostdevError):  # recovery, while they hold
+                HostdevManager(root="/", state_dir="/run/hostdev", release_timeout=0).reconcile()
+        else:
+            with on_write(k, _grab_then_fail(kernel, mgr, k, holders)), suppress(HostdevError):
+                scenario.action(mgr, vfs)
+        assert kernel.would_block_events == [], label
+        held = {h.address: current_driver(mgr.sysfs, PciAddress.parse(h.address))
+                for h in holders}
+        assert all(is_vfio_driver(d) for d in held.values()), f"{label}: {held}"
+        for holder in holders:
+            holder.release()
+        CASES.append(label)
+        _check_invariants(mgr, before, label)
+        CONSISTENT.append(label)
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)

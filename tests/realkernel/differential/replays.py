@@ -660,3 +660,45 @@ def vfio_pf_with_enable_sriov(g: FakeGuest, o: Recorder) -> None:
     o.check("unbind the vfio-pci PF", result, "", "")
     o.check("VFs disabled by the PF unbind", [g.exists(g.dev(v)) for v in vfs], "", "")
     o.check("numvfs after the PF unbind", g.read(f"{d}/sriov_numvfs"), "", "")
+
+
+# --------------------------------------------------------------------------- test_vfio_counts
+
+
+def _counts(g: FakeGuest, addr: str) -> dict[str, str]:
+    return {name: g.read(g.dev(addr, name)).strip()
+            for name in ("enable", "power/runtime_usage", "power/runtime_status")}
+
+
+def _vfio_lines(pid: int) -> list[str]:
+    out = []
+    with open(f"/proc/{pid}/maps") as maps:
+        for line in maps.read().splitlines():
+            fields = line.split(None, 5)
+            if len(fields) == 6 and "vfio" in fields[5]:
+                out.append(f"{fields[1]} {fields[5].strip()}")
+    return out
+
+
+@replay("test_vfio_counts.py::test_vfio_user_counts")
+def vfio_user_counts(g: FakeGuest, o: Recorder) -> None:
+    """The holders are the fake's hold_vfio (via group, then via mmap)."""
+    o.record("nvme-bound PF counts", {k: v for k, v in _counts(g, PF).items()
+                                      if k != "power/runtime_status"})
+    vf = _vfio_vf(g)[0]
+    o.check("idle on vfio-pci", _counts(g, vf), "", "")
+    holder = g.kernel.hold_vfio(vf, comm="python")
+    o.check("device fd holder set up", None, "", "")  # hold_vfio raises otherwise
+    o.check("held through the device fd", _counts(g, vf), "", "")
+    holder.release()
+    o.check("after the fd holder closed", _counts(g, vf), "", "")
+    holder = g.kernel.hold_vfio(vf, comm="python", via="mmap")
+    o.check("mapping holder set up", None, "", "")
+    fd_dir = f"/proc/{holder.pid}/fd"
+    o.check("VFIO fds left after the mapping",
+            [fd for fd in os.listdir(fd_dir) if "vfio" in os.readlink(f"{fd_dir}/{fd}")], "", "")
+    o.check("VFIO lines in /proc/PID/maps", _vfio_lines(holder.pid), "", "")
+    o.check("held through a mapping only", _counts(g, vf), "", "")
+    holder.release()
+    o.check("after the mapping went", _counts(g, vf), "", "")
+    o.check("unbind after release", g.write(f"{VFIO}/unbind", vf), "", "")

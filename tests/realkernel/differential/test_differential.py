@@ -76,6 +76,8 @@ NOT_MODELLED: dict[tuple[str, str], str] = {
     ("test_vfio.py::test_vfio_pf_with_enable_sriov", "enable_sriov=Y"):
         "module parameters are not modelled: vfio-pci's enable_sriov is the FakeKernel"
         " option vfio_enable_sriov, fixed when the fake is built (the replay builds it on)",
+    ("test_vfio_counts.py::test_vfio_user_counts", "BAR0 region"):
+        _HOLDER + " (VFIO_DEVICE_GET_REGION_INFO: BAR0's size and flags)",
     ("test_vfio.py::test_vfio_user_holding_a_vf", "holder report"):
         _HOLDER + " (VFIO_GET_API_VERSION, VFIO_CHECK_EXTENSION, fd numbers)",
     ("test_vfio.py::test_vfio_user_holding_a_vf", "holder got a device fd"):
