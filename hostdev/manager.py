@@ -8,6 +8,7 @@ process using the same state directory.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ from hostdev import vfio
 from hostdev.address import AddressLike, PciAddress, validate_driver_name
 from hostdev.binding import Guard
 from hostdev.errors import BadInput, DeviceBusy, HostdevError
-from hostdev.journal import Journal
+from hostdev.journal import DeviceBefore, Intent, Journal, PendingWrite
 from hostdev.lists import Lists
 from hostdev.nodedev import NodeResult, node_detach, node_reattach, node_reset
 from hostdev.prepare import prepare
@@ -37,7 +38,7 @@ from hostdev.sriov import SriovReport
 from hostdev.sriov import set_num_vfs as change_num_vfs
 from hostdev.state import StateStore, default_state_dir
 from hostdev.stubs import is_vfio_driver
-from hostdev.sysfs import Sysfs
+from hostdev.sysfs import DEFAULT_WRITE_TIMEOUT, HelperWrite, Sysfs
 from hostdev.transaction import Transaction
 from hostdev.update import update_active
 
@@ -53,18 +54,36 @@ class HostdevManager:
     ``$XDG_RUNTIME_DIR/hostdev`` (under ``root`` when ``root`` is not ``/``).
     ``lock_timeout`` bounds the wait for another process's transaction;
     ``release_timeout`` bounds the wait for a VFIO user to let go of a device.
+    ``write_timeout`` bounds each write that the kernel may block until a VFIO
+    user lets go (unbind, removing VFs), even one that appeared after every
+    check: past it the call raises (or reports) :class:`WriteBlocked`, and the
+    write is left to a helper process that exits once it returns.
     """
 
     def __init__(self, root: str | os.PathLike[str] = "/",
                  state_dir: str | os.PathLike[str] | None = None, *,
-                 lock_timeout: float = 10.0, release_timeout: float = 10.0) -> None:
+                 lock_timeout: float = 10.0, release_timeout: float = 10.0,
+                 write_timeout: float = DEFAULT_WRITE_TIMEOUT) -> None:
+        if isinstance(write_timeout, bool) or not isinstance(write_timeout, int | float) \
+                or not math.isfinite(write_timeout) or write_timeout <= 0:
+            raise BadInput(f"write timeout must be a finite number of seconds above 0,"
+                           f" not {write_timeout!r}")
         self.sysfs = Sysfs(root)
+        self.sysfs.write_timeout = float(write_timeout)
         self.store = StateStore(state_dir if state_dir is not None else default_state_dir(root),
                                 lock_timeout)
         self.release_timeout = release_timeout
         self.journal = Journal(self.store.dir)
         #: What recovery of unfinished transactions did, oldest first.
         self.recovered: list[str] = []
+        #: Writes of ours still blocked in the kernel, as the last transaction found them.
+        self.blocked: list[str] = []
+        #: What the journal holds during a transaction (helpers are added to it).
+        self._intent: Intent | None = None
+        #: Still-blocked writes found at the start of this transaction, and the state
+        #: their devices had before the transaction that made them.
+        self._carried: list[PendingWrite] = []
+        self._carried_befores: list[DeviceBefore] = []
 
     # ------------------------------------------------------------ transactions
     @contextmanager
@@ -77,40 +96,93 @@ class HostdevManager:
                 vfio.wait_released(self.sysfs, address, timeout)
 
         with self.store.locked():
+            self.sysfs.fenced.clear()  # recovery fences again what is still blocked
+            self._intent, self._carried, self._carried_befores = None, [], []
             original = self._recover_if_needed(guard)
-            txn = Transaction(self.sysfs, original.copy(), guard, self.journal.write)
+            txn = Transaction(self.sysfs, original.copy(), guard, self._record_intent)
+            self.sysfs.on_helper = self._journal_helper
             try:
                 yield txn
             except (Exception, KeyboardInterrupt) as exc:
                 restored, failures = txn.rollback(original)
                 if not restored.same_as(original):
                     self.store.save(restored)
-                self.journal.clear()
+                self._close_journal()
                 if failures and isinstance(exc, HostdevError):
                     exc.message += "; rollback incomplete: " + "; ".join(failures)
                 raise
+            finally:
+                self.sysfs.on_helper = None
             if txn.intent is not None:
                 txn.lists.last_transaction = txn.intent.transaction
             if not txn.lists.same_as(original):
                 self.store.save(txn.lists)
-            if txn.intent is not None:
+            self._close_journal()
+
+    def _record_intent(self, intent: Intent) -> None:
+        """Journal a transaction's intent, keeping the writes still blocked from before."""
+        intent.pending[:0] = self._carried
+        known = {d.address for d in intent.devices}
+        intent.devices.extend(d for d in self._carried_befores if d.address not in known)
+        self._intent = intent
+        self.journal.write(intent)
+
+    def _journal_helper(self, helper: HelperWrite) -> None:
+        """A possibly-blocking write started (or was given up on): journal its helper."""
+        entry = PendingWrite(path=helper.path, value=helper.value, devices=helper.devices,
+                             pid=helper.pid, start=helper.start, gave_up=helper.gave_up)
+        intent = self._intent
+        if intent is None:
+            intent = self._intent = Intent(operation="pending writes",
+                                           pending=list(self._carried),
+                                           devices=list(self._carried_befores))
+        intent.pending = [p for p in intent.pending if p.pid != entry.pid] + [entry]
+        self.journal.write(intent)
+
+    def _close_journal(self) -> None:
+        """End of a transaction: keep only the writes given up on, or clear the journal."""
+        intent = self._intent
+        self._intent = None
+        keep = [p for p in intent.pending if p.gave_up] if intent is not None else []
+        if not keep:
+            if intent is not None:
                 self.journal.clear()
+            return
+        assert intent is not None
+        addresses = {a for p in keep for a in p.devices}
+        devices = [d for d in intent.devices if d.address in addresses]
+        self.journal.write(Intent(operation="pending writes", pending=keep, devices=devices))
 
     def _recover_if_needed(self, guard: Guard) -> Lists:
-        """Load the lists; first undo a transaction a dead process left unfinished."""
+        """Load the lists; first undo a transaction a dead process left unfinished.
+
+        Writes still blocked in the kernel stay journaled (their devices fenced for
+        this transaction); those that finished since are recorded.
+        """
         lists = self.store.load()
+        self.blocked = []
         intent = self.journal.read()
         if intent is None:
             return lists
-        if intent.transaction == lists.last_transaction:
+        complete = intent.transaction == lists.last_transaction
+        if complete and not any(p.gave_up for p in intent.pending):
             self.journal.clear()  # it completed; only the clean-up was lost
             return lists
         txn = Transaction(self.sysfs, lists.copy(), guard)
-        done = recover(txn, intent)
+        self._intent = intent
+        self.sysfs.on_helper = self._journal_helper
+        try:
+            done = recover(txn, intent, complete=complete, waiting=self.blocked)
+        finally:
+            self.sysfs.on_helper = None
         self.recovered.extend(f"{intent.operation} by pid {intent.pid}: {line}" for line in done)
         if not txn.lists.same_as(lists):
             self.store.save(txn.lists)
-        self.journal.clear()
+        current = self._intent
+        self._close_journal()
+        self._carried = [p for p in current.pending if p.gave_up]
+        addresses = {a for p in self._carried for a in p.devices}
+        self._carried_befores = [d for d in current.devices if d.address in addresses]
         return txn.lists
 
     def _run(self, action: Callable[[Transaction], T], release_timeout: float | None = None) -> T:
@@ -179,7 +251,7 @@ class HostdevManager:
         seen = len(self.recovered)
 
         def run(txn: Transaction) -> ReconcileReport:
-            report = ReconcileReport(recovered=self.recovered[seen:])
+            report = ReconcileReport(recovered=self.recovered[seen:], blocked=list(self.blocked))
             return reconcile_lists(txn, report)
 
         return self._run(run)

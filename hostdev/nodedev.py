@@ -75,7 +75,7 @@ def node_reattach(txn: Transaction, address: PciAddress) -> NodeResult:
     txn.push(UndoStep(
         what=f"put {address} back on {stub or 'no driver'}",
         run=lambda: binding.restore(sysfs, address, stub, stub_override, txn.guard),
-        keep_if_failed=record,
+        keep_if_failed=record, address=address,
     ))
     if record is not None and record.original_driver is not None and \
             not is_stub_driver(record.original_driver):
