@@ -127,7 +127,7 @@ def test_reattach_reports_the_blocked_device_and_gives_back_the_others(host: Hos
         if not holders:
             holders.append(host.kernel.hold_vfio(NIC, pid=778))
 
-    with before_write(f"drivers/vfio-pci/unbind", hold) as seen:
+    with before_write("drivers/vfio-pci/unbind", hold) as seen:
         report = mgr.reattach(VM1, [NIC, NVME])
     assert seen, "no write was made"
     assert [f.address for f in report.failed] == [NIC]

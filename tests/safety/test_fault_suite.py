@@ -13,6 +13,8 @@ reconcile() changes nothing. The number of cases run is printed at the end.
 from __future__ import annotations
 
 import errno
+import functools
+import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
@@ -26,11 +28,13 @@ from hostdev.errors import HostdevError
 from hostdev.manager import HostdevManager
 from hostdev.records import HostdevSpec
 from hostdev.stubs import is_stub_driver
-from hostdev.testing import FakeKernel, SimulatedCrash
+from hostdev.testing import FakeKernel, FakeKernelSetupError, SimulatedCrash, VfioHolder
 from tests.smallhost import NIC, NVME, PF, VM1, build_host
 from tests.writehooks import count_writes, on_write
 
 CASES: list[str] = []
+#: Holder cases in which a user held a device while the transaction wrote.
+BLOCKED_CASES: list[str] = []
 
 
 @dataclass
@@ -196,6 +200,66 @@ def _hook(kernel: FakeKernel, mgr: HostdevManager,
     return hook
 
 
+def _hold_everything(kernel: FakeKernel, holders: list[VfioHolder]) -> None:
+    """A VFIO user opens every device it can (on a vfio driver, in a viable group)."""
+    for addr in kernel.addresses():
+        state = kernel.device_state(addr)
+        if state.driver != "vfio-pci" or state.holder_pids:
+            continue
+        with suppress(FakeKernelSetupError):
+            holders.append(kernel.hold_vfio(addr))
+
+
+def _hold_on_write(kernel: FakeKernel, holders: list[VfioHolder], path: str,
+                   address: PciAddress | None) -> None:
+    _hold_everything(kernel, holders)
+
+
+def _check_nothing_left_blocked(kernel: FakeKernel, label: str) -> None:
+    assert kernel.blocked_writes == [], f"{label}: a write still blocked after the release"
+    helpers = [pid for pid in kernel.state.processes if pid >= 30000]
+    assert helpers == [], f"{label}: helper processes left: {helpers}"
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+def test_holder_appears_before_every_write(fs: FakeFilesystem, scenario: Scenario) -> None:
+    """A VFIO user opens the devices just before the k-th write, after every check.
+
+    The call must return (DeviceBusy or a report) within its write deadline and
+    never make a blocking write unguarded; while the user holds on, another
+    manager must not hang either; once it lets go, nothing is left blocked and
+    the invariants hold.
+    """
+    total = _count(fs, scenario)
+    for k in range(1, total + 1):
+        kernel, mgr, vfs = _fresh(fs, scenario)
+        mgr.sysfs.write_timeout = 0.02
+        before = _snapshot(mgr)
+        label = f"{scenario.name}/holder/write {k} of {total}"
+        holders: list[VfioHolder] = []
+        started = time.monotonic()
+        hook = functools.partial(_hold_on_write, kernel, holders)
+        with on_write(k, hook), suppress(HostdevError):
+            scenario.action(mgr, vfs)
+        assert time.monotonic() - started < 10, f"{label}: the call took too long"
+        assert kernel.would_block_events == [], label
+        while_held = HostdevManager(root="/", state_dir="/run/hostdev", release_timeout=0,
+                                    write_timeout=0.02)
+        with suppress(HostdevError):
+            while_held.reconcile()
+        assert kernel.would_block_events == [], label
+        for holder in holders:
+            holder.release()
+        _check_nothing_left_blocked(kernel, label)
+        _check_invariants(mgr, before, label)
+        _check_nothing_left_blocked(kernel, label)
+        if any(helper.gave_up for helper in mgr.sysfs.helpers):
+            BLOCKED_CASES.append(label)
+        CASES.append(label)
+    print(f"\n{scenario.name}: {sum(c.startswith(scenario.name + '/') for c in BLOCKED_CASES)}"
+          f" of {total} cases blocked in the kernel")
+
+
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
 @pytest.mark.parametrize("mode", ["EIO", "EBUSY", "ENODEV", "vanish", "crash"])
 def test_every_write(fs: FakeFilesystem, scenario: Scenario, mode: str) -> None:
@@ -219,6 +283,7 @@ def test_every_write(fs: FakeFilesystem, scenario: Scenario, mode: str) -> None:
 
 
 def test_cases_were_counted() -> None:
-    print(f"\nfault-injection suite: {len(CASES)} cases ran")
+    print(f"\nfault-injection suite: {len(CASES)} cases ran,"
+          f" {len(BLOCKED_CASES)} with a VFIO user appearing mid-transaction")
     if CASES:
-        assert len(CASES) >= 5 * len(SCENARIOS)
+        assert len(CASES) >= 6 * len(SCENARIOS)
