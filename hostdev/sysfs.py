@@ -85,8 +85,8 @@ class Sysfs:
         #: Deadline (s) of a write that may block in the kernel (see :meth:`write`).
         self.write_timeout = DEFAULT_WRITE_TIMEOUT
         #: Devices whose lock a blocked write of ours still holds in the kernel:
-        #: writing to them, or reading an attribute that takes the device lock,
-        #: would block too, so it raises DeviceBusy.
+        #: writing to them, or reading an attribute that may take the device lock,
+        #: would block too, so it raises DeviceBusy (links and ids can still be read).
         self.fenced: dict[PciAddress, str] = {}
         #: Every helper started by this object (a manager journals them).
         self.helpers: list[HelperWrite] = []
@@ -163,7 +163,7 @@ class Sysfs:
 
     def _read(self, path: str, address: PciAddress | None) -> str:
         """Read ``path``; _AttributeMissing when it is absent on a live device."""
-        if self.fenced and path.rpartition("/")[2] in _LOCKED_READS:
+        if self.fenced and path.rpartition("/")[2] not in _UNLOCKED_READS:
             self._check_fence(path)
         stats = self.stats
         stats.reads += 1
@@ -334,7 +334,7 @@ class Sysfs:
             self.on_helper(helper)
 
     def fence(self, addresses: Sequence[PciAddress], reason: str) -> None:
-        """Refuse (DeviceBusy) writes to these devices, and reads that take their lock."""
+        """Refuse (DeviceBusy) writes to these devices, and reads that may take their lock."""
         for addr in addresses:
             self.fenced[addr] = reason
 
@@ -396,9 +396,12 @@ class Sysfs:
         )
 
 
-#: Attributes whose read takes the device lock, so it waits behind a blocked unbind
-#: or VF removal (every write to such a device does too).
-_LOCKED_READS = frozenset({"driver_override", "sriov_numvfs"})
+#: Attributes a fenced device may still be read from: their read never takes the
+#: device lock. Others may (``driver_override``, ``sriov_numvfs``, and ``uevent`` on
+#: kernels with the uevent_show fix), and would wait behind a blocked unbind or VF
+#: removal, as every write to such a device would.
+_UNLOCKED_READS = frozenset({"vendor", "device", "class", "subsystem_vendor",
+                             "subsystem_device", "revision"})
 #: Default deadline (s) for a write that may block in the kernel.
 DEFAULT_WRITE_TIMEOUT = 30.0
 
