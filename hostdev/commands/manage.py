@@ -125,6 +125,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
               for r in report.stale]
     lines += [f"{c.address}: driver changed behind our back: expected {c.expected},"
               f" found {c.found or 'none'}" for c in report.driver_changed]
+    lines += [f"blocked: {line}" for line in report.blocked]
     if not lines:
         lines = ["the lists agree with the host"]
     _emit(args, report, lines)
