@@ -97,6 +97,7 @@ class HostdevManager:
 
         with self.store.locked():
             self.sysfs.fenced.clear()  # recovery fences again what is still blocked
+            self.sysfs.helpers.clear()
             self._intent, self._carried, self._carried_befores = None, [], []
             original = self._recover_if_needed(guard)
             txn = Transaction(self.sysfs, original.copy(), guard, self._record_intent)

@@ -200,6 +200,8 @@ def reconcile(txn: Transaction, report: ReconcileReport) -> ReconcileReport:
     for addr in sorted(set(txn.lists.active) | set(txn.lists.inactive)):
         record = txn.lists.find(addr)
         assert record is not None
+        if addr in txn.sysfs.fenced:
+            continue  # mid-unbind in the kernel: reported under ``blocked``
         try:
             driver = binding.current_driver(txn.sysfs, addr)
         except HostdevError:

@@ -135,6 +135,11 @@ def test_reattach_reports_the_blocked_device_and_gives_back_the_others(host: Hos
     assert report.reattached == [NVME] and host.driver(NVME) == "nvme"
     assert mgr.used_by(NIC) == VM1, "the blocked device stays tracked as it was"
     assert host.kernel.would_block_events == []
+    # Asked again while the write is still blocked: reported, not touched, no exception.
+    again = _manager().reattach(VM1, [NIC])
+    assert [f.address for f in again.failed] == [NIC]
+    assert "still blocked in the kernel" in again.failed[0].reason
+    assert _manager().used_by(NIC) == VM1
     holders[0].release()
     report2 = _manager().reconcile()
     assert any("now on e1000e" in line and "record dropped" in line
