@@ -485,10 +485,16 @@ class _ForkedWrite:
         self.written = 0
         self.start: int | None = None
         self._buffer = b""
+        import signal  # here, not in the child: an import there could deadlock
+
+        def ignore_signals() -> None:  # no ^C, hang-up, SIGPIPE or SIGTERM in the helper
+            for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_IGN)
+
         read_end, write_end = os.pipe()
         child = os.fork()
         if child == 0:  # pragma: no cover - runs in the forked processes
-            _helper_main(read_end, write_end, path, data)
+            _helper_main(read_end, write_end, path, data, ignore_signals)
         os.close(write_end)
         self._fd = read_end
         try:
@@ -553,19 +559,20 @@ def _start_time(pid: int) -> int | None:
         return None
 
 
-def _helper_main(read_end: int, write_end: int, path: str,
-                 data: bytes) -> None:  # pragma: no cover - forked
-    """Body of the intermediate child and the helper; never returns."""
-    import signal
+def _helper_main(read_end: int, write_end: int, path: str, data: bytes,
+                 ignore_signals: Callable[[], None]) -> None:  # pragma: no cover - forked
+    """Body of the intermediate child and the helper; never returns.
 
+    Only system calls here (no import): the caller may have other threads, whose
+    locks the forked copies inherit held.
+    """
     try:
         os.setsid()
         helper = os.fork()
         if helper:
             os.write(write_end, f"{helper}\n".encode())
             os._exit(0)
-        for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_IGN)
+        ignore_signals()
         os.close(read_end)
         os.closerange(0, write_end)
         os.closerange(write_end + 1, 1 << 20)
