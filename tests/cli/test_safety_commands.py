@@ -62,3 +62,26 @@ def test_reconcile_command(fake_kernel: FakeKernel, capsys: pytest.CaptureFixtur
     assert code == 0 and "0000:3d:02.1: vanished; record pruned" in out
     code, out, _ = run(capsys, "reconcile")
     assert out.strip() == "the lists agree with the host"
+
+
+def test_reconcile_shows_a_write_still_blocked(fake_kernel: FakeKernel,
+                                               capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from hostdev.errors import WriteBlocked
+
+    fake_kernel.load_fixture("two-socket-server")
+    disk = "0000:18:00.0"
+    run(capsys, "detach", disk)
+    holder = fake_kernel.hold_vfio(disk, pid=4321)
+    monkeypatch.setattr("hostdev.vfio.wait_released", lambda *a, **k: None)  # a late user
+    mgr = HostdevManager(root="/", state_dir="/run/hostdev", write_timeout=0.05)
+    with pytest.raises(WriteBlocked):
+        mgr.node_reattach(disk)
+    monkeypatch.undo()
+    code, out, _ = run(capsys, "reconcile")
+    assert code == 0 and f"blocked: {disk}: the write of" in out
+    code, _, err = run(capsys, "reattach", disk)
+    assert code == 1 and "still blocked in the kernel" in err
+    holder.release()
+    code, out, _ = run(capsys, "reconcile")
+    assert code == 0 and "blocked:" not in out and "has finished" in out
