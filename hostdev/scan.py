@@ -18,7 +18,7 @@ from __future__ import annotations
 from operator import attrgetter
 
 from hostdev.address import PciAddress
-from hostdev.errors import DeviceNotFound, UnexpectedContent
+from hostdev.errors import DeviceBusy, DeviceNotFound, UnexpectedContent
 from hostdev.sysfs import Sysfs
 
 #: Class codes (class << 8 | subclass) whose header is not an endpoint's.
@@ -215,13 +215,16 @@ def _uevent(sysfs: Sysfs, prefix: str, addr: PciAddress
     return values.get("DRIVER") or None, class_code, vendor, device, sub_vendor, sub_device
 
 
-def scan(sysfs: Sysfs, *, brief: bool = False) -> list[DeviceFacts]:
+def scan(sysfs: Sysfs, *, brief: bool = False,
+         busy: list[str] | None = None) -> list[DeviceFacts]:
     """Read every function on the host, sorted by address.
 
     VF indexes come from the PFs' ``virtfnN`` links, and IOMMU group members from
     the devices' own ``iommu_group`` links (every PCI function of a group is on
     the bus, so listing each group directory again would only repeat them). A
     device that vanishes meanwhile is left out. ``brief``: see :func:`read_facts`.
+    A device fenced in ``sysfs`` (a write of ours is blocked in the kernel on it,
+    and reading it would wait too) is left out, and why is added to ``busy``.
     """
     sysfs.check_tree()
     found: list[DeviceFacts] = []
@@ -231,6 +234,10 @@ def scan(sysfs: Sysfs, *, brief: bool = False) -> list[DeviceFacts]:
             found.append(read_facts(sysfs, addr, None, brief))
         except DeviceNotFound:
             continue
+        except DeviceBusy as exc:
+            if busy is None:
+                raise
+            busy.append(str(exc))
     index_of: dict[PciAddress, int] = {}
     members: dict[int, list[PciAddress]] = {}
     for facts in found:

@@ -80,6 +80,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     address = PciAddress.parse(args.address)
     sysfs = Sysfs(args.root)
     sysfs.check_tree()
+    listing.fence_blocked(sysfs, args)  # DeviceBusy rather than a read that waits
     dev = read_device(sysfs, address)
     lists, note = listing.peek_state(args)
     listed = _listed(dev, lists)

@@ -82,6 +82,14 @@ def test_reconcile_shows_a_write_still_blocked(fake_kernel: FakeKernel,
     assert code == 0 and f"blocked: {disk}: the write of" in out
     code, _, err = run(capsys, "reattach", disk)
     assert code == 1 and "still blocked in the kernel" in err
+    # Reading the device would wait on a real kernel: left out, said so, never a hang.
+    code, out, err = run(capsys, "list")
+    assert code == 0 and disk not in out and "0000:3d:00.0" in out
+    assert f"warning: left out: PCI device {disk} is not touched" in err
+    code, _, err = run(capsys, "show", disk)
+    assert code == 1 and "still blocked in the kernel" in err
     holder.release()
     code, out, _ = run(capsys, "reconcile")
     assert code == 0 and "blocked:" not in out and "has finished" in out
+    code, out, err = run(capsys, "list")
+    assert code == 0 and disk in out and "left out" not in err
