@@ -229,3 +229,58 @@ def test_bounded_write_on_the_fake_parks_and_completes(fake_kernel: FakeKernel) 
 def test_write_timeout_must_be_finite_and_positive(bad: Any) -> None:
     with pytest.raises(BadInput, match="write timeout"):
         HostdevManager(root="/", state_dir="/tmp/x", write_timeout=bad)
+
+
+def test_caller_killed_while_waiting(host: Host, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A caller that dies while its helper is blocked (no chance to mark it given up)."""
+    from hostdev.testing import SimulatedCrash
+    from hostdev.testing.blocking import FakeHelperWrite
+
+    host.mgr.node_detach(NIC)
+    holder = host.kernel.hold_vfio(NIC, pid=781)
+
+    def killed(self: FakeHelperWrite, timeout: float) -> int | None:
+        raise SimulatedCrash(host.kernel.writes[-1])
+
+    monkeypatch.setattr(FakeHelperWrite, "wait", killed)
+    monkeypatch.setattr(Sysfs, "_give_up", lambda self, helper: None)  # SIGKILL: no cleanup
+    monkeypatch.setattr("hostdev.vfio.wait_released", lambda *a, **k: None)
+    with pytest.raises(SimulatedCrash):
+        _manager(timeout=30).node_reattach(NIC)
+    monkeypatch.undo()
+    journal = _journal()
+    assert journal is not None and journal["operation"] == "node_reattach"
+    assert [p["gave_up"] for p in journal["pending"]] == [False], "journaled before waiting"
+    report = _manager().reconcile()  # must not touch NIC (it would block on a real kernel)
+    assert report.blocked and not report.recovered
+    assert host.driver(NIC) == "vfio-pci" and host.kernel.blocked_writes
+    holder.release()
+    report = _manager().reconcile()
+    assert any("now on e1000e" in line for line in report.recovered), report
+    assert host.driver(NIC) == "e1000e" and _manager().lists().find(NIC) is None
+    assert _journal() is None and not _manager().reconcile().changed
+
+
+def test_rollback_blocked_by_a_late_holder(host: Host) -> None:
+    """prepare fails after moving NIC; its rollback's unbind of NIC blocks."""
+    import errno
+
+    host.kernel.fail_write(f"*{NVME}/driver_override", errno.EIO, times=1)
+    holders: list[VfioHolder] = []
+    mgr = _manager()
+    with before_write("drivers/vfio-pci/unbind",
+                      lambda: holders.append(host.kernel.hold_vfio(NIC, pid=782))), \
+            pytest.raises(Exception) as info:
+        mgr.prepare(VM1, [NIC, NVME])
+    assert "rollback incomplete" in str(info.value)
+    assert "unbind from vfio-pci is blocked in the kernel" in str(info.value)
+    assert host.kernel.would_block_events == []
+    record = mgr.lists().find(NIC)
+    assert record is not None and record.original_driver == "e1000e", "NIC left untracked"
+    assert host.driver(NVME) == "nvme"
+    holders[0].release()
+    report = _manager().reconcile()
+    assert any(f"{NIC}: the write of" in line and "now on e1000e" in line
+               for line in report.recovered), report
+    assert host.where(NIC, NVME) == {NIC: ("e1000e", None), NVME: ("nvme", None)}
+    assert _manager().lists().find(NIC) is None and _journal() is None
