@@ -8,7 +8,9 @@ while at least one device of the group is on a vfio driver, plus the
 A :class:`VfioHolder` is a fake user space process (QEMU, say) with the device
 open, shown in ``/proc/PID/{comm,fd,fdinfo}`` as a real kernel shows it (4.3).
 While held, operations that would block on a real kernel raise
-:class:`~hostdev.testing.events.VfioWouldBlock` instead (4.4), and the device's
+:class:`~hostdev.testing.events.VfioWouldBlock` instead (4.4), unless the library
+made them the bounded way (a helper process on a real host): those are parked
+until the holder releases (see :mod:`hostdev.testing.blocking`). The device's
 IOMMU group counts as claimed (host driver binds fail with EBUSY, 4.2).
 """
 
