@@ -297,11 +297,11 @@ class Sysfs:
         helper = HelperWrite(self.relative(path), value, list(blocking), handle.pid,
                              handle.start)
         self.helpers.append(helper)
-        if self.on_helper is not None:
-            self.on_helper(helper)
         try:
+            if self.on_helper is not None:
+                self.on_helper(helper)
             result = handle.wait(self.write_timeout)
-        except BaseException:  # interrupted (^C): the write may still be blocked
+        except BaseException:  # interrupted (^C), or no journal: the write may still block
             self._give_up(helper)
             raise
         if result is None:
