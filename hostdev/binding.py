@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from hostdev.address import PciAddress, validate_driver_name
-from hostdev.errors import DeviceNotFound, HostdevError, KernelRefused
-from hostdev.stubs import is_stub_driver
+from hostdev.errors import DeviceNotFound, HostdevError, KernelRefused, WriteBlocked
+from hostdev.stubs import is_stub_driver, is_vfio_driver
 from hostdev.sysfs import Sysfs
 
 #: Called before unbinding a device from a driver; raises to stop the unbind
@@ -54,8 +54,26 @@ def set_override(sysfs: Sysfs, address: PciAddress, driver: str | None, *,
 
 
 def unbind(sysfs: Sysfs, address: PciAddress, driver: str) -> None:
-    """Unbind from ``driver`` through ``drivers/<driver>/unbind``."""
-    sysfs.write(f"{sysfs.driver_dir(driver)}/unbind", f"{address}\n", address)
+    """Unbind from ``driver`` through ``drivers/<driver>/unbind``.
+
+    The kernel does not return from this write while a VFIO user holds the
+    device (or, for a PF whose driver removes its VFs, one of them), whatever
+    was checked before: from a vfio driver, or for a PF with VFs, it is made
+    with a deadline (see :meth:`Sysfs.write`). Other unbinds cannot wait for a
+    VFIO user and are plain writes (no helper process to pay for).
+    """
+    path = f"{sysfs.driver_dir(driver)}/unbind"
+    vfs = _vfs(sysfs, address)
+    if not vfs and not is_vfio_driver(driver) and \
+            not sysfs.exists(sysfs.device_path(address, "vfio-dev")):
+        sysfs.write(path, f"{address}\n", address)
+        return
+    try:
+        sysfs.write(path, f"{address}\n", address, blocking=[address, *vfs])
+    except WriteBlocked as exc:
+        exc.message = (f"PCI device {address}: unbind from {driver} is blocked in the kernel"
+                       f" until the VFIO user releases it; {_after(sysfs, exc)}")
+        raise
 
 
 def probe(sysfs: Sysfs, address: PciAddress) -> None:
@@ -78,8 +96,39 @@ def reset(sysfs: Sysfs, address: PciAddress) -> None:
 
 
 def set_num_vfs(sysfs: Sysfs, pf: PciAddress, count: int) -> None:
-    """Write ``sriov_numvfs`` (the kernel refuses nonzero to nonzero: go through 0)."""
-    sysfs.write(sysfs.device_path(pf, "sriov_numvfs"), f"{int(count)}\n", pf)
+    """Write ``sriov_numvfs`` (the kernel refuses nonzero to nonzero: go through 0).
+
+    Writing 0 unbinds and removes every VF, which blocks while a VFIO user holds
+    one: that write is made with a deadline (see :meth:`Sysfs.write`).
+    """
+    path = sysfs.device_path(pf, "sriov_numvfs")
+    if count:
+        sysfs.write(path, f"{int(count)}\n", pf)
+        return
+    try:
+        sysfs.write(path, "0\n", pf, blocking=[pf, *_vfs(sysfs, pf)])
+    except WriteBlocked as exc:
+        exc.message = (f"PCI device {pf}: removing its VFs (sriov_numvfs 0) is blocked in the"
+                       f" kernel until the VFIO user of a VF releases it; {_after(sysfs, exc)}")
+        raise
+
+
+def _vfs(sysfs: Sysfs, pf: PciAddress) -> list[PciAddress]:
+    """The VFs of ``pf`` now (from its ``virtfnN`` links; none for other functions)."""
+    out = []
+    for name in sysfs.list_dir(sysfs.device_dir(pf), pf):
+        if name.startswith("virtfn"):
+            target = sysfs.read_link_name(f"{sysfs.device_dir(pf)}/{name}", pf)
+            if target is not None:
+                out.append(PciAddress.parse(target))
+    return out
+
+
+def _after(sysfs: Sysfs, exc: WriteBlocked) -> str:
+    return (f"gave up waiting after {sysfs.write_timeout:g} s. Its helper process (pid"
+            f" {exc.pid}) finishes the write and exits once the device is released; the"
+            " intent stays journaled and the next hostdev call (or 'hostdev reconcile')"
+            " records where the device ended up")
 
 
 def driver_loaded(sysfs: Sysfs, driver: str) -> bool:

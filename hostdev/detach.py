@@ -103,7 +103,7 @@ def detach_to_stub(txn: Transaction, dev: PciDevice, *, stub: str, managed: bool
             what=f"give {addr} back to {dev.driver or 'no driver'}",
             run=lambda: binding.give_back(sysfs, addr, dev.driver, dev.driver_override,
                                           txn.guard),
-            keep_if_failed=record,
+            keep_if_failed=record, address=addr,
         ))
         binding.move_to(sysfs, addr, stub, dev.driver, txn.guard)
     lists.inactive[dev.address] = record

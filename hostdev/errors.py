@@ -112,6 +112,20 @@ class DeviceBusy(HostdevError):
         self.holders = list(holders)
 
 
+class WriteBlocked(DeviceBusy):
+    """A write of ours is blocked in the kernel until a VFIO user releases the device.
+
+    The caller got control back at the deadline; a helper process finishes the
+    write (and exits) once the device is released. ``pid`` is that helper.
+    """
+
+    def __init__(self, message: str, *, address: PciAddress | None = None, pid: int,
+                 path: str) -> None:
+        super().__init__(message, address=address)
+        self.pid = pid
+        self.path = path
+
+
 class StateCorrupt(BadInput):
     """The state file cannot be trusted; it is left untouched."""
 

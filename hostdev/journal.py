@@ -6,6 +6,12 @@ acts, then saves the state file stamped with its id, then deletes the journal.
 A manager that finds a journal whose id is not the state file's last
 transaction knows the process died mid-way, and puts those devices back as
 they were before anything else happens.
+
+A write that can block in the kernel (an unbind or a VF removal waiting for a
+VFIO user) is journaled with its helper process. A caller that stopped waiting
+for it leaves the journal in place (with only such writes) after its
+transaction: while the helper runs, those devices are left alone; once it has
+exited, the next manager records where they ended up.
 """
 
 from __future__ import annotations
@@ -41,6 +47,24 @@ class VfCountBefore(BaseModel):
     target: int
 
 
+class PendingWrite(BaseModel):
+    """A write made by a helper process that may still be blocked in the kernel.
+
+    Journaled as soon as the helper runs, so that even a caller killed while
+    waiting leaves it behind. While ``pid`` (started at ``start``) runs, the
+    kernel holds the lock of ``devices``: nobody may touch them. ``gave_up``:
+    the caller stopped waiting, so the next manager records where the devices
+    ended up instead of undoing anything.
+    """
+
+    path: str
+    value: str
+    devices: list[PciAddress]
+    pid: int
+    start: int | None
+    gave_up: bool = False
+
+
 class Intent(BaseModel):
     """One unfinished transaction."""
 
@@ -51,6 +75,7 @@ class Intent(BaseModel):
     pid: int = Field(default_factory=os.getpid)
     devices: list[DeviceBefore] = Field(default_factory=list)
     vf_counts: list[VfCountBefore] = Field(default_factory=list)
+    pending: list[PendingWrite] = Field(default_factory=list)
 
 
 class Journal:

@@ -8,6 +8,7 @@ process using the same state directory.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -18,7 +19,7 @@ from hostdev.address import AddressLike, PciAddress, validate_driver_name
 from hostdev.binding import Guard
 from hostdev.errors import BadInput, DeviceBusy, HostdevError, StateWriteFailed
 from hostdev.hostuse import HostUse, host_uses
-from hostdev.journal import Journal
+from hostdev.journal import DeviceBefore, Intent, Journal, PendingWrite
 from hostdev.lists import Lists
 from hostdev.modules import AUTO, MODPROBE_TIMEOUT, ModuleLoader, choose_stub, is_real_root
 from hostdev.modules import modprobe as run_modprobe
@@ -40,7 +41,7 @@ from hostdev.sriov import SriovReport
 from hostdev.sriov import set_num_vfs as change_num_vfs
 from hostdev.state import StateStore, default_state_dir
 from hostdev.stubs import is_vfio_driver
-from hostdev.sysfs import Sysfs
+from hostdev.sysfs import DEFAULT_WRITE_TIMEOUT, HelperWrite, Sysfs
 from hostdev.transaction import Transaction
 from hostdev.update import update_active
 
@@ -60,14 +61,24 @@ class HostdevManager:
     (bounded by ``modprobe_timeout``), on the real root only; under another
     ``root`` a missing stub is refused. ``module_loader`` replaces modprobe (a
     fake kernel's loader in tests); it is used whatever the root.
+    ``write_timeout`` bounds each write that the kernel may block until a VFIO
+    user lets go (unbind, removing VFs), even one that appeared after every
+    check: past it the call raises (or reports) :class:`WriteBlocked`, and the
+    write is left to a helper process that exits once it returns.
     """
 
     def __init__(self, root: str | os.PathLike[str] = "/",
                  state_dir: str | os.PathLike[str] | None = None, *,
                  lock_timeout: float = 10.0, release_timeout: float = 10.0,
                  load_modules: bool = True, modprobe_timeout: float = MODPROBE_TIMEOUT,
-                 module_loader: ModuleLoader | None = None) -> None:
+                 module_loader: ModuleLoader | None = None,
+                 write_timeout: float = DEFAULT_WRITE_TIMEOUT) -> None:
+        if isinstance(write_timeout, bool) or not isinstance(write_timeout, int | float) \
+                or not math.isfinite(write_timeout) or write_timeout <= 0:
+            raise BadInput(f"write timeout must be a finite number of seconds above 0,"
+                           f" not {write_timeout!r}")
         self.sysfs = Sysfs(root)
+        self.sysfs.write_timeout = float(write_timeout)
         self.module_loader: ModuleLoader | None = None
         if load_modules and module_loader is not None:
             self.module_loader = module_loader
@@ -81,6 +92,14 @@ class HostdevManager:
         self.recovered: list[str] = []
         #: What recovery could not put back, oldest first.
         self.recovery_failed: list[str] = []
+        #: Writes of ours still blocked in the kernel, as the last transaction found them.
+        self.blocked: list[str] = []
+        #: What the journal holds during a transaction (helpers are added to it).
+        self._intent: Intent | None = None
+        #: Still-blocked writes found at the start of this transaction, and the state
+        #: their devices had before the transaction that made them.
+        self._carried: list[PendingWrite] = []
+        self._carried_befores: list[DeviceBefore] = []
 
     # ------------------------------------------------------------ transactions
     @contextmanager
@@ -94,9 +113,13 @@ class HostdevManager:
 
         with self.store.locked():
             self.sysfs.forget_checked_paths()  # check the tree's links anew each transaction
+            self.sysfs.fenced.clear()  # recovery fences again what is still blocked
+            self.sysfs.helpers.clear()
+            self._intent, self._carried, self._carried_befores = None, [], []
             original = self._recover_if_needed(guard)
-            txn = Transaction(self.sysfs, original.copy(), guard, self.journal.write,
+            txn = Transaction(self.sysfs, original.copy(), guard, self._record_intent,
                               module_loader=self.module_loader)
+            self.sysfs.on_helper = self._journal_helper
             try:
                 yield txn
                 # Saving is part of the transaction: if the state file cannot be
@@ -109,15 +132,51 @@ class HostdevManager:
             except (Exception, KeyboardInterrupt) as exc:
                 self._roll_back(txn, original, exc)
                 raise
-            if txn.intent is not None:
+            finally:
+                self.sysfs.on_helper = None
+            self._close_journal()
+
+    def _record_intent(self, intent: Intent) -> None:
+        """Journal a transaction's intent, keeping the writes still blocked from before."""
+        intent.pending[:0] = self._carried
+        known = {d.address for d in intent.devices}
+        intent.devices.extend(d for d in self._carried_befores if d.address not in known)
+        self._intent = intent
+        self.journal.write(intent)
+
+    def _journal_helper(self, helper: HelperWrite) -> None:
+        """A possibly-blocking write started (or was given up on): journal its helper."""
+        entry = PendingWrite(path=helper.path, value=helper.value, devices=helper.devices,
+                             pid=helper.pid, start=helper.start, gave_up=helper.gave_up)
+        intent = self._intent
+        if intent is None:
+            intent = self._intent = Intent(operation="pending writes",
+                                           pending=list(self._carried),
+                                           devices=list(self._carried_befores))
+        intent.pending = [p for p in intent.pending if p.pid != entry.pid] + [entry]
+        self.journal.write(intent)
+
+    def _close_journal(self) -> None:
+        """End of a transaction: keep only the writes given up on, or clear the journal."""
+        intent = self._intent
+        self._intent = None
+        keep = [p for p in intent.pending if p.gave_up] if intent is not None else []
+        if not keep:
+            if intent is not None:
                 self.journal.clear()
+            return
+        assert intent is not None
+        addresses = {a for p in keep for a in p.devices}
+        devices = [d for d in intent.devices if d.address in addresses]
+        self.journal.write(Intent(operation="pending writes", pending=keep, devices=devices))
 
     def _roll_back(self, txn: Transaction, original: Lists, exc: BaseException) -> None:
         """Undo ``txn`` after ``exc``; save the lists if an undo failed.
 
         If that save fails too, the intent journal is kept: it names every
         device the transaction touched, with how it was, so the next transaction
-        (or ``reconcile``) puts them back first. Otherwise the journal is removed.
+        (or ``reconcile``) puts them back first. Otherwise the journal is closed:
+        removed, or left holding only the writes still blocked in the kernel.
         """
         restored, failures = txn.rollback(original)
         kept = False
@@ -127,8 +186,10 @@ class HostdevManager:
             except StateWriteFailed as save_error:
                 kept = txn.intent is not None
                 failures.append(f"saving the lists: {save_error}")
-        if not kept:
-            self.journal.clear()
+        if kept:
+            self._intent = None  # the whole intent stays journaled for the next command
+        else:
+            self._close_journal()  # keeps only writes still blocked in the kernel
         if isinstance(exc, HostdevError):
             if failures:
                 exc.message += "; rollback incomplete: " + "; ".join(failures)
@@ -137,22 +198,37 @@ class HostdevManager:
                                 " hostdev command puts those devices back first")
 
     def _recover_if_needed(self, guard: Guard) -> Lists:
-        """Load the lists; first undo a transaction a dead process left unfinished."""
+        """Load the lists; first undo a transaction a dead process left unfinished.
+
+        Writes still blocked in the kernel stay journaled (their devices fenced for
+        this transaction); those that finished since are recorded.
+        """
         lists = self.store.load()
+        self.blocked = []
         intent = self.journal.read()
         if intent is None:
             return lists
-        if intent.transaction == lists.last_transaction:
+        complete = intent.transaction == lists.last_transaction
+        if complete and not any(p.gave_up for p in intent.pending):
             self.journal.clear()  # it completed; only the clean-up was lost
             return lists
         txn = Transaction(self.sysfs, lists.copy(), guard)
-        done, failed = recover(txn, intent)
+        self._intent = intent
+        self.sysfs.on_helper = self._journal_helper
+        try:
+            done, failed = recover(txn, intent, complete=complete, waiting=self.blocked)
+        finally:
+            self.sysfs.on_helper = None
         self.recovered.extend(f"{intent.operation} by pid {intent.pid}: {line}" for line in done)
         self.recovery_failed.extend(f"{intent.operation} by pid {intent.pid}: {line}"
                                     for line in failed)
         if not txn.lists.same_as(lists):
             self.store.save(txn.lists)
-        self.journal.clear()
+        current = self._intent
+        self._close_journal()
+        self._carried = [p for p in current.pending if p.gave_up]
+        addresses = {a for p in self._carried for a in p.devices}
+        self._carried_befores = [d for d in current.devices if d.address in addresses]
         return txn.lists
 
     def _run(self, action: Callable[[Transaction], T], release_timeout: float | None = None) -> T:
@@ -249,7 +325,8 @@ class HostdevManager:
 
         def run(txn: Transaction) -> ReconcileReport:
             report = ReconcileReport(recovered=self.recovered[seen:],
-                                     failed=self.recovery_failed[seen_failed:])
+                                     failed=self.recovery_failed[seen_failed:],
+                                     blocked=list(self.blocked))
             return reconcile_lists(txn, report)
 
         return self._run(run)

@@ -87,7 +87,7 @@ def node_reattach(txn: Transaction, address: PciAddress) -> NodeResult:
     txn.push(UndoStep(
         what=f"put {address} back on {stub or 'no driver'}",
         run=lambda: binding.give_back(sysfs, address, stub, stub_override, txn.guard),
-        keep_if_failed=keep,
+        keep_if_failed=keep, address=address,
     ))
     wanted = record.original_driver if record is not None else None
     if wanted is not None and not is_stub_driver(wanted):

@@ -48,6 +48,11 @@ def reattach(txn: Transaction, owner: Owner, addresses: Sequence[PciAddress],
         if record.owner != owner:
             report.warnings.append(f"{addr} is owned by {record.owner}; left alone")
             continue
+        if addr in txn.sysfs.fenced:  # a write of ours to it is still blocked in the kernel
+            report.failed.append(ReattachFailure(
+                address=addr, reason=f"PCI device {addr} is not touched:"
+                                     f" {txn.sysfs.fenced[addr]}"))
+            continue
         if check(txn.sysfs, record) is not Presence.PRESENT:
             txn.lists.drop(addr)
             report.pruned.append(record)

@@ -17,7 +17,7 @@ from hostdev import binding
 from hostdev.address import PciAddress
 from hostdev.errors import HostdevError
 from hostdev.identity import Presence, check
-from hostdev.journal import Intent
+from hostdev.journal import Intent, PendingWrite
 from hostdev.pci import read_device
 from hostdev.records import DeviceRecord
 from hostdev.sriov import restore_count
@@ -49,6 +49,9 @@ class ReconcileReport(BaseModel):
     #: Tracked devices an earlier give-back left with no driver (their host
     #: driver did not take them); a node reattach finishes the job.
     unfinished: list[DeviceRecord] = Field(default_factory=list)
+    #: Writes of ours still blocked in the kernel until a VFIO user lets go; their
+    #: devices are left alone, and recorded by the first call after they finish.
+    blocked: list[str] = Field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -56,15 +59,45 @@ class ReconcileReport(BaseModel):
         return bool(self.recovered or self.failed or self.pruned or self.stale)
 
 
-def recover(txn: Transaction, intent: Intent) -> tuple[list[str], list[str]]:
+def recover(txn: Transaction, intent: Intent, *, complete: bool = False,
+            waiting: list[str] | None = None) -> tuple[list[str], list[str]]:
     """Undo what the dead transaction ``intent`` may have done.
 
     Returns (what was done, what could not be done). A device that cannot be
     put back stays tracked inactive when it is on a stub or lost its driver.
+
+    Writes of ``intent.pending`` still blocked in the kernel (their helper runs)
+    fence their devices, which are left alone (said in ``waiting``); the entries
+    stay, marked given up. Those whose caller gave up and whose helper has
+    exited leave ``intent.pending``, and where their devices ended up is
+    recorded. ``complete``: the transaction itself finished; only its pending
+    writes are looked at.
     """
     done: list[str] = []
     failed: list[str] = []
+    handled: set[PciAddress] = set()
+    for entry in list(intent.pending):
+        what = f"{entry.value.strip()!r} to {entry.path}"
+        if txn.sysfs.process_alive(entry.pid, entry.start):
+            entry.gave_up = True  # whoever waited for it is gone
+            handled.update(entry.devices)
+            txn.sysfs.fence(entry.devices, f"a write of {what} made by hostdev is still"
+                            f" blocked in the kernel (helper pid {entry.pid}) until the VFIO"
+                            " user releases the device")
+            if waiting is not None:
+                waiting.append(f"{entry.devices[0]}: the write of {what} is still blocked in the"
+                               f" kernel (helper pid {entry.pid}); left alone until the VFIO"
+                               " user releases the device")
+            continue
+        intent.pending.remove(entry)
+        if entry.gave_up:
+            handled.update(entry.devices)
+            done.append(_finished(txn, intent, entry, what))
+    if complete:
+        return done, failed
     for count in intent.vf_counts:
+        if count.pf in handled:
+            continue
         try:
             restore_count(txn, count.pf, count.count)
             done.append(f"{count.pf}: VF count back to {count.count}")
@@ -72,6 +105,8 @@ def recover(txn: Transaction, intent: Intent) -> tuple[list[str], list[str]]:
             failed.append(f"{count.pf}: could not set the VF count back to {count.count}: {exc}")
     for before in reversed(intent.devices):
         addr = before.address
+        if addr in handled:
+            continue
         if not txn.sysfs.device_exists(addr) or txn.sysfs.identity(addr) != before.generation:
             done.append(f"{addr}: gone or re-created; nothing to put back")
             continue
@@ -91,6 +126,52 @@ def recover(txn: Transaction, intent: Intent) -> tuple[list[str], list[str]]:
                           f" {exc}" + ("; tracked inactive, 'hostdev reattach' finishes"
                                        if tracked else ""))
     return done, failed
+
+
+def _finished(txn: Transaction, intent: Intent, entry: PendingWrite, what: str) -> str:
+    """A write the caller gave up on has returned: record where its device ended up.
+
+    The caller had set the override it wanted before the unbind, so what is left
+    of the move is a probe. The device is then tracked if it sits on a stub, and
+    its record dropped if not (the host has it back).
+    """
+    addr = entry.devices[0]
+    head = f"{addr}: the write of {what} that was blocked in the kernel has finished"
+    befores = {d.address: d for d in intent.devices}
+    before = befores.get(addr)
+    if entry.path.endswith("/sriov_numvfs"):
+        vanished, recreated = prune(txn)
+        try:
+            count = txn.sysfs.read_text(txn.sysfs.device_path(addr, "sriov_numvfs"), addr)
+        except HostdevError as exc:
+            return f"{head}; cannot read its VF count: {exc}"
+        dropped = len(vanished) + len(recreated)
+        return f"{head}; {count} VFs now" + (f"; {dropped} records of VFs dropped"
+                                               if dropped else "")
+    if not txn.sysfs.device_exists(addr) or (
+            before is not None and txn.sysfs.identity(addr) != before.generation):
+        record = txn.lists.find(addr)
+        if record is not None:
+            txn.lists.drop(addr)
+        return f"{head}; the device is gone" + ("; its record dropped" if record else "")
+    try:
+        now = binding.current_driver(txn.sysfs, addr)
+        if now is None:
+            binding.probe(txn.sysfs, addr)
+            now = binding.current_driver(txn.sysfs, addr)
+    except HostdevError as exc:
+        log.error("recovery: %s: probe after the blocked unbind failed: %s", addr, exc)
+        now = None
+    record = txn.lists.find(addr)
+    if now is not None and is_stub_driver(now):
+        if record is None:
+            _track(txn, addr, before.driver if before else None,
+                              before.override if before else None)
+            return f"{head}; now on {now}, tracked inactive"
+        return f"{head}; now on {now}"
+    if record is not None:
+        txn.lists.drop(addr)
+    return f"{head}; now on {now or 'no driver'}" + ("; its record dropped" if record else "")
 
 
 def _track(txn: Transaction, addr: PciAddress, driver: str | None,
@@ -146,6 +227,8 @@ def reconcile(txn: Transaction, report: ReconcileReport) -> ReconcileReport:
     for addr in sorted(set(txn.lists.active) | set(txn.lists.inactive)):
         record = txn.lists.find(addr)
         assert record is not None
+        if addr in txn.sysfs.fenced:
+            continue  # mid-unbind in the kernel: reported under ``blocked``
         try:
             driver = binding.current_driver(txn.sysfs, addr)
         except HostdevError:

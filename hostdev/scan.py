@@ -18,7 +18,7 @@ from __future__ import annotations
 from operator import attrgetter
 
 from hostdev.address import PciAddress
-from hostdev.errors import DeviceNotFound, InvalidAddress, UnexpectedContent
+from hostdev.errors import DeviceBusy, DeviceNotFound, InvalidAddress, UnexpectedContent
 from hostdev.sysfs import Sysfs
 
 #: Class codes (class << 8 | subclass) whose header is not an endpoint's.
@@ -246,7 +246,8 @@ def _uevent(sysfs: Sysfs, prefix: str, addr: PciAddress
 
 
 def scan(sysfs: Sysfs, *, brief: bool = False,
-         warnings: list[str] | None = None) -> list[DeviceFacts]:
+         warnings: list[str] | None = None, busy: list[str] | None = None,
+         ) -> list[DeviceFacts]:
     """Read every function on the host, sorted by address.
 
     VF indexes come from the PFs' ``virtfnN`` links, and IOMMU group members from
@@ -255,6 +256,8 @@ def scan(sysfs: Sysfs, *, brief: bool = False,
     device that vanishes meanwhile is left out. ``brief``: see :func:`read_facts`.
     ``warnings`` (when given) receives one line per entry that could not be read
     as it should (a name that is not a PCI address, a broken SR-IOV link).
+    A device fenced in ``sysfs`` (a write of ours is blocked in the kernel on it,
+    and reading it would wait too) is left out, and why is added to ``busy``.
     """
     sysfs.check_tree()
     # Each device directory's links are resolved (and checked to stay inside the
@@ -269,6 +272,10 @@ def scan(sysfs: Sysfs, *, brief: bool = False,
             found.append(read_facts(sysfs, addr, None, brief, warnings))
         except DeviceNotFound:
             continue
+        except DeviceBusy as exc:
+            if busy is None:
+                raise
+            busy.append(str(exc))
     index_of: dict[PciAddress, int] = {}
     members: dict[int, list[PciAddress]] = {}
     for facts in found:

@@ -80,7 +80,7 @@ def set_num_vfs(txn: Transaction, pf: PciAddress, count: int, *, force: bool) ->
     sysfs = txn.sysfs
     txn.declare("set_num_vfs", [], [(pf, before, count)])
     txn.push(UndoStep(what=f"set {pf}'s VF count back to {before}",
-                      run=lambda: restore_count(txn, pf, before)))
+                      run=lambda: restore_count(txn, pf, before), address=pf))
     if before and count:
         log.info("%s: the kernel refuses %d -> %d VFs directly; going through 0", pf, before,
                  count)

@@ -17,20 +17,31 @@ from __future__ import annotations
 
 import errno as _errno
 import os
+import select
 import stat
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from hostdev.address import PciAddress, validate_driver_name
 from hostdev.errors import (
+    DeviceBusy,
     DeviceNotFound,
     HostdevError,
     KernelRefused,
     NotASysfsTree,
     UnexpectedContent,
     UnsafePath,
+    WriteBlocked,
 )
+
+# typing.Protocol, without importing typing at run time (cold start).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Protocol
+else:
+    Protocol = object
 
 _READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
 #: Symlinks followed in one resolution before giving up, as the kernel does.
@@ -84,6 +95,16 @@ class Sysfs:
 
     def __init__(self, root: str | os.PathLike[str] = "/") -> None:
         self.root = Path(root)
+        #: Deadline (s) of a write that may block in the kernel (see :meth:`write`).
+        self.write_timeout = DEFAULT_WRITE_TIMEOUT
+        #: Devices whose lock a blocked write of ours still holds in the kernel:
+        #: writing to them, or reading an attribute that may take the device lock,
+        #: would block too, so it raises DeviceBusy (links and ids can still be read).
+        self.fenced: dict[PciAddress, str] = {}
+        #: Every helper started by this object (a manager journals them).
+        self.helpers: list[HelperWrite] = []
+        #: Called with a helper as soon as it runs, and again when the caller gives up.
+        self.on_helper: Callable[[HelperWrite], None] | None = None
         base = os.fspath(self.root).rstrip("/")
         self._base = base
         self.pci_devices = f"{base}/sys/bus/pci/devices"
@@ -298,6 +319,8 @@ class Sysfs:
 
     def _read(self, path: str, address: PciAddress | None) -> str:
         """Read ``path``; _AttributeMissing when it is absent on a live device."""
+        if self.fenced and path.rpartition("/")[2] not in _UNLOCKED_READS:
+            self._check_fence(path)
         stats = self.stats
         stats.reads += 1
         if stats.trace is not None:
@@ -478,18 +501,31 @@ class Sysfs:
         return os.major(st.st_rdev), os.minor(st.st_rdev)
 
     # ---------------------------------------------------------------- writes
-    def write(self, path: str, value: str, address: PciAddress | None = None) -> None:
+    def write(self, path: str, value: str, address: PciAddress | None = None, *,
+              blocking: Sequence[PciAddress] = ()) -> None:
         """Write ``value`` in one ``write()`` call, as a shell ``echo >`` does.
 
         Raises KernelRefused with the kernel's errno, or DeviceNotFound when the
         device's directory is gone.
+
+        ``blocking`` names the devices whose lock the kernel holds while this write
+        can block until a VFIO user lets go (``unbind``, ``sriov_numvfs`` 0). Such a
+        write is made by a helper process (see :func:`start_helper_write`), and the
+        caller waits at most :attr:`write_timeout` seconds for it: after that it
+        raises :class:`WriteBlocked`, the helper stays blocked in the kernel (and
+        exits when its write returns), and ``blocking`` stay fenced.
         """
+        if self.fenced:
+            self._check_fence(path, address)
         data = value.encode()
         self.stats.writes += 1
         self.stats.written.append((self.relative(path), value))
         directory = path[:path.rfind("/")]
         if directory not in self._safe_dirs:
             self._check_dir(directory)
+        if blocking:
+            self._write_bounded(path, value, data, address, blocking)
+            return
         with self._translate(path, address, writing=value):
             fd = os.open(path, _WRITE_FLAGS)
             try:
@@ -501,6 +537,76 @@ class Sysfs:
                 f"short write to {self.relative(path)}: {written} of {len(data)} bytes",
                 errno=_errno.EIO, path=self.relative(path), address=address,
             )
+
+    def _write_bounded(self, path: str, value: str, data: bytes, address: PciAddress | None,
+                       blocking: Sequence[PciAddress]) -> None:
+        with self._translate(path, address, writing=value):
+            handle = _start_write(path, data)
+        helper = HelperWrite(self.relative(path), value, list(blocking), handle.pid,
+                             handle.start)
+        self.helpers.append(helper)
+        try:
+            if self.on_helper is not None:
+                self.on_helper(helper)
+            result = handle.wait(self.write_timeout)
+        except BaseException:  # interrupted (^C), or no journal: the write may still block
+            self._give_up(helper)
+            raise
+        if result is None:
+            self._give_up(helper)
+            raise WriteBlocked(
+                f"{self.fenced[helper.devices[0]]}; gave up waiting after"
+                f" {self.write_timeout:g} s. The helper exits once the write returns; the"
+                " next hostdev call records where the device ended up",
+                address=helper.devices[0], pid=helper.pid, path=helper.path,
+            )
+        helper.done = True
+        if result:
+            raise self._convert(OSError(result, os.strerror(result)), path, address, value)
+        if handle.written != len(data):
+            raise KernelRefused(
+                f"short write to {self.relative(path)}: {handle.written} of {len(data)} bytes",
+                errno=_errno.EIO, path=self.relative(path), address=address,
+            )
+        _reap()
+
+    def _give_up(self, helper: HelperWrite) -> None:
+        """The caller stops waiting: fence the devices and tell whoever journals helpers."""
+        helper.gave_up = True
+        reason = (f"a write of {helper.value.strip()!r} to {helper.path} made by hostdev is"
+                  f" still blocked in the kernel (helper pid {helper.pid}) until the VFIO user"
+                  " releases the device")
+        for addr in helper.devices:
+            self.fenced[addr] = reason
+        if self.on_helper is not None:
+            self.on_helper(helper)
+
+    def fence(self, addresses: Sequence[PciAddress], reason: str) -> None:
+        """Refuse (DeviceBusy) writes to these devices, and reads that may take their lock."""
+        for addr in addresses:
+            self.fenced[addr] = reason
+
+    def _check_fence(self, path: str, address: PciAddress | None = None) -> None:
+        for addr, reason in self.fenced.items():
+            if addr == address or path.startswith(f"{self.pci_devices}/{addr}/"):
+                raise DeviceBusy(f"PCI device {addr} is not touched: {reason}", address=addr)
+
+    def process_alive(self, pid: int, start: int | None) -> bool:
+        """Whether process ``pid`` (started at ``start`` clock ticks) still runs.
+
+        Read from ``/proc/PID/stat``: a zombie has finished, and a different start
+        time means the pid was reused.
+        """
+        try:
+            text = self.read_optional(f"{self.proc}/{int(pid)}/stat")
+        except HostdevError:
+            return False
+        if text is None:
+            return False
+        fields = text.rpartition(")")[2].split()
+        if not fields or fields[0] in ("Z", "X", "x"):
+            return False
+        return start is None or fields[19:20] == [str(start)]
 
     # --------------------------------------------------------------- helpers
     @contextmanager
@@ -539,6 +645,201 @@ class Sysfs:
             f"the kernel refused {what}: {KernelRefused.describe(err)}{hint}",
             errno=err, path=rel, address=address,
         )
+
+
+#: Attributes a fenced device may still be read from: their read never takes the
+#: device lock. Others may (``driver_override``, ``sriov_numvfs``, and ``uevent`` on
+#: kernels with the uevent_show fix), and would wait behind a blocked unbind or VF
+#: removal, as every write to such a device would.
+_UNLOCKED_READS = frozenset({"vendor", "device", "class", "subsystem_vendor",
+                             "subsystem_device", "revision"})
+#: Default deadline (s) for a write that may block in the kernel.
+DEFAULT_WRITE_TIMEOUT = 30.0
+
+
+class HelperWrite:
+    """A possibly-blocking write made by a helper process (see :meth:`Sysfs.write`)."""
+
+    def __init__(self, path: str, value: str, devices: list[PciAddress], pid: int,
+                 start: int | None) -> None:
+        #: The file written, as the kernel names it.
+        self.path = path
+        self.value = value
+        #: The devices the kernel keeps locked while the write blocks.
+        self.devices = devices
+        self.pid = pid
+        #: The helper's start time (clock ticks after boot), against pid reuse.
+        self.start = start
+        #: The caller stopped waiting; the helper may still be blocked in the kernel.
+        self.gave_up = False
+        #: The write returned while the caller waited.
+        self.done = False
+
+
+class WriteHandle(Protocol):
+    """A write started by :func:`start_helper_write` (or a fake kernel's replacement)."""
+
+    pid: int
+    start: int | None
+    #: Bytes the write returned (valid once :meth:`wait` returned 0).
+    written: int
+
+    def wait(self, timeout: float) -> int | None:
+        """0 when the write succeeded, its errno when it failed, None if still blocked."""
+
+
+def start_helper_write(path: str, data: bytes) -> WriteHandle:
+    """Start a write of ``data`` to ``path`` in a helper process; return at once.
+
+    The helper is a grandchild (double fork): the intermediate child exits at
+    once and is reaped here, so the helper belongs to init (or the nearest
+    subreaper) and never becomes a zombie of the caller, however long it stays
+    blocked and whether or not the caller still runs. It leaves the caller's
+    session (no ^C or hang-up reaches it), closes every inherited file but its
+    pipe, makes the one write, reports the result on the pipe and exits.
+    """
+    return _ForkedWrite(path, data)
+
+
+#: Hooks that may take a write over before a helper is forked (a fake kernel
+#: registers one: a helper process cannot see its in-memory filesystem). Each
+#: returns None to pass.
+write_starters: list[Callable[[str, bytes], WriteHandle | None]] = []
+
+
+def _start_write(path: str, data: bytes) -> WriteHandle:
+    for starter in write_starters:
+        handle = starter(path, data)
+        if handle is not None:
+            return handle
+    return start_helper_write(path, data)
+
+
+#: Helpers whose intermediate child could not be reaped at once (never in practice).
+_unreaped: set[int] = set()
+
+
+def _reap() -> None:
+    for pid in list(_unreaped):
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done = pid
+        if done:
+            _unreaped.discard(pid)
+
+
+class _ForkedWrite:
+    """The real helper (see :func:`start_helper_write`)."""
+
+    def __init__(self, path: str, data: bytes) -> None:
+        self.written = 0
+        self.start: int | None = None
+        self._buffer = b""
+        import signal  # here, not in the child: an import there could deadlock
+
+        def ignore_signals() -> None:  # no ^C, hang-up, SIGPIPE or SIGTERM in the helper
+            for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_IGN)
+
+        read_end, write_end = os.pipe()
+        child = os.fork()
+        if child == 0:  # pragma: no cover - runs in the forked processes
+            _helper_main(read_end, write_end, path, data, ignore_signals)
+        os.close(write_end)
+        self._fd = read_end
+        try:
+            os.waitpid(child, 0)  # the intermediate child exits at once
+        except ChildProcessError:
+            pass
+        except BaseException:
+            _unreaped.add(child)
+            raise
+        line = self._line(5.0)  # the intermediate child wrote the helper's pid
+        if line is None or not line.isdigit():
+            self._close()
+            raise OSError(_errno.ECHILD, "the write helper did not start")
+        self.pid = int(line)
+        self.start = _start_time(self.pid)
+
+    def _line(self, timeout: float) -> str | None:
+        deadline = time.monotonic() + max(0.0, timeout)
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or self._fd < 0:
+                return None
+            ready, _, _ = select.select([self._fd], [], [], left)
+            if not ready:
+                return None
+            chunk = os.read(self._fd, 256)
+            if not chunk:
+                self._close()
+                return None
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line.decode()
+
+    def _close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def wait(self, timeout: float) -> int | None:
+        try:
+            line = self._line(timeout)
+        except BaseException:
+            self._close()
+            raise
+        if line is None:
+            if self._fd < 0:  # the helper died without a word (killed)
+                return _errno.EIO
+            self._close()  # given up: the helper's report later hits a closed pipe
+            return None
+        self._close()
+        errno_text, _, written = line.partition(" ")
+        self.written = int(written or 0)
+        return int(errno_text)
+
+
+def _start_time(pid: int) -> int | None:
+    """Start time of a process (``/proc/PID/stat`` field 22), None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return int(stat.read().rpartition(b")")[2].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _helper_main(read_end: int, write_end: int, path: str, data: bytes,
+                 ignore_signals: Callable[[], None]) -> None:  # pragma: no cover - forked
+    """Body of the intermediate child and the helper; never returns.
+
+    Only system calls here (no import): the caller may have other threads, whose
+    locks the forked copies inherit held.
+    """
+    try:
+        os.setsid()
+        helper = os.fork()
+        if helper:
+            os.write(write_end, f"{helper}\n".encode())
+            os._exit(0)
+        ignore_signals()
+        os.close(read_end)
+        os.closerange(0, write_end)
+        os.closerange(write_end + 1, 1 << 20)
+        err, written = 0, 0
+        try:
+            fd = os.open(path, _WRITE_FLAGS)
+            try:
+                written = os.write(fd, data)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            err = exc.errno or _errno.EIO
+        with suppress(OSError):  # EPIPE: the caller gave up waiting
+            os.write(write_end, f"{err} {written}\n".encode())
+    finally:
+        os._exit(0)
 
 
 class _AttributeMissing(HostdevError):

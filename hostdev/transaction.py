@@ -31,6 +31,9 @@ class UndoStep:
     run: Callable[[], object]
     #: Tracked (inactive) if the undo fails, so a later call can finish the job.
     keep_if_failed: DeviceRecord | None = None
+    #: The device the undo acts on: skipped while a write of ours to it is still
+    #: blocked in the kernel (touching it would block too; recovery finishes it).
+    address: PciAddress | None = None
 
 
 @dataclass
@@ -84,13 +87,19 @@ class Transaction:
         failures: list[str] = []
         for step in reversed(self.undo):
             try:
-                step.run()
+                if step.address is not None and step.address in self.sysfs.fenced:
+                    log.warning("rollback: not trying to %s: %s", step.what,
+                                self.sysfs.fenced[step.address])
+                    record = step.keep_if_failed
+                else:
+                    step.run()
+                    continue
             except Exception as exc:  # keep undoing the rest whatever happened
                 failures.append(f"{step.what}: {exc}")
                 log.error("rollback: could not %s: %s", step.what, exc)
                 record = step.keep_if_failed
-                if record is not None and record.address not in lists.active:
-                    lists.inactive[record.address] = record
+            if record is not None and record.address not in lists.active:
+                lists.inactive[record.address] = record
         self.undo.clear()
         return lists, failures
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from hostdev.address import PciAddress
 from hostdev.sysfs import Sysfs
@@ -20,11 +21,12 @@ def on_write(k: int, hook: Hook) -> Iterator[list[str]]:
     original = Sysfs.write
     seen: list[str] = []
 
-    def write(self: Sysfs, path: str, value: str, address: PciAddress | None = None) -> None:
+    def write(self: Sysfs, path: str, value: str, address: PciAddress | None = None,
+              **options: Any) -> None:
         seen.append(path)
         if len(seen) == k:
             hook(path, address)
-        original(self, path, value, address)
+        original(self, path, value, address, **options)
 
     Sysfs.write = write  # type: ignore[method-assign]
     try:

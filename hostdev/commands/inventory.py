@@ -110,6 +110,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     address = PciAddress.parse(args.address)
     sysfs = Sysfs(args.root)
     sysfs.check_tree()
+    listing.fence_blocked(sysfs, args)  # DeviceBusy rather than a read that waits
     warnings: list[str] = []
     dev = read_device(sysfs, address, warnings)
     vpd = read_vpd(sysfs, address)

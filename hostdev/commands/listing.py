@@ -46,8 +46,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     # The table shows neither subsystem ids nor reset methods: do not read them.
     sysfs = Sysfs(args.root)
+    fence_blocked(sysfs, args)
     warnings: list[str] = []
-    devices = scan(sysfs, brief=not args.json, warnings=warnings)
+    busy: list[str] = []
+    devices = scan(sysfs, brief=not args.json, warnings=warnings, busy=busy)
     iommu = iommu_on(sysfs, devices)
     lists, note = peek_state(args)
     placed = [placement(d.address, lists) for d in devices]
@@ -55,6 +57,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"hostdev: note: {note}", file=sys.stderr)
     for line in warnings:
         print(f"hostdev: warning: {line}", file=sys.stderr)
+    for line in busy:
+        print(f"hostdev: warning: left out: {line}", file=sys.stderr)
     if args.json:
         sys.stdout.write(list_json(str(args.root), note, devices, placed, iommu, warnings))
     else:
@@ -78,6 +82,43 @@ def iommu_on(sysfs: Sysfs, devices: Sequence[DeviceFacts]) -> bool:
     from hostdev.iommu import iommu_enabled
 
     return iommu_enabled(sysfs)
+
+
+def fence_blocked(sysfs: Sysfs, args: argparse.Namespace) -> None:
+    """Fence the devices a write of ours is still blocked on in the kernel.
+
+    Reading such a device's ``uevent`` or ``driver_override`` would wait until the
+    VFIO user lets go; the journal of the state directory names them (read here
+    without a lock and without pydantic; anything unreadable is ignored).
+    """
+    import os
+
+    from hostdev.state import default_state_dir
+
+    try:
+        path = os.path.join(args.state_dir or default_state_dir(args.root), "intent.json")
+        if not os.path.exists(path):
+            return
+        import json
+        import stat
+
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return
+            doc = json.loads(os.read(fd, 1 << 20))
+        finally:
+            os.close(fd)
+        for entry in doc.get("pending", []):
+            pid, start = int(entry["pid"]), entry.get("start")
+            if sysfs.process_alive(pid, start if isinstance(start, int) else None):
+                sysfs.fence([PciAddress.parse(a) for a in entry["devices"]],
+                            f"a write of ours ({str(entry['value']).strip()!r} to"
+                            f" {entry['path']}) is still blocked in the kernel (helper pid"
+                            f" {pid}) until the VFIO user releases it")
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError,
+            HostdevError):
+        return
 
 
 def peek_state(args: argparse.Namespace) -> tuple[Lists | None, str | None]:

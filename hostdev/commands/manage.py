@@ -130,6 +130,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
               f" found {c.found or 'none'}" for c in report.driver_changed]
     lines += [f"{r.address}: not given back yet: no driver ({r.original_driver} did not take"
               f" it); 'hostdev reattach {r.address}' finishes" for r in report.unfinished]
+    lines += [f"blocked: {line}" for line in report.blocked]
     if not lines:
         lines = ["the lists agree with the host"]
     _emit(args, report, lines)

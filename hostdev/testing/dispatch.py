@@ -25,7 +25,7 @@ import errno
 
 from pyfakefs.fake_file import FakeFile
 
-from hostdev.testing.events import SimulatedCrash, VfioWouldBlock, WriteRecord, kerr
+from hostdev.testing.events import SimulatedCrash, VfioWouldBlock, WriteParked, WriteRecord, kerr
 from hostdev.testing.model import Device, Driver, KernelState
 from hostdev.testing.render import readable, render
 from hostdev.testing.vfs import set_contents
@@ -186,6 +186,12 @@ def _write(node: SysfsNode, fake_file: FakeFile, data: bytes) -> None:
         raise kerr(exc.errno or errno.EIO) from None
     except VfioWouldBlock:
         state.writes.append(record._replace(blocked=True))
+        raise
+    except WriteParked:
+        # Made the bounded way: the write has not returned yet. It is recorded
+        # when it completes (see hostdev.testing.blocking).
+        assert state.bounded is not None
+        state.bounded.park(node, fake_file)
         raise
     else:
         state.writes.append(record)

@@ -49,6 +49,18 @@ class VfioWouldBlock(Exception):
         )
 
 
+class WriteParked(Exception):
+    """Internal: a write made the bounded way blocks; it waits for the holders to let go.
+
+    Raised by the store handler instead of :class:`VfioWouldBlock` while the fake
+    kernel runs a write started through the library's helper seam.
+    """
+
+    def __init__(self, addresses: list[str]) -> None:
+        self.addresses = addresses
+        super().__init__(f"write blocked until {', '.join(addresses)} are released")
+
+
 class SimulatedCrash(BaseException):
     """Raised by ``crash_after_writes``: the process "dies" right after a write.
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from pyfakefs.fake_filesystem import FakeFilesystem
 
 from hostdev.address import AddressLike, PciAddress
-from hostdev.testing import attrs, children, drivers, hotplug, opens, sriov
+from hostdev.testing import attrs, blocking, children, drivers, hotplug, opens, sriov
 from hostdev.testing.dispatch import BusNode
 from hostdev.testing.events import FakeKernelSetupError, WouldBlockEvent, WriteRecord
 from hostdev.testing.faults import ProbeFault, WriteFault
@@ -90,6 +90,7 @@ class FakeKernel:
         #: Modules on disk that ``modprobe`` can load, by module name (``_`` spelling).
         self.modules: dict[str, ModuleSpec] = {}
         _install_handlers(state)
+        blocking.register(state)
         vfs = state.vfs
         bus = vfs.ensure_dir("/sys/bus/pci")
         vfs.file(bus, "drivers_probe", "", 0o200, BusNode(state, "drivers_probe"))
@@ -112,6 +113,14 @@ class FakeKernel:
     def writes(self) -> list[WriteRecord]:
         """Every write that reached the kernel, in order (path, value, errno, blocked)."""
         return self.state.writes
+
+    @property
+    def blocked_writes(self) -> list[blocking.FakeHelperWrite]:
+        """Writes made the bounded way that are still blocked until a VFIO user lets go.
+
+        Each has a helper process in ``/proc`` (``pid``) until it completes.
+        """
+        return list(self.state.parked)
 
     @property
     def would_block_events(self) -> list[WouldBlockEvent]:

@@ -23,6 +23,7 @@ from hostdev.testing.faults import FaultInjector
 from hostdev.testing.vfs import Vfs
 
 if TYPE_CHECKING:
+    from hostdev.testing.blocking import FakeHelperWrite
     from hostdev.testing.vfio_users import VfioHolder, VfioProcess
 
 #: driver_managed_dma drivers other than the vfio family (they never block VFIO use).
@@ -261,6 +262,10 @@ class KernelState:
         self.faults = FaultInjector()
         self.writes: list[WriteRecord] = []
         self.would_block_events: list[WouldBlockEvent] = []
+        #: The bounded write being made now (its blocking parks it instead of raising).
+        self.bounded: FakeHelperWrite | None = None
+        #: Bounded writes blocked until a VFIO user releases a device, oldest first.
+        self.parked: list[FakeHelperWrite] = []
         self.device_handlers: dict[str, DeviceHandler] = {}
         self.driver_handlers: dict[str, DriverHandler] = {}
         self.bus_handlers: dict[str, BusHandler] = {}

@@ -10,7 +10,9 @@ open, shown in ``/proc/PID/{comm,fd,fdinfo,maps}`` as a real kernel shows it (4.
 or not shown at all when it runs in another PID namespace; either way the
 device's ``enable`` and ``power/runtime_usage`` count the open.
 While held, operations that would block on a real kernel raise
-:class:`~hostdev.testing.events.VfioWouldBlock` instead (4.4), and the device's
+:class:`~hostdev.testing.events.VfioWouldBlock` instead (4.4), unless the library
+made them the bounded way (a helper process on a real host): those are parked
+until the holder releases (see :mod:`hostdev.testing.blocking`). The device's
 IOMMU group counts as claimed (host driver binds fail with EBUSY, 4.2).
 """
 
@@ -21,7 +23,12 @@ from typing import Literal
 
 from pyfakefs.fake_file import FakeDirectory, FakeFile
 
-from hostdev.testing.events import FakeKernelSetupError, VfioWouldBlock, WouldBlockEvent
+from hostdev.testing.events import (
+    FakeKernelSetupError,
+    VfioWouldBlock,
+    WouldBlockEvent,
+    WriteParked,
+)
 from hostdev.testing.model import Device, KernelState
 from hostdev.testing.tree import refresh_binding
 from hostdev.testing.vfs import relpath, set_contents
@@ -98,11 +105,17 @@ def group_claimed(state: KernelState, group: int | None) -> bool:
 def ensure_not_blocking(
     state: KernelState, devices: Iterable[Device], operation: str, path: str
 ) -> None:
-    """Raise VfioWouldBlock (and log it) if any of ``devices`` is held by a VFIO user."""
+    """Raise VfioWouldBlock (and log it) if any of ``devices`` is held by a VFIO user.
+
+    A write made through the library's bounded path (a helper process on a real
+    host) is parked instead (WriteParked): it completes when the holders let go.
+    """
     held = [dev for dev in devices if dev.holders]
     if not held:
         return
     addresses = [dev.name for dev in held]
+    if state.bounded is not None:
+        raise WriteParked(addresses)
     pids = sorted({holder.pid for dev in held for holder in dev.holders})
     state.would_block_events.append(
         WouldBlockEvent(operation, path, tuple(addresses), tuple(pids))
@@ -285,6 +298,10 @@ class VfioHolder:
             if not state.group_claims[self.group]:
                 del state.group_claims[self.group]
         refresh_binding(self.device)
+        if state.parked:
+            from hostdev.testing.blocking import resume_parked
+
+            resume_parked(state)
 
     def __enter__(self) -> VfioHolder:
         return self

@@ -119,3 +119,34 @@ def test_wait_is_shown_on_stderr_and_nothing_else_at_info(
         assert code == 0 and "going through 0" not in err and err == ""
     finally:
         root.removeHandler(handler)
+
+
+def test_reconcile_shows_a_write_still_blocked(fake_kernel: FakeKernel,
+                                               capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from hostdev.errors import WriteBlocked
+
+    fake_kernel.load_fixture("two-socket-server")
+    disk = "0000:18:00.0"
+    run(capsys, "detach", disk)
+    holder = fake_kernel.hold_vfio(disk, pid=4321)
+    monkeypatch.setattr("hostdev.vfio.wait_released", lambda *a, **k: None)  # a late user
+    mgr = HostdevManager(root="/", state_dir="/run/hostdev", write_timeout=0.05)
+    with pytest.raises(WriteBlocked):
+        mgr.node_reattach(disk)
+    monkeypatch.undo()
+    code, out, _ = run(capsys, "reconcile")
+    assert code == 0 and f"blocked: {disk}: the write of" in out
+    code, _, err = run(capsys, "reattach", disk)
+    assert code == 1 and "still blocked in the kernel" in err
+    # Reading the device would wait on a real kernel: left out, said so, never a hang.
+    code, out, err = run(capsys, "list")
+    assert code == 0 and disk not in out and "0000:3d:00.0" in out
+    assert f"warning: left out: PCI device {disk} is not touched" in err
+    code, _, err = run(capsys, "show", disk)
+    assert code == 1 and "still blocked in the kernel" in err
+    holder.release()
+    code, out, _ = run(capsys, "reconcile")
+    assert code == 0 and "blocked:" not in out and "has finished" in out
+    code, out, err = run(capsys, "list")
+    assert code == 0 and disk in out and "left out" not in err
