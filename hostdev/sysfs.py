@@ -545,21 +545,36 @@ class Sysfs:
         helper = HelperWrite(self.relative(path), value, list(blocking), handle.pid,
                              handle.start)
         self.helpers.append(helper)
+        unjournaled: HostdevError | None = None
         try:
             if self.on_helper is not None:
-                self.on_helper(helper)
+                try:
+                    self.on_helper(helper)
+                except HostdevError as exc:
+                    # The helper's journal entry matters only if we give up on it; the
+                    # write is under way whatever happens, so wait for it all the same.
+                    unjournaled = exc
             result = handle.wait(self.write_timeout)
-        except BaseException:  # interrupted (^C), or no journal: the write may still block
+        except BaseException:  # interrupted (^C): the write may still block
             self._give_up(helper)
             raise
         if result is None:
-            self._give_up(helper)
+            unjournaled = self._give_up(helper) or unjournaled
             raise WriteBlocked(
                 f"{self.fenced[helper.devices[0]]}; gave up waiting after"
-                f" {self.write_timeout:g} s. The helper exits once the write returns; the"
-                " next hostdev call records where the device ended up",
+                f" {self.write_timeout:g} s. The helper exits once the write returns; "
+                + ("the next hostdev call records where the device ended up"
+                   if unjournaled is None else
+                   f"it could not be journaled ({unjournaled}): run 'hostdev reconcile'"
+                   " once the VFIO user has let go"),
                 address=helper.devices[0], pid=helper.pid, path=helper.path,
             )
+        if unjournaled is not None:
+            import logging  # rare: keep logging off the cold listing path
+
+            logging.getLogger("hostdev").warning(
+                "the write to %s returned in time, but its helper could not be journaled: %s",
+                helper.path, unjournaled)
         helper.done = True
         if result:
             raise self._convert(OSError(result, os.strerror(result)), path, address, value)
@@ -570,8 +585,10 @@ class Sysfs:
             )
         _reap()
 
-    def _give_up(self, helper: HelperWrite) -> None:
-        """The caller stops waiting: fence the devices and tell whoever journals helpers."""
+    def _give_up(self, helper: HelperWrite) -> HostdevError | None:
+        """The caller stops waiting: fence the devices and tell whoever journals helpers.
+
+        Returns the error of a journal that could not record it (None when it did)."""
         helper.gave_up = True
         reason = (f"a write of {helper.value.strip()!r} to {helper.path} made by hostdev is"
                   f" still blocked in the kernel (helper pid {helper.pid}) until the VFIO user"
@@ -579,7 +596,11 @@ class Sysfs:
         for addr in helper.devices:
             self.fenced[addr] = reason
         if self.on_helper is not None:
-            self.on_helper(helper)
+            try:
+                self.on_helper(helper)
+            except HostdevError as exc:
+                return exc
+        return None
 
     def fence(self, addresses: Sequence[PciAddress], reason: str) -> None:
         """Refuse (DeviceBusy) writes to these devices, and reads that may take their lock."""

@@ -77,6 +77,14 @@ def _fail_at(monkeypatch: pytest.MonkeyPatch, k: int, step: str, err: int) -> No
     monkeypatch.setattr(statedir, "fault_hook", hook)
 
 
+def _outcome_of(mgr: HostdevManager) -> tuple[object, ...]:
+    """Where every device is and what the lists hold, without inode numbers."""
+    devices = {a: s[:2] for a, s in _snapshot(mgr).items()}
+    lists = mgr.lists()
+    return (devices, sorted((a, r.owner) for a, r in lists.active.items()),
+            sorted(lists.inactive))
+
+
 def _leftovers() -> list[str]:
     return sorted(n for n in os.listdir(STATE_DIR) if n.endswith(".tmp"))
 
@@ -87,6 +95,7 @@ def test_every_state_and_journal_write(fs: FakeFilesystem, monkeypatch: pytest.M
     _, mgr, vfs = _fresh(fs, scenario)
     files = _count_saves(monkeypatch, lambda: scenario.action(mgr, vfs))
     assert files, f"{scenario.name}: no state or journal write"
+    clean = _outcome_of(mgr)
     for k in range(1, len(files) + 1):
         for step, name in FAULTS:
             _, mgr, vfs = _fresh(fs, scenario)
@@ -94,10 +103,21 @@ def test_every_state_and_journal_write(fs: FakeFilesystem, monkeypatch: pytest.M
             lists_before = mgr.lists()
             label = f"{scenario.name}/{files[k - 1]} write {k} of {len(files)}/{step} {name}"
             _fail_at(monkeypatch, k, step, getattr(errno, name))
-            with pytest.raises(HostdevError) as caught:
+            try:
                 scenario.action(mgr, vfs)
+            except HostdevError as exc:
+                message = str(exc)
+            else:
+                # Only the journal entry of a helper write that returned in time may
+                # fail harmlessly: the transaction then ends as a clean run does.
+                monkeypatch.setattr(statedir, "fault_hook", lambda step, path: None)
+                assert files[k - 1].startswith(f".{INTENT_NAME}"), f"{label}: no error"
+                assert _outcome_of(mgr) == clean, f"{label}: no error, but not a clean run"
+                assert _leftovers() == [], label
+                FIGURES["cases"] += 1
+                FIGURES["consistent"] += 1
+                continue
             monkeypatch.setattr(statedir, "fault_hook", lambda step, path: None)
-            message = str(caught.value)
             assert "\n" not in message, label
             assert name in message, f"{label}: {message}"
             assert _leftovers() == [], label
