@@ -25,6 +25,13 @@ from hostdev.sysfs import Sysfs
 ADDR = PciAddress.parse("0000:01:00.0")
 
 
+def _sys(root: Path) -> Path:
+    """The ``sys`` directory under ``root`` (hostdev writes nowhere else)."""
+    base = root / "sys"
+    base.mkdir(exist_ok=True)
+    return base
+
+
 def _sysfs(root: Path, timeout: float) -> Sysfs:
     sysfs = Sysfs(root)
     sysfs.write_timeout = timeout
@@ -46,7 +53,7 @@ def _gone(pid: int, timeout: float = 5.0) -> bool:
 
 
 def test_write_through_the_helper_lands(tmp_path: Path) -> None:
-    target = tmp_path / "attr"
+    target = _sys(tmp_path) / "attr"
     target.write_text("")
     sysfs = _sysfs(tmp_path, 10)
     sysfs.write(str(target), "1\n", ADDR, blocking=[ADDR])
@@ -59,13 +66,15 @@ def test_write_through_the_helper_lands(tmp_path: Path) -> None:
 def test_helper_reports_the_errno(tmp_path: Path) -> None:
     sysfs = _sysfs(tmp_path, 10)
     with pytest.raises(KernelRefused) as info:
-        sysfs.write(str(tmp_path), "1\n", ADDR, blocking=[ADDR])  # a directory: EISDIR
+        directory = _sys(tmp_path) / "dir"
+        directory.mkdir()
+        sysfs.write(str(directory), "1\n", ADDR, blocking=[ADDR])  # a directory: EISDIR
     assert info.value.errno == errno.EISDIR
 
 
 def test_blocked_write_returns_at_the_deadline_and_the_helper_exits_after(
         tmp_path: Path) -> None:
-    fifo = tmp_path / "unbind"
+    fifo = _sys(tmp_path) / "unbind"
     os.mkfifo(fifo)
     sysfs = _sysfs(tmp_path, 0.3)
     started = time.monotonic()
@@ -90,7 +99,7 @@ def test_blocked_write_returns_at_the_deadline_and_the_helper_exits_after(
 
 def test_a_cli_that_exits_does_not_wait_for_its_helper(tmp_path: Path) -> None:
     """A caller whose stdout is a pipe: the helper must not keep it open."""
-    fifo = tmp_path / "unbind"
+    fifo = _sys(tmp_path) / "unbind"
     os.mkfifo(fifo)
     script = textwrap.dedent(f"""
         from hostdev.address import PciAddress
