@@ -358,21 +358,9 @@ class Sysfs:
         For ``/proc`` files longer than one read (``/proc/PID/maps``): only the
         matching lines are kept.
         """
-        self.stats.note_read(path)
-        chunks: list[bytes] = []
-        try:
-            fd = os.open(path, _READ_FLAGS)
-            try:
-                while chunk := os.read(fd, 65536):
-                    chunks.append(chunk)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            error = self._convert(exc, path, None, None)
-            if isinstance(error, _AttributeMissing):
-                return None
-            raise error from None
-        text = b"".join(chunks).decode("utf-8", "replace")
+        text = self.read_table(path)
+        if text is None:
+            return None
         return [line for line in text.splitlines() if needle in line]
 
     def read_hex(self, path: str, address: PciAddress | None = None) -> int:

@@ -11,15 +11,20 @@ from __future__ import annotations
 import errno
 import os
 import select
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
+
+import pytest
 
 from .. import rawio
 from ..rawio import errname as errname  # re-exported: part of the guest API
 from ..rawio import read as read
 from ..rawio import read_detail as read_detail
+
+T = TypeVar("T")
 
 #: The NVMe physical function of the guest (QEMU ``nvme`` behind ``pcie-root-port``).
 PF = "0000:01:00.0"
@@ -277,3 +282,32 @@ class LineReader:
 def override_of(addr: str) -> str:
     """Return the ``driver_override`` text of ``addr`` without its newline."""
     return read(dev(addr) / "driver_override").rstrip("\n")
+
+
+def within(seconds: float, call: Callable[[], T], on_hang: Callable[[], object] | None = None,
+           what: str = "call") -> T:
+    """Run ``call`` in a thread; fail the test if it has not returned after ``seconds``.
+
+    A library call that blocks in the kernel cannot be interrupted: ``on_hang``
+    (which must unblock it, e.g. release a VFIO holder) runs first, then the
+    test fails, so a regression fails instead of hanging the guest.
+    """
+    box: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = call()
+        except BaseException as exc:  # re-raised in the test's thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        if on_hang is not None:
+            on_hang()
+            worker.join(30.0)
+        pytest.fail(f"{what} did not return within {seconds:g} s (blocked in the kernel?)")
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["result"]  # type: ignore[return-value]

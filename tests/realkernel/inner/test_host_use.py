@@ -13,7 +13,6 @@ instead of waiting (a regression that detaches ``/`` would otherwise hang the gu
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -42,23 +41,7 @@ T = TypeVar("T")
 
 
 def _within(seconds: float, call: Callable[[], T]) -> T:
-    """Run ``call`` in a thread; fail the test if it has not returned after ``seconds``."""
-    box: dict[str, object] = {}
-
-    def run() -> None:
-        try:
-            box["result"] = call()
-        except BaseException as exc:  # re-raised in the test's thread
-            box["error"] = exc
-
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-    worker.join(seconds)
-    if worker.is_alive():
-        pytest.fail(f"call did not return within {seconds:g} s")
-    if "error" in box:
-        raise box["error"]  # type: ignore[misc]
-    return box["result"]  # type: ignore[return-value]
+    return guest.within(seconds, call)
 
 
 def _tags() -> dict[str, tuple[str, bytes]]:

@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -46,26 +45,7 @@ def _blocked_lines() -> int:
 
 
 def _within(seconds: float, call: Callable[[], T], on_hang: Callable[[], object]) -> T:
-    """Run ``call`` in a thread; if it has not returned after ``seconds``, run ``on_hang``
-    (which must unblock it, e.g. release a VFIO holder), then fail the test."""
-    box: dict[str, object] = {}
-
-    def run() -> None:
-        try:
-            box["result"] = call()
-        except BaseException as exc:  # re-raised in the test's thread
-            box["error"] = exc
-
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-    worker.join(seconds)
-    if worker.is_alive():
-        on_hang()
-        worker.join(30.0)
-        pytest.fail(f"library call did not return within {seconds:g} s (blocked in the kernel?)")
-    if "error" in box:
-        raise box["error"]  # type: ignore[misc]
-    return box["result"]  # type: ignore[return-value]
+    return guest.within(seconds, call, on_hang, what="library call")
 
 
 def _settled_driver(addr: str) -> str | None:
