@@ -34,6 +34,6 @@ def is_group_safe(name: str | None, has_vfio_dev: bool = False) -> bool:
     """A group member on this driver does not stop VFIO from using the group.
 
     These are the kernel's ``driver_managed_dma`` drivers (vfio family,
-    pci-stub, pcieport) and no driver at all (KERNEL.md 4.2).
+    pci-stub, pcieport) and no driver at all (docs/kernel-model.md §4.2).
     """
     return name is None or name in ("pci-stub", "pcieport") or is_vfio_driver(name, has_vfio_dev)

@@ -1,4 +1,4 @@
-"""Store handlers of plain device attributes (KERNEL.md 1.1, 5 and the 7.1 table).
+"""Store handlers of plain device attributes (docs/kernel-model.md §1.1, 5 and the 7.1 table).
 
 ``driver_override``, ``reset``, ``reset_method``, ``enable``, ``numa_node``; and
 ``config``/``uevent``, which accept writes without visible effect here.

@@ -1,4 +1,4 @@
-"""Drivers: registration, matching, probe, bind and unbind (KERNEL.md 1.1, 2.1-2.6).
+"""Drivers: registration, matching, probe, bind and unbind (docs/kernel-model.md §1.1, 2.1-2.6).
 
 Probe results follow the driver core: ``really_probe`` returns 0 when bound, a
 positive errno when the driver's probe failed (the next driver may try), and a

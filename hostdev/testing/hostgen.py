@@ -8,7 +8,7 @@ behind its own PCIe root port:
   (slot 1 onward; functions are used too, so one domain holds up to 248 root ports);
 * its PF is function ``DDDD:BB:00.0`` on the root port's secondary bus ``BB``;
 * VF ``i`` of that PF has routing id ``PF routing id + offset + stride * i`` (SR-IOV
-  spec, KERNEL.md section 3.2). With 256 VFs the last VF spills over into bus ``BB + 1``,
+  spec, docs/kernel-model.md §3.2). With 256 VFs the last VF spills over into bus ``BB + 1``,
   so each PF gets as many bus numbers as its *total* VFs need (``sriov_totalvfs``, not
   only the VFs enabled at build), and the next root port's bus starts after them;
 * when a domain runs out of root-port slots or bus numbers, the next PF opens the

@@ -1,4 +1,4 @@
-"""Hot-plug: ``remove`` and ``rescan`` (KERNEL.md 2.7 and 6).
+"""Hot-plug: ``remove`` and ``rescan`` (docs/kernel-model.md §2.7 and 6).
 
 ``remove`` unbinds and deletes a device with everything below it (a PF's VFs
 vanish with it) and remembers it; a rescan brings remembered devices back as new

@@ -2,7 +2,7 @@
 
 pyfakefs hands a file hook (``side_effect``) the file's whole contents after a
 write, not the bytes of that write, and it lets root open any file any way. A
-real sysfs attribute behaves differently (KERNEL.md 0, observed on a real 6.1
+real sysfs attribute behaves differently (docs/kernel-model.md §0, observed on a real 6.1
 kernel):
 
 * ``open()`` fails with EACCES, for root too, when it asks to read a write-only

@@ -1,4 +1,4 @@
-"""What each device attribute reads as, computed from the model (KERNEL.md 7.2).
+"""What each device attribute reads as, computed from the model (docs/kernel-model.md §7.2).
 
 Write-only files (no renderer here) cannot be opened for reading: kernfs refuses
 the open with EACCES, for root too (see :mod:`hostdev.testing.opens`).

@@ -1,4 +1,4 @@
-"""SR-IOV: ``sriov_numvfs`` and ``sriov_drivers_autoprobe`` (KERNEL.md section 3).
+"""SR-IOV: ``sriov_numvfs`` and ``sriov_drivers_autoprobe`` (docs/kernel-model.md §3).
 
 VF i of a PF sits at routing id ``PF + offset + stride * i`` (the bus number may
 carry over), is a sibling of the PF in ``/sys/devices``, gets a new IOMMU group

@@ -1,7 +1,7 @@
 """The sysfs tree of devices: directories, attribute files, links, IOMMU groups.
 
 These functions only lay out and tear down what the kernel shows; deciding
-*when* (probe, SR-IOV, hot-plug) is up to the callers. Layout follows KERNEL.md
+*when* (probe, SR-IOV, hot-plug) is up to the callers. Layout follows docs/kernel-model.md
 section 1: real directories under ``/sys/devices/pciDDDD:BB/...``, relative
 symlinks everywhere else.
 """

@@ -1,6 +1,6 @@
 """VFIO: device nodes of vfio-bound devices, and the processes that hold them.
 
-Binding a vfio driver registers the device (KERNEL.md 4.1): ``/dev/vfio/<group>``
+Binding a vfio driver registers the device (docs/kernel-model.md §4.1): ``/dev/vfio/<group>``
 while at least one device of the group is on a vfio driver, plus the
 ``vfio-dev/vfioX`` class device and, with CONFIG_VFIO_DEVICE_CDEV (the
 ``vfio_device_cdev`` option, 6.6+), the per-device cdev ``/dev/vfio/devices/vfioX``.

@@ -1,4 +1,4 @@
-"""7.1 rows for reset, reset_method, enable and numa_node (KERNEL.md 5)."""
+"""7.1 rows for reset, reset_method, enable and numa_node (docs/kernel-model.md §5)."""
 
 from __future__ import annotations
 

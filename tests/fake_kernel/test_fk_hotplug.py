@@ -1,4 +1,4 @@
-"""7.1 rows for remove and rescan (KERNEL.md 2.7 and 6)."""
+"""7.1 rows for remove and rescan (docs/kernel-model.md §2.7 and 6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Layout of the fake sysfs (KERNEL.md 1, 7.2) and the two generic 7.1 rows."""
+"""Layout of the fake sysfs (docs/kernel-model.md §1, 7.2) and the two generic 7.1 rows."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Pinned from the real-kernel tier (tests/realkernel/differential): kernfs checks the
 mode at open (EACCES even for root), and each write() reaches the store handler
 with exactly its own bytes, whatever the offset and whether O_TRUNC was given
-(KERNEL.md 0).
+(docs/kernel-model.md §0).
 """
 
 from __future__ import annotations

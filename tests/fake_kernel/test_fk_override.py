@@ -1,4 +1,4 @@
-"""7.1 rows for driver_override (KERNEL.md 1.1)."""
+"""7.1 rows for driver_override (docs/kernel-model.md §1.1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""7.1 rows for sriov_numvfs and sriov_drivers_autoprobe (KERNEL.md 3)."""
+"""7.1 rows for sriov_numvfs and sriov_drivers_autoprobe (docs/kernel-model.md §3)."""
 
 from __future__ import annotations
 

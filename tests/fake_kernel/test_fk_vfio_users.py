@@ -1,4 +1,4 @@
-"""hold_vfio: /proc layout, would-block operations, claimed groups (KERNEL.md 4)."""
+"""hold_vfio: /proc layout, would-block operations, claimed groups (docs/kernel-model.md §4)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """The repository's documents: every reference points at a file and a section that exist.
 
-Code cites the kernel model by section ("docs/kernel-model.md §4.2"; older comments
-still say "KERNEL.md 4.2"), the real-kernel tier's observations name sections in their
-claims, and no file may name a path of one machine.
+Code cites the kernel model by section ("docs/kernel-model.md §4.2"), the real-kernel
+tier's observations name sections in their claims, no file names a design document
+that is not in the repository, and no file names a path of one machine.
 """
 
 from __future__ import annotations
@@ -20,8 +20,12 @@ SCANNED = ("README.md", "CHANGELOG.md", "pyproject.toml", ".ci", "docs", "hostde
            "bench", "fixtures")
 SKIPPED_DIRS = {"__pycache__", "out"}
 
-#: "KERNEL.md 4.2", "KERNEL.md section 3", "kernel-model.md §4.2", "(KERNEL.md 0, ...".
-_CITATION = re.compile(r"(?:KERNEL\.md(?: sections?)?|kernel-model\.md) §?(\d+(?:\.\d+)?)")
+#: "kernel-model.md §4.2", "kernel-model.md 4.2".
+_CITATION = re.compile(r"kernel-model\.md §?(\d+(?:\.\d+)?)")
+#: Upper-case design documents kept outside the repository (built from parts so that
+#: this file does not name them itself).
+_OUTSIDE = re.compile(r"\b(?:REAL-)?(?:" + "|".join(
+    ("KER" + "NEL", "LIB" + "VIRT", "PE" + "ERS", "ARCHI" + "TECTURE")) + r")\.md\b")
 _DOC_LINK = re.compile(r"docs/([a-z-]+\.md)")
 
 
@@ -89,4 +93,12 @@ def test_no_file_names_a_path_of_one_machine() -> None:
              for path in _text_files()
              for lineno, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
              if machine_paths.search(line)]
+    assert found == []
+
+
+def test_no_file_cites_a_document_outside_the_repository() -> None:
+    found = [f"{path.relative_to(REPO)}:{lineno}: {line.strip()[:80]}"
+             for path in _text_files()
+             for lineno, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
+             if _OUTSIDE.search(line)]
     assert found == []

@@ -3,7 +3,7 @@
 Outside the guest every test here is skipped at collection. Inside it:
 
 * ``observe`` records what the real kernel did as JSON lines in
-  ``$HOSTDEV_RESULTS/observed.jsonl`` and compares it with what KERNEL.md claims; each
+  ``$HOSTDEV_RESULTS/observed.jsonl`` and compares it with what docs/kernel-model.md claims; each
   mismatch fails the test at the end with both values shown (all checks of a test run).
 * every phase report goes to ``$HOSTDEV_RESULTS/inner-report.jsonl`` for the outer test.
 * ``pf`` resets the NVMe PF to its boot state before and after the test.
@@ -53,11 +53,11 @@ def observe(request: pytest.FixtureRequest) -> Observer:
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """Turn a passing test with KERNEL.md mismatches into a failure listing them all."""
+    """Turn a passing test with docs/kernel-model.md mismatches into a failure listing them all."""
     report = yield
     observer = item.stash.get(_OBSERVER_KEY, None)
     if call.when == "call" and observer is not None and observer.mismatches:
-        text = "\n".join(["real kernel differs from KERNEL.md:", *observer.mismatches])
+        text = "\n".join(["real kernel differs from docs/kernel-model.md:", *observer.mismatches])
         if report.passed:
             report.outcome = "failed"
             report.longrepr = text

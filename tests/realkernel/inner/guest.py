@@ -2,7 +2,7 @@
 
 Every write goes through :func:`write`, which refuses to touch anything unless
 :func:`in_guest` is true, so these helpers can never change the host's real ``/sys``.
-Outcomes are reported the way the tests compare them with KERNEL.md: ``"ok"`` for a
+Outcomes are reported the way the tests compare them with docs/kernel-model.md: ``"ok"`` for a
 write that returned its full length, otherwise the errno name (``"EBUSY"``...).
 """
 
@@ -42,7 +42,7 @@ DRIVERS = PCI / "drivers"
 GROUPS = SYS / "kernel/iommu_groups"
 DEV_VFIO = Path("/dev/vfio")
 
-#: Reset method names the kernel knows (KERNEL.md section 5).
+#: Reset method names the kernel knows (docs/kernel-model.md §5).
 RESET_METHOD_NAMES = frozenset(
     {"device_specific", "acpi", "flr", "af_flr", "pm", "bus", "cxl_bus", "cxl_reset", "d3cold"}
 )
@@ -158,7 +158,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10.0,
 def vf_addresses(pf: str, count: int) -> list[str]:
     """Compute VF addresses from the PF's ``sriov_offset`` and ``sriov_stride``.
 
-    KERNEL.md 3.2.
+    docs/kernel-model.md §3.2.
     """
     domain, bus, slotfn = pf.split(":")
     slot, fn = slotfn.split(".")

@@ -1,4 +1,4 @@
-"""Observations of the real kernel, compared with KERNEL.md and kept as JSON lines."""
+"""Observations of the real kernel, compared with docs/kernel-model.md and kept as JSON lines."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def results_dir() -> Path | None:
 
 
 class Observer:
-    """Records observations of one test and collects differences from KERNEL.md."""
+    """Records observations of one test and collects differences from docs/kernel-model.md."""
 
     def __init__(self, test: str) -> None:
         """Start an empty record for ``test`` (a short node id)."""
@@ -41,12 +41,12 @@ class Observer:
                      "expected": expected, "observed": observed, "matches": matches})
         if not matches:
             self.mismatches.append(
-                f"{name}: KERNEL.md ({claim}) expects {expected!r}, "
+                f"{name}: docs/kernel-model.md ({claim}) expects {expected!r}, "
                 f"the real kernel gave {observed!r}")
         return matches
 
     def record(self, name: str, observed: Any, note: str = "") -> None:
-        """Record a value that KERNEL.md makes no exact claim about."""
+        """Record a value that docs/kernel-model.md makes no exact claim about."""
         entry: dict[str, Any] = {"test": self.test, "name": name, "observed": observed,
                                  "matches": True}
         if note:

@@ -1,6 +1,6 @@
 """bind, unbind, drivers_probe, driver_override, new_id and remove_id.
 
-KERNEL.md 1.1, 2 and 7.1.
+docs/kernel-model.md §1.1, 2 and 7.1.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.realkernel
 
 HOLDER = Path(__file__).with_name("vfio_holder.py")
 OWNER = Owner(driver="qemu", domain="vm-real")
-#: What the kernel logs when an unbind waits for a VFIO user (KERNEL.md 4.4).
+#: What the kernel logs when an unbind waits for a VFIO user (docs/kernel-model.md §4.4).
 BLOCKED = "blocked until released"
 #: A library call that takes longer than this is taken as hung (in the kernel or elsewhere).
 WATCHDOG = 60.0

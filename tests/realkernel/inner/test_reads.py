@@ -1,4 +1,4 @@
-"""Read formats, links and write-protection of PCI sysfs (KERNEL.md sections 0, 1, 7.2)."""
+"""Read formats, links and write-protection of PCI sysfs (docs/kernel-model.md §0, 1, 7.2)."""
 
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ def _matches(pattern: str, text: str) -> bool:
 def test_pf_identity_and_formats(pf: str, observe: Observer) -> None:
     """vendor/device/class/revision/modalias/numa_node/enable read in their documented format."""
     d = dev(pf)
-    observe.check("pf vendor", guest.read(d / "vendor"), "0x1b36\n", "REAL-KERNEL.md")
-    observe.check("pf device", guest.read(d / "device"), "0x0010\n", "REAL-KERNEL.md")
-    observe.check("pf class", guest.read(d / "class"), "0x010802\n", "REAL-KERNEL.md")
+    observe.check("pf vendor", guest.read(d / "vendor"), "0x1b36\n", "docs/real-kernel.md")
+    observe.check("pf device", guest.read(d / "device"), "0x0010\n", "docs/real-kernel.md")
+    observe.check("pf class", guest.read(d / "class"), "0x010802\n", "docs/real-kernel.md")
     for attr, pattern in (
         ("vendor", r"0x[0-9a-f]{4}\n"),
         ("device", r"0x[0-9a-f]{4}\n"),
@@ -49,7 +49,7 @@ def test_pf_identity_and_formats(pf: str, observe: Observer) -> None:
 def test_sriov_attribute_formats(pf: str, observe: Observer) -> None:
     """sriov_* files: decimal counts, ``%x`` VF device id without 0x, autoprobe 1 at boot."""
     d = dev(pf)
-    observe.check("sriov_totalvfs", guest.read(d / "sriov_totalvfs"), "4\n", "REAL-KERNEL.md")
+    observe.check("sriov_totalvfs", guest.read(d / "sriov_totalvfs"), "4\n", "docs/real-kernel.md")
     observe.check("sriov_numvfs at boot", guest.read(d / "sriov_numvfs"), "0\n", "3.1 %u")
     observe.check("sriov_drivers_autoprobe at boot", guest.read(d / "sriov_drivers_autoprobe"),
                   "1\n", "3.3 starts at 1")

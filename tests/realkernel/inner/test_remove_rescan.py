@@ -1,6 +1,6 @@
 """remove and rescan: parsing, and a removed PF coming back as a new object.
 
-KERNEL.md 6 and 2.7.
+docs/kernel-model.md §6 and 2.7.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""reset and reset_method on a real VF and PF (KERNEL.md 5, 7.1)."""
+"""reset and reset_method on a real VF and PF (docs/kernel-model.md §5, 7.1)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """SR-IOV: sriov_numvfs errors, VF creation and removal, autoprobe.
 
-KERNEL.md 3 and 7.1.
+docs/kernel-model.md §3 and 7.1.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def test_numvfs_zero_removes_vfs(pf: str, observe: Observer) -> None:
     result, seconds = guest.timed_write(d / "sriov_numvfs", "0")
     observe.check("numvfs 0", result, "ok", "3.4")
     observe.record("numvfs 0 took (s)", round(seconds, 2),
-                   "KERNEL.md 3.4: includes a 1 s sleep")
+                   "docs/kernel-model.md §3.4: includes a 1 s sleep")
     observe.check("write 0 took at least 1 s", seconds >= 1.0, True, "3.4 1 s sleep")
     for i, vf in enumerate(vfs):
         observe.check(f"{vf} directory gone", os.path.lexists(DEVICES / vf), False, "3.4")
@@ -211,7 +211,7 @@ def test_vf_groups_across_reenable(pf: str, observe: Observer) -> None:
     vfs = guest.enable_vfs(2, autoprobe=False)
     second = [guest.group_of(v) for v in vfs]
     observe.record("VF groups, first and second enable", {"first": first, "second": second},
-                   "KERNEL.md 3.2: not stable across disable and re-enable")
+                   "docs/kernel-model.md §3.2: not stable across disable and re-enable")
     observe.check("recreated VF has a NULL override", guest.read(dev(vfs[0]) / "driver_override"),
                   "(null)\n", "3.4 new objects")
 

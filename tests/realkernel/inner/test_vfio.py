@@ -1,4 +1,4 @@
-"""VFIO: device nodes at bind/unbind and a real VFIO user holding a VF (KERNEL.md 4)."""
+"""VFIO: device nodes at bind/unbind and a real VFIO user holding a VF (docs/kernel-model.md §4)."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def test_vfio_bind_and_unbind_nodes(pf: str, observe: Observer) -> None:
     names = _vfio_dev(vf)
     observe.record("vfio-dev entries while bound", names)
     observe.check("vfio-dev/vfioX while bound", len(names) == 1 and bool(
-        re.fullmatch(r"vfio\d+", names[0])), True, "4.1 (REAL-KERNEL.md saw it)")
+        re.fullmatch(r"vfio\d+", names[0])), True, "4.1 (seen on the real 6.1 kernel)")
     cdev = [n for n in names if (DEV_VFIO / "devices" / n).exists()]
     observe.record("/dev/vfio/devices/vfioX present (CONFIG_VFIO_DEVICE_CDEV)", bool(cdev))
     if names:
