@@ -31,11 +31,13 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from hostdev.hostuse import HostUse
+    from hostdev.linux.device import PciDevice, list_devices, read_device
+    from hostdev.linux.hostuse import HostUse
+    from hostdev.linux.sysfs import Sysfs
+    from hostdev.linux.vfio import Holder
     from hostdev.manager import HostdevManager
-    from hostdev.nodedev import NodeResult
-    from hostdev.pci import PciDevice, list_devices, read_device
-    from hostdev.records import (
+    from hostdev.ops.node import NodeResult
+    from hostdev.state.records import (
         DeviceRecord,
         HostdevSpec,
         Owner,
@@ -43,26 +45,24 @@ if TYPE_CHECKING:
         ReattachReport,
         UpdateReport,
     )
-    from hostdev.sysfs import Sysfs
-    from hostdev.vfio import Holder
 
 __version__ = "0.1.0"
 
 _LAZY = {
     "HostdevManager": "hostdev.manager",
-    "Owner": "hostdev.records",
-    "HostdevSpec": "hostdev.records",
-    "DeviceRecord": "hostdev.records",
-    "ReattachReport": "hostdev.records",
-    "PrepareReport": "hostdev.records",
-    "UpdateReport": "hostdev.records",
-    "NodeResult": "hostdev.nodedev",
-    "Holder": "hostdev.vfio",
-    "HostUse": "hostdev.hostuse",
-    "PciDevice": "hostdev.pci",
-    "list_devices": "hostdev.pci",
-    "read_device": "hostdev.pci",
-    "Sysfs": "hostdev.sysfs",
+    "Owner": "hostdev.state.records",
+    "HostdevSpec": "hostdev.state.records",
+    "DeviceRecord": "hostdev.state.records",
+    "ReattachReport": "hostdev.state.records",
+    "PrepareReport": "hostdev.state.records",
+    "UpdateReport": "hostdev.state.records",
+    "NodeResult": "hostdev.ops.node",
+    "Holder": "hostdev.linux.vfio",
+    "HostUse": "hostdev.linux.hostuse",
+    "PciDevice": "hostdev.linux.device",
+    "list_devices": "hostdev.linux.device",
+    "read_device": "hostdev.linux.device",
+    "Sysfs": "hostdev.linux.sysfs",
 }
 
 __all__ = [

@@ -98,7 +98,7 @@ class DeviceUsedByHost(NotAssignable):
     def __init__(self, message: str, *, address: PciAddress | None = None,
                  uses: Sequence[object] = ()) -> None:
         super().__init__(message, address=address)
-        #: What the host uses (:class:`hostdev.hostuse.HostUse`).
+        #: What the host uses (:class:`hostdev.linux.hostuse.HostUse`).
         self.uses = list(uses)
 
 
@@ -108,7 +108,7 @@ class DeviceBusy(HostdevError):
     def __init__(self, message: str, *, address: PciAddress | None = None,
                  holders: Sequence[object] = ()) -> None:
         super().__init__(message, address=address)
-        #: The holding processes (:class:`hostdev.vfio.Holder`).
+        #: The holding processes (:class:`hostdev.linux.vfio.Holder`).
         self.holders = list(holders)
 
 

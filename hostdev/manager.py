@@ -14,19 +14,28 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
 
-from hostdev import vfio
 from hostdev.address import AddressLike, PciAddress, validate_driver_name
-from hostdev.binding import Guard
 from hostdev.errors import BadInput, DeviceBusy, HostdevError, StateWriteFailed
-from hostdev.hostuse import HostUse, host_uses
-from hostdev.journal import DeviceBefore, Intent, Journal, PendingWrite
-from hostdev.lists import Lists
-from hostdev.modules import AUTO, MODPROBE_TIMEOUT, ModuleLoader, choose_stub, is_real_root
-from hostdev.modules import modprobe as run_modprobe
-from hostdev.nodedev import NodeResult, node_detach, node_reattach, node_reset
-from hostdev.prepare import prepare
-from hostdev.reattach import reattach
-from hostdev.records import (
+from hostdev.linux import vfio
+from hostdev.linux.binding import Guard
+from hostdev.linux.drivers import is_vfio_driver
+from hostdev.linux.hostuse import HostUse, host_uses
+from hostdev.linux.modules import AUTO, MODPROBE_TIMEOUT, ModuleLoader, choose_stub, is_real_root
+from hostdev.linux.modules import modprobe as run_modprobe
+from hostdev.linux.sysfs import DEFAULT_WRITE_TIMEOUT, HelperWrite, Sysfs
+from hostdev.ops.node import NodeResult, node_detach, node_reattach, node_reset
+from hostdev.ops.prepare import prepare
+from hostdev.ops.reattach import reattach
+from hostdev.ops.recovery import ReconcileReport, recover
+from hostdev.ops.recovery import prune as prune_records
+from hostdev.ops.recovery import reconcile as reconcile_lists
+from hostdev.ops.transaction import Transaction
+from hostdev.ops.update import update_active
+from hostdev.ops.vf_count import SriovReport
+from hostdev.ops.vf_count import set_num_vfs as change_num_vfs
+from hostdev.state.journal import DeviceBefore, Intent, Journal, PendingWrite
+from hostdev.state.lists import Lists
+from hostdev.state.records import (
     DeviceRecord,
     HostdevSpec,
     Owner,
@@ -34,16 +43,7 @@ from hostdev.records import (
     ReattachReport,
     UpdateReport,
 )
-from hostdev.recovery import ReconcileReport, recover
-from hostdev.recovery import prune as prune_records
-from hostdev.recovery import reconcile as reconcile_lists
-from hostdev.sriov import SriovReport
-from hostdev.sriov import set_num_vfs as change_num_vfs
-from hostdev.state import StateStore, default_state_dir
-from hostdev.stubs import is_vfio_driver
-from hostdev.sysfs import DEFAULT_WRITE_TIMEOUT, HelperWrite, Sysfs
-from hostdev.transaction import Transaction
-from hostdev.update import update_active
+from hostdev.state.store import StateStore, default_state_dir
 
 T = TypeVar("T")
 SpecLike = HostdevSpec | AddressLike
@@ -243,7 +243,7 @@ class HostdevManager:
         All or nothing: on any failure every device is left on the driver and
         with the override it had, and the lists are unchanged. A spec whose
         ``stub_driver`` is ``"auto"`` gets the device's vfio variant driver, else
-        vfio-pci (see :func:`hostdev.modules.choose_stub`); its record stores that name.
+        vfio-pci (see :func:`hostdev.linux.modules.choose_stub`); its record stores that name.
         A managed device that carries something the host uses (a mounted disk,
         swap, a routed interface, a mounted 9p/virtiofs tag) is refused with
         :class:`~hostdev.errors.DeviceUsedByHost` unless ``force``.

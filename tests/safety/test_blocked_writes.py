@@ -21,8 +21,8 @@ import pytest
 
 from hostdev.address import PciAddress
 from hostdev.errors import BadInput, DeviceBusy, WriteBlocked
+from hostdev.linux.sysfs import Sysfs
 from hostdev.manager import HostdevManager
-from hostdev.sysfs import Sysfs
 from hostdev.testing import FakeKernel, VfioHolder, VfioWouldBlock
 from tests.smallhost import NIC, NVME, PF, VM1, Host
 
@@ -186,7 +186,7 @@ def test_interrupted_wait_keeps_the_write_journaled(host: Host,
     mgr = _manager(timeout=30)
     with before_write("/unbind", lambda: None), pytest.raises(KeyboardInterrupt):
         # Skip the holder check, as if the user came after it.
-        monkeypatch.setattr("hostdev.vfio.wait_released", lambda *a, **k: None)
+        monkeypatch.setattr("hostdev.linux.vfio.wait_released", lambda *a, **k: None)
         mgr.node_reattach(NIC)
     monkeypatch.undo()
     journal = _journal()
@@ -244,7 +244,7 @@ def test_caller_killed_while_waiting(host: Host, monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(FakeHelperWrite, "wait", killed)
     monkeypatch.setattr(Sysfs, "_give_up", lambda self, helper: None)  # SIGKILL: no cleanup
-    monkeypatch.setattr("hostdev.vfio.wait_released", lambda *a, **k: None)
+    monkeypatch.setattr("hostdev.linux.vfio.wait_released", lambda *a, **k: None)
     with pytest.raises(SimulatedCrash):
         _manager(timeout=30).node_reattach(NIC)
     monkeypatch.undo()

@@ -13,11 +13,11 @@ from typing import cast
 
 import pytest
 
-from hostdev import vfio
 from hostdev.errors import BadInput, DeviceBusy
+from hostdev.linux import vfio
+from hostdev.linux.vfio import Holder
 from hostdev.manager import HostdevManager
 from hostdev.testing import FakeKernel, SimulatedCrash
-from hostdev.vfio import Holder
 from tests.smallhost import NIC, NVME, PF, VM1, Host
 
 OUTSIDE = "a VFIO user outside this process's view"

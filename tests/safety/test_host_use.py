@@ -12,9 +12,9 @@ import pytest
 
 from hostdev.address import PciAddress
 from hostdev.errors import DeviceUsedByHost, HostdevError
-from hostdev.hostuse import HostUse
+from hostdev.linux.hostuse import HostUse
 from hostdev.manager import HostdevManager
-from hostdev.records import HostdevSpec
+from hostdev.state.records import HostdevSpec
 from hostdev.testing import FakeKernel
 from tests.smallhost import AUDIO, GPU, NIC, NVME, PF, ROOT_PORT, VM1, Host
 

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from pyfakefs.helpers import set_uid
 
-from hostdev.cli import main
+from hostdev.cli.main import main
 from hostdev.errors import StateCorrupt, StateUnusable
-from hostdev.journal import Journal
-from hostdev.state import StateStore, default_state_dir
-from hostdev.statedir import MAX_FILE_SIZE
+from hostdev.state.files import MAX_FILE_SIZE
+from hostdev.state.journal import Journal
+from hostdev.state.store import StateStore, default_state_dir
 from hostdev.testing import FakeKernel
 from hostdev.testing.materialize import materialize
 
@@ -181,8 +181,8 @@ def test_huge_file_not_read(tmp_path: Path, state: Path, name: str,
 def test_size_cap_fits_4096_records(tmp_path: Path) -> None:
     """The cap is generous: a file of 4,096 records with long owner names fits."""
     from hostdev.address import PciAddress
-    from hostdev.lists import Lists
-    from hostdev.records import DeviceRecord, Owner
+    from hostdev.state.lists import Lists
+    from hostdev.state.records import DeviceRecord, Owner
 
     lists = Lists()
     owner = Owner(driver="qemu", domain="a-rather-long-virtual-machine-name-" * 4)

@@ -20,9 +20,9 @@ from typing import TypeVar
 import pytest
 
 from hostdev.errors import DeviceBusy
+from hostdev.linux.vfio import Holder
 from hostdev.manager import HostdevManager
-from hostdev.records import HostdevSpec, Owner, ReattachReport
-from hostdev.vfio import Holder
+from hostdev.state.records import HostdevSpec, Owner, ReattachReport
 
 from . import guest
 from .guest import DEV_VFIO, dev
