@@ -36,15 +36,8 @@ if TYPE_CHECKING:
     from hostdev.linux.sysfs import Sysfs
     from hostdev.linux.vfio import Holder
     from hostdev.manager import HostdevManager
-    from hostdev.ops.node import NodeResult
-    from hostdev.state.records import (
-        DeviceRecord,
-        HostdevSpec,
-        Owner,
-        PrepareReport,
-        ReattachReport,
-        UpdateReport,
-    )
+    from hostdev.reports import NodeResult, PrepareReport, ReattachReport, UpdateReport
+    from hostdev.state.records import DeviceRecord, HostdevSpec, Owner
 
 __version__ = "0.1.0"
 

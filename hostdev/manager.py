@@ -23,26 +23,26 @@ from hostdev.linux.hostuse import HostUse, host_uses
 from hostdev.linux.modules import AUTO, MODPROBE_TIMEOUT, ModuleLoader, choose_stub, is_real_root
 from hostdev.linux.modules import modprobe as run_modprobe
 from hostdev.linux.sysfs import DEFAULT_WRITE_TIMEOUT, HelperWrite, Sysfs
-from hostdev.ops.node import NodeResult, node_detach, node_reattach, node_reset
+from hostdev.ops.node import node_detach, node_reattach, node_reset
 from hostdev.ops.prepare import prepare
 from hostdev.ops.reattach import reattach
-from hostdev.ops.recovery import ReconcileReport, recover
 from hostdev.ops.recovery import prune as prune_records
 from hostdev.ops.recovery import reconcile as reconcile_lists
+from hostdev.ops.recovery import recover
 from hostdev.ops.transaction import Transaction
 from hostdev.ops.update import update_active
-from hostdev.ops.vf_count import SriovReport
 from hostdev.ops.vf_count import set_num_vfs as change_num_vfs
-from hostdev.state.journal import DeviceBefore, Intent, Journal, PendingWrite
-from hostdev.state.lists import Lists
-from hostdev.state.records import (
-    DeviceRecord,
-    HostdevSpec,
-    Owner,
+from hostdev.reports import (
+    NodeResult,
     PrepareReport,
     ReattachReport,
+    ReconcileReport,
+    SriovReport,
     UpdateReport,
 )
+from hostdev.state.journal import DeviceBefore, Intent, Journal, PendingWrite
+from hostdev.state.lists import Lists
+from hostdev.state.records import DeviceRecord, HostdevSpec, Owner
 from hostdev.state.store import StateStore, default_state_dir
 
 T = TypeVar("T")

@@ -2,34 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
-
 from hostdev.address import PciAddress
-from hostdev.errors import DeviceInUse, NotAssignable
+from hostdev.errors import NotAssignable
 from hostdev.linux import binding
 from hostdev.linux.drivers import is_stub_driver, is_vfio_driver
 from hostdev.linux.hostuse import check_host_use
-from hostdev.ops.prepare import check_pf, drop_stale, snapshot
+from hostdev.ops.common import check_pf, drop_stale, refuse_active, snapshot
 from hostdev.ops.stub import detach_to_stub, new_record, require_stub_loaded
-from hostdev.ops.transaction import Transaction, UndoStep, in_use_message
+from hostdev.ops.transaction import Transaction, UndoStep
+from hostdev.reports import NodeResult
 from hostdev.state.records import DeviceRecord
-
-
-class NodeResult(BaseModel):
-    """Outcome of a node-level verb."""
-
-    address: PciAddress
-    #: The driver bound when the verb finished.
-    driver: str | None
-    #: What happened, in a few words (``detached to vfio-pci``, ``already on i40e``...).
-    action: str
-    pruned: list[DeviceRecord] = []
-
-
-def _refuse_active(txn: Transaction, address: PciAddress) -> None:
-    record = txn.lists.active.get(address)
-    if record is not None:
-        raise DeviceInUse(in_use_message(address, record), address=address)
 
 
 def node_detach(txn: Transaction, address: PciAddress, stub: str, *,
@@ -40,7 +22,7 @@ def node_detach(txn: Transaction, address: PciAddress, stub: str, *,
     dev = snapshot(txn, address, "detach")
     pruned: list[DeviceRecord] = []
     drop_stale(txn, dev, pruned)
-    _refuse_active(txn, address)
+    refuse_active(txn, address)
     if dev.is_bridge:
         raise NotAssignable(
             f"PCI device {address} is a bridge; only endpoint devices can be detached",
@@ -59,7 +41,7 @@ def node_detach(txn: Transaction, address: PciAddress, stub: str, *,
 
 def node_reattach(txn: Transaction, address: PciAddress) -> NodeResult:
     """Give the device back to the host, tracked or not (libvirt forces this too)."""
-    _refuse_active(txn, address)
+    refuse_active(txn, address)
     record = txn.lists.inactive.get(address)
     if record is not None and not txn.sysfs.device_exists(address):
         txn.lists.drop(address)
@@ -124,7 +106,7 @@ def node_reset(txn: Transaction, address: PciAddress) -> NodeResult:
     """Reset a device that no owner holds; a no-op on a vfio driver, which resets
     the device itself when a user opens and closes it."""
     dev = snapshot(txn, address, "reset")
-    _refuse_active(txn, address)
+    refuse_active(txn, address)
     if dev.is_bridge:
         raise NotAssignable(
             f"Invalid attempt to reset PCI device {address}. Only PCI endpoint devices can be"

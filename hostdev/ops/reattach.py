@@ -10,6 +10,7 @@ owner may: it is free) or a node reattach finishes the job.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 
 from hostdev.address import PciAddress
@@ -17,11 +18,14 @@ from hostdev.errors import DeviceBusy, DeviceNotFound, HostdevError
 from hostdev.linux import binding
 from hostdev.linux.drivers import is_vfio_driver
 from hostdev.ops.identity import Presence, check
-from hostdev.ops.transaction import Transaction, log
-from hostdev.state.records import DeviceRecord, Owner, ReattachFailure, ReattachReport
+from hostdev.ops.transaction import Transaction
+from hostdev.reports import ReattachFailure, ReattachReport
+from hostdev.state.records import DeviceRecord, Owner
 
 #: Waits until none of the addresses is held; returns the ones still held, with the error.
 ReleaseWait = Callable[[list[PciAddress]], dict[PciAddress, DeviceBusy]]
+
+log = logging.getLogger("hostdev")
 
 
 def reattach(txn: Transaction, owner: Owner, addresses: Sequence[PciAddress],

@@ -11,7 +11,7 @@ is back they describe it again.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+import logging
 
 from hostdev.address import PciAddress
 from hostdev.errors import HostdevError
@@ -19,44 +19,13 @@ from hostdev.linux import binding
 from hostdev.linux.device import read_device
 from hostdev.linux.drivers import is_stub_driver
 from hostdev.ops.identity import Presence, check
-from hostdev.ops.transaction import Transaction, log
+from hostdev.ops.transaction import Transaction
 from hostdev.ops.vf_count import restore_count
+from hostdev.reports import DriverChange, ReconcileReport
 from hostdev.state.journal import Intent, PendingWrite
 from hostdev.state.records import DeviceRecord
 
-
-class DriverChange(BaseModel):
-    """A tracked device found on another driver than its record says."""
-
-    address: PciAddress
-    expected: str | None
-    found: str | None
-
-
-class ReconcileReport(BaseModel):
-    """Outcome of :meth:`HostdevManager.reconcile`."""
-
-    #: What an unfinished transaction left, and what was done about it.
-    recovered: list[str] = Field(default_factory=list)
-    #: What recovery could not put back (the command exits 1).
-    failed: list[str] = Field(default_factory=list)
-    #: Records dropped because the device vanished.
-    pruned: list[DeviceRecord] = Field(default_factory=list)
-    #: Records dropped because a new device sits at the address (re-created VF).
-    stale: list[DeviceRecord] = Field(default_factory=list)
-    #: Tracked devices whose driver changed behind our back (reported, not changed).
-    driver_changed: list[DriverChange] = Field(default_factory=list)
-    #: Tracked devices an earlier give-back left with no driver (their host
-    #: driver did not take them); a node reattach finishes the job.
-    unfinished: list[DeviceRecord] = Field(default_factory=list)
-    #: Writes of ours still blocked in the kernel until a VFIO user lets go; their
-    #: devices are left alone, and recorded by the first call after they finish.
-    blocked: list[str] = Field(default_factory=list)
-
-    @property
-    def changed(self) -> bool:
-        """Anything was fixed (a second reconcile should report False)."""
-        return bool(self.recovered or self.failed or self.pruned or self.stale)
+log = logging.getLogger("hostdev")
 
 
 def recover(txn: Transaction, intent: Intent, *, complete: bool = False,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from hostdev.errors import NotAssignable
 from hostdev.linux import binding
 from hostdev.linux.device import PciDevice
@@ -9,8 +11,10 @@ from hostdev.linux.drivers import is_vfio_driver
 from hostdev.linux.iommu import require_iommu
 from hostdev.linux.modules import ModuleLoadFailed, wait_for_driver
 from hostdev.ops.identity import Presence, check
-from hostdev.ops.transaction import Transaction, UndoStep, log
+from hostdev.ops.transaction import Transaction, UndoStep
 from hostdev.state.records import DeviceRecord
+
+log = logging.getLogger("hostdev")
 
 
 def new_record(txn: Transaction, dev: PciDevice, *, stub: str, managed: bool,

@@ -104,8 +104,3 @@ class Transaction:
         return lists, failures
 
 
-def in_use_message(address: PciAddress, record: DeviceRecord) -> str:
-    """libvirt's wording for a device in the active list."""
-    if record.owner is None:
-        return f"PCI device {address} is in use"
-    return f"PCI device {address} is in use by {record.owner}"

@@ -7,11 +7,12 @@ from collections.abc import Sequence
 from hostdev.errors import DeviceInUse, NotAssignable
 from hostdev.linux.device import read_device
 from hostdev.linux.drivers import is_stub_driver
+from hostdev.ops.common import in_use_message, unique_specs
 from hostdev.ops.identity import Presence, check
-from hostdev.ops.prepare import unique_specs
 from hostdev.ops.stub import new_record
-from hostdev.ops.transaction import Transaction, in_use_message
-from hostdev.state.records import DeviceRecord, HostdevSpec, Owner, UpdateReport
+from hostdev.ops.transaction import Transaction
+from hostdev.reports import UpdateReport
+from hostdev.state.records import DeviceRecord, HostdevSpec, Owner
 
 
 def update_active(txn: Transaction, owner: Owner, specs: Sequence[HostdevSpec]) -> UpdateReport:

@@ -11,32 +11,19 @@ dropped as stale.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+import logging
 
 from hostdev.address import PciAddress
 from hostdev.errors import BadInput, DeviceInUse, NotAssignable
 from hostdev.linux import binding
 from hostdev.linux.device import read_device
 from hostdev.linux.hostuse import check_host_use
+from hostdev.ops.common import in_use_message, snapshot
 from hostdev.ops.identity import Presence, check
-from hostdev.ops.prepare import snapshot
-from hostdev.ops.transaction import Transaction, UndoStep, in_use_message, log
-from hostdev.state.records import DeviceRecord
+from hostdev.ops.transaction import Transaction, UndoStep
+from hostdev.reports import SriovReport
 
-
-class SriovReport(BaseModel):
-    """Outcome of :meth:`HostdevManager.set_num_vfs`."""
-
-    pf: PciAddress
-    before: int
-    after: int
-    #: VFs that exist after the change, in index order.
-    vfs: list[PciAddress] = Field(default_factory=list)
-    #: Records dropped because their VF vanished or was re-created.
-    pruned: list[DeviceRecord] = Field(default_factory=list)
-    #: Active records dropped only because ``force`` was given: guests lost these VFs.
-    orphaned: list[DeviceRecord] = Field(default_factory=list)
-    went_through_zero: bool = False
+log = logging.getLogger("hostdev")
 
 
 def set_num_vfs(txn: Transaction, pf: PciAddress, count: int, *, force: bool) -> SriovReport:

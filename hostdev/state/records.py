@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from hostdev.address import PciAddress, validate_driver_name
 from hostdev.linux.device import Hex16
@@ -95,52 +95,6 @@ class DeviceRecord(BaseModel):
     #: Kernel object identity of the device directory when recorded: a function
     #: removed and re-created (VF count change, remove/rescan) gets a new one.
     generation: int | None = None
-
-
-class ReattachFailure(BaseModel):
-    """A device reattach could not finish, and why."""
-
-    model_config = ConfigDict(frozen=True)
-
-    address: PciAddress
-    reason: str
-
-
-class ReattachReport(BaseModel):
-    """Outcome of :meth:`HostdevManager.reattach`."""
-
-    #: Managed devices given back to the host (off the stub).
-    reattached: list[PciAddress] = Field(default_factory=list)
-    #: The driver each reattached device is bound to now, read after the probe.
-    drivers: dict[PciAddress, str | None] = Field(default_factory=dict)
-    #: Devices that stay on the stub in the inactive list (unmanaged, or on the
-    #: stub before we took them).
-    kept_on_stub: list[PciAddress] = Field(default_factory=list)
-    #: Records dropped because their device vanished or was re-created.
-    pruned: list[DeviceRecord] = Field(default_factory=list)
-    failed: list[ReattachFailure] = Field(default_factory=list)
-    #: Things worth a look that did not fail the device (e.g. a different driver came back).
-    warnings: list[str] = Field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """Nothing failed."""
-        return not self.failed
-
-
-class PrepareReport(BaseModel):
-    """Outcome of :meth:`HostdevManager.prepare`."""
-
-    prepared: list[DeviceRecord] = Field(default_factory=list)
-    #: Stale records (device re-created at the same address) dropped on the way.
-    pruned: list[DeviceRecord] = Field(default_factory=list)
-
-
-class UpdateReport(BaseModel):
-    """Outcome of :meth:`HostdevManager.update_active`."""
-
-    active: list[DeviceRecord] = Field(default_factory=list)
-    pruned: list[DeviceRecord] = Field(default_factory=list)
 
 
 def _first_error(exc: ValueError) -> str:

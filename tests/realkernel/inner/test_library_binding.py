@@ -22,7 +22,8 @@ import pytest
 from hostdev.errors import DeviceBusy
 from hostdev.linux.vfio import Holder
 from hostdev.manager import HostdevManager
-from hostdev.state.records import HostdevSpec, Owner, ReattachReport
+from hostdev.reports import ReattachReport
+from hostdev.state.records import HostdevSpec, Owner
 
 from . import guest
 from .guest import DEV_VFIO, dev
