@@ -88,16 +88,9 @@ def node_reattach(txn: Transaction, address: PciAddress) -> NodeResult:
         # No known host driver to go back to (untracked, adopted, or it had none):
         # the kernel's choice is the result, whatever it is.
         now = binding.reprobe(txn.sysfs, address, dev.driver, override, txn.guard)
-        if now is None and stub is not None:
-            # Off its stub onto nothing: neither where it started nor tracked. The
-            # rollback puts it back on the stub, and the caller learns why.
-            raise binding.RestoreFailed(
-                f"cannot reattach PCI device {address}: no host driver took it (none is"
-                f" loaded that matches it, or its probe failed: see dmesg); it goes back on"
-                f" {stub}. Load its driver (modprobe), then retry",
-                address=address,
-            )
-        action = f"reattached to {now}" if now is not None else "still on no driver"
+        action = f"reattached to {now}" if now is not None else \
+            f"off {stub or 'its stub'}; no host driver took it (none matches, or its probe" \
+            " failed: see dmesg)"
     txn.lists.inactive.pop(address, None)
     return NodeResult(address=address, driver=now, action=action, pruned=pruned)
 
