@@ -9,9 +9,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from hostdev.errors import BadInput, HostdevError
+
+#: The command's entry point, handed over by the dispatcher (``args.rerun``): the demo
+#: runs real commands, and importing the entry point from here would be a cycle.
+_MAIN: list[Callable[[list[str]], int]] = []
 
 if TYPE_CHECKING:
     from hostdev.testing import HostSpec
@@ -22,17 +27,16 @@ def _say(text: str) -> None:
 
 
 def _run(argv: list[str]) -> None:
-    from hostdev.cli.main import main
-
     print(f"$ hostdev {' '.join(argv)}")
     sys.stdout.flush()
-    code = main(argv)
+    code = _MAIN[0](argv)
     if code:
         print(f"(exit code {code})")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the walk-through; returns the exit code."""
+    _MAIN[:] = [args.rerun]
     try:
         from pyfakefs.fake_filesystem_unittest import Patcher
     except ImportError:

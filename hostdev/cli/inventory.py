@@ -4,93 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Final, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
 
 from hostdev.address import PciAddress
 from hostdev.cli import listing
+from hostdev.cli.documents import ListedDevice, Membership, ShowOutput, VpdOutput
 from hostdev.cli.tables import device_details
 from hostdev.errors import HostdevError
 from hostdev.linux.device import PciDevice, read_device
 from hostdev.linux.drivers import is_vfio_driver
-from hostdev.linux.hostuse import HostUse, host_uses
+from hostdev.linux.hostuse import host_uses
 from hostdev.linux.sysfs import Sysfs
-from hostdev.linux.vfio import Holder, holders
+from hostdev.linux.vfio import holders
 from hostdev.state.lists import Lists
-from hostdev.state.records import Owner
-
-LIST_SCHEMA_ID: Final = "hostdev.list/1"
-SHOW_SCHEMA_ID: Final = "hostdev.show/1"
-
-
-Membership = Literal["active", "inactive", "host", "unknown"]
-
-
-class ListedDevice(PciDevice):
-    """A device with where the manager has it: ``list`` and ``owner``."""
-
-    model_config = ConfigDict(frozen=True, populate_by_name=True)
-
-    membership: Membership = Field(default="host", alias="list")
-    owner: Owner | None = None
-
-
-class ListOutput(BaseModel):
-    """What ``hostdev list --json`` prints."""
-
-    model_config = ConfigDict(populate_by_name=True)
-
-    schema_id: Literal["hostdev.list/1"] = Field(default=LIST_SCHEMA_ID, alias="schema")
-    root: str
-    #: Why ``list`` is ``unknown`` (state not readable), else None.
-    state_note: str | None = None
-    #: False when the host has PCI devices but no IOMMU group (IOMMU off).
-    iommu_enabled: bool = True
-    #: Entries that could not be read as they should (one line each): a name in
-    #: /sys/bus/pci/devices that is not a PCI address, a broken physfn/virtfn link.
-    warnings: list[str] = []
-    devices: list[ListedDevice]
-
-
-class VpdOutput(BaseModel):
-    """The device's Vital Product Data, or why it could not be shown."""
-
-    #: The identifier string (product name).
-    name: str | None = None
-    part_number: str | None = None
-    serial_number: str | None = None
-    #: Every VPD-R keyword (``PN``, ``EC``, ``SN``, ``V0``...), checksum left out.
-    read_only: dict[str, str] = {}
-    #: Every VPD-W keyword.
-    read_write: dict[str, str] = {}
-    #: The VPD checksum was right (None: the VPD has none).
-    checksum_ok: bool | None = None
-    #: Set when the VPD is malformed or cannot be read; the other fields are then empty.
-    error: str | None = None
-
-
-class ShowOutput(BaseModel):
-    """What ``hostdev show --json`` prints."""
-
-    model_config = ConfigDict(populate_by_name=True)
-
-    schema_id: Literal["hostdev.show/1"] = Field(default=SHOW_SCHEMA_ID, alias="schema")
-    device: ListedDevice
-    holders: list[Holder] = []
-    #: What the host uses through the device (detaching it needs ``--force``).
-    host_use: list[HostUse] = []
-    group_members: list[PciDevice]
-    vfs: list[PciDevice]
-    #: None when the device has no ``vpd`` attribute (most devices).
-    vpd: VpdOutput | None = None
-    #: Links of the device that could not be read (one line each).
-    warnings: list[str] = []
-
-
-def cmd_list(args: argparse.Namespace) -> int:
-    """Print the host's functions as a grouped table or JSON (see :mod:`.listing`)."""
-    return listing.cmd_list(args)
 
 
 def _listed(dev: PciDevice, lists: Lists | None) -> ListedDevice:

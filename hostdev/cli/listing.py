@@ -5,7 +5,7 @@ from them: no model is built per device, and pydantic is not imported at all
 unless a state file exists (its records are models) or ``--schema`` is asked.
 The JSON written here is byte for byte what
 ``ListOutput(...).model_dump_json(by_alias=True, indent=2)`` of
-:mod:`hostdev.cli.inventory` would print (the schema ``hostdev.list/1``);
+:mod:`hostdev.cli.documents` describes (the schema ``hostdev.list/1``);
 a test holds the two to that.
 """
 
@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from hostdev.address import PciAddress
+from hostdev.cli.schema_ids import LIST_SCHEMA_ID
 from hostdev.cli.tables import BASE_COLUMNS, Column, status_table
 from hostdev.errors import HostdevError
 from hostdev.linux.scan import DeviceFacts, scan
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
     from hostdev.state.lists import Lists
     from hostdev.state.records import Owner
 
-LIST_SCHEMA_ID = "hostdev.list/1"
 
 #: (membership, owner) of a device: "active"/"inactive"/"host"/"unknown".
 Placement = tuple[str, "Owner | None"]
@@ -40,7 +40,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.schema:
         import json
 
-        from hostdev.cli.inventory import ListOutput
+        from hostdev.cli.documents import ListOutput
 
         print(json.dumps(ListOutput.model_json_schema(by_alias=True), indent=2))
         return 0

@@ -63,24 +63,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="list PCI functions grouped by driver kind")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler="hostdev.cli.listing:cmd_list")
     p.add_argument("--schema", action="store_true", help="print the JSON schema of --json")
 
     p = sub.add_parser("show", help="every fact of one device")
+    p.set_defaults(handler="hostdev.cli.inventory:cmd_show")
     p.add_argument("address")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = sub.add_parser("detach", help="move free devices onto a stub driver (inactive list)")
+    p.set_defaults(handler="hostdev.cli.manage:cmd_detach")
     p.add_argument("addresses", nargs="+", metavar="ADDRESS")
     p.add_argument("--driver", default="vfio-pci", help=_DRIVER_HELP)
     p.add_argument("--force", action="store_true", help=_FORCE_HOST_USE)
 
     p = sub.add_parser("reattach", help="give free devices back to their host drivers")
+    p.set_defaults(handler="hostdev.cli.manage:cmd_reattach")
     p.add_argument("addresses", nargs="+", metavar="ADDRESS")
 
     p = sub.add_parser("reset", help="reset a device no owner holds")
+    p.set_defaults(handler="hostdev.cli.manage:cmd_reset")
     p.add_argument("address")
 
     p = sub.add_parser("assign", help="prepare devices for an owner (active list)")
+    p.set_defaults(handler="hostdev.cli.manage:cmd_assign")
     p.add_argument("--owner", required=True, metavar="DRIVER/DOMAIN")
     p.add_argument("--unmanaged", action="store_true",
                    help="devices are already on a stub; do not detach or give them back")
@@ -90,14 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("addresses", nargs="+", metavar="ADDRESS")
 
     p = sub.add_parser("release", help="take an owner's devices back (reattach)")
+    p.set_defaults(handler="hostdev.cli.manage:cmd_release")
     p.add_argument("--owner", required=True, metavar="DRIVER/DOMAIN")
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p.add_argument("addresses", nargs="+", metavar="ADDRESS")
 
     p = sub.add_parser("prune", help="drop records of devices that vanished from the host")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler="hostdev.cli.manage:cmd_prune")
 
     p = sub.add_parser("sriov", help="set a PF's VF count (refuses to orphan assigned VFs)")
+    p.set_defaults(handler="hostdev.cli.manage:cmd_sriov")
     p.add_argument("pf", metavar="PF")
     p.add_argument("count", type=int, metavar="N")
     p.add_argument("--force", action="store_true",
@@ -108,10 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reconcile",
                        help="bring the lists in line with the host after a crash or changes")
+    p.set_defaults(handler="hostdev.cli.manage:cmd_reconcile")
     p.add_argument("--json", action="store_true", help="machine-readable report")
 
     p = sub.add_parser("demo", help="narrated walk-through on a bundled fake host")
     p.add_argument("--host", default="two-socket-server", help="fixture host name")
+    p.set_defaults(handler="hostdev.cli.demo:cmd_demo")
     return parser
 
 
@@ -162,30 +173,16 @@ class _WaitOrWarning:
         return int(getattr(record, "levelno", 0)) >= 30 or _wait_flagged(record)
 
 
-_MANAGE = frozenset({"detach", "reattach", "reset", "assign", "release", "prune", "sriov",
-                     "reconcile"})
-
-
 def _dispatch(args: argparse.Namespace) -> int:
-    if args.command == "list":
-        from hostdev.cli.listing import cmd_list  # no pydantic: see its docstring
+    """Run the command's handler, named ``module:function`` by its sub-parser and
+    imported only now (``hostdev list`` must not pay for the other commands)."""
+    import importlib
 
-        return cmd_list(args)
-    if args.command == "show":
-        from hostdev.cli.inventory import cmd_show
-
-        return cmd_show(args)
-    if args.command in _MANAGE:
-        from hostdev.cli import manage
-
-        handler: int = getattr(manage, f"cmd_{args.command}")(args)
-        return handler
-    if args.command == "demo":
-        from hostdev.cli.demo import cmd_demo
-
-        code: int = cmd_demo(args)
-        return code
-    raise AssertionError(f"unhandled command {args.command}")
+    module, _, function = str(args.handler).partition(":")
+    handler = getattr(importlib.import_module(module), function)
+    args.rerun = main  # for commands that run others (the demo), without importing us
+    code: int = handler(args)
+    return code
 
 
 if __name__ == "__main__":

@@ -10,21 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from hostdev.address import PciAddress, validate_driver_name
-from hostdev.errors import DeviceNotFound, HostdevError, KernelRefused, WriteBlocked
+from hostdev.errors import BindFailed, DeviceNotFound, KernelRefused, RestoreFailed, WriteBlocked
 from hostdev.linux.drivers import is_stub_driver, is_vfio_driver
 from hostdev.linux.sysfs import Sysfs
 
 #: Called before unbinding a device from a driver; raises to stop the unbind
 #: (used to wait until no VFIO user holds the device).
 Guard = Callable[[PciAddress, str], None]
-
-
-class BindFailed(HostdevError):
-    """A probe left the device on a different driver than the one asked for."""
-
-
-class RestoreFailed(HostdevError):
-    """Giving a device back left it without a driver, or off the stub it belongs on."""
 
 
 def current_driver(sysfs: Sysfs, address: PciAddress) -> str | None:

@@ -8,45 +8,13 @@ turns what it read into validated models.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
-
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, WithJsonSchema
+from pydantic import BaseModel, ConfigDict
 
 from hostdev.address import PciAddress
 from hostdev.errors import DeviceNotFound
+from hostdev.ids import Hex16, Hex24
 from hostdev.linux.scan import DeviceFacts, GroupCache, read_facts, scan, vf_index
 from hostdev.linux.sysfs import Sysfs
-
-
-def _hex_in(value: Any) -> Any:
-    if isinstance(value, str):
-        return int(value, 16)
-    return value
-
-
-def _hex4(value: int) -> str:
-    return f"{value:04x}"
-
-
-def _hex6(value: int) -> str:
-    return f"{value:06x}"
-
-
-#: A 16-bit id (vendor, device): an int in Python, ``"8086"`` in JSON.
-Hex16 = Annotated[
-    int,
-    BeforeValidator(_hex_in),
-    PlainSerializer(_hex4, return_type=str),
-    WithJsonSchema({"type": "string", "pattern": "^[0-9a-f]{4}$"}),
-]
-#: A 24-bit class code: an int in Python, ``"020000"`` in JSON.
-Hex24 = Annotated[
-    int,
-    BeforeValidator(_hex_in),
-    PlainSerializer(_hex6, return_type=str),
-    WithJsonSchema({"type": "string", "pattern": "^[0-9a-f]{6}$"}),
-]
-
 
 
 class SriovInfo(BaseModel):

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 
 from hostdev.address import PciAddress, validate_driver_name
-from hostdev.errors import HostdevError
+from hostdev.errors import ModuleLoadFailed
 from hostdev.linux.sysfs import Sysfs
 
 #: The ``stub_driver`` value that asks for the best vfio driver of each device.
@@ -43,10 +43,6 @@ _SBIN = "/usr/local/sbin:/usr/sbin:/sbin:/usr/bin:/bin"
 
 #: Loads the kernel module of a driver (raises ModuleLoadFailed).
 ModuleLoader = Callable[[str], None]
-
-
-class ModuleLoadFailed(HostdevError):
-    """``modprobe`` could not load a module (missing, failed, or too slow)."""
 
 
 def modprobe(module: str, timeout: float = MODPROBE_TIMEOUT,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hostdev.address import PciAddress
-from hostdev.errors import NotAssignable
+from hostdev.errors import NotAssignable, RestoreFailed
 from hostdev.linux import binding
 from hostdev.linux.drivers import is_stub_driver, is_vfio_driver
 from hostdev.linux.hostuse import check_host_use
@@ -75,9 +75,9 @@ def node_reattach(txn: Transaction, address: PciAddress) -> NodeResult:
     if wanted is not None and not is_stub_driver(wanted):
         try:
             now = binding.give_back(txn.sysfs, address, wanted, override, txn.guard)
-        except binding.RestoreFailed as exc:
+        except RestoreFailed as exc:
             # The rollback puts it back on the stub; its record stays as it was.
-            raise binding.RestoreFailed(
+            raise RestoreFailed(
                 f"cannot reattach PCI device {address}: {exc}; it goes back on"
                 f" {stub or 'no driver'}, still tracked",
                 address=address,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from hostdev.errors import NotAssignable
+from hostdev.errors import ModuleLoadFailed, NotAssignable
 from hostdev.linux import binding
 from hostdev.linux.device import PciDevice
 from hostdev.linux.drivers import is_vfio_driver
 from hostdev.linux.iommu import require_iommu
-from hostdev.linux.modules import ModuleLoadFailed, wait_for_driver
+from hostdev.linux.modules import wait_for_driver
 from hostdev.ops.identity import Presence, check
 from hostdev.ops.transaction import Transaction, UndoStep
 from hostdev.state.records import DeviceRecord

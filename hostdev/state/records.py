@@ -11,7 +11,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from hostdev.address import PciAddress, validate_driver_name
-from hostdev.linux.device import Hex16
+from hostdev.ids import Hex16
 
 _OWNER_PART = re.compile(r"[^\x00-\x1f\x7f]{1,256}")
 

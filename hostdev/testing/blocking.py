@@ -149,12 +149,6 @@ class FakeHelperWrite:
         return f"FakeHelperWrite(pid={self.pid}, {self.data!r} to {self.path}, {state})"
 
 
-def resume_parked(state: KernelState) -> None:
-    """A VFIO user let go: let every parked write whose devices are free complete."""
-    for handle in list(state.parked):
-        handle.resume()
-
-
 def parked(state: KernelState) -> Iterator[FakeHelperWrite]:
     """The writes still blocked."""
     return iter(list(state.parked))

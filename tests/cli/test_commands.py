@@ -7,7 +7,7 @@ import json
 import jsonschema
 import pytest
 
-from hostdev.cli.inventory import ListOutput, ShowOutput
+from hostdev.cli.documents import ListOutput, ShowOutput
 from hostdev.cli.main import main
 from hostdev.testing import FakeKernel
 

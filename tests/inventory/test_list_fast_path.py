@@ -10,7 +10,8 @@ import sys
 import pytest
 
 from hostdev.address import PciAddress
-from hostdev.cli.inventory import ListOutput, _listed
+from hostdev.cli.documents import ListOutput
+from hostdev.cli.inventory import _listed
 from hostdev.cli.listing import peek_state
 from hostdev.cli.main import main
 from hostdev.cli.tables import BASE_COLUMNS, Column, status_table

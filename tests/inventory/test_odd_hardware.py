@@ -9,7 +9,7 @@ import os
 import pytest
 from pyfakefs.fake_filesystem import FakeFilesystem
 
-from hostdev.cli.inventory import ListOutput, ShowOutput
+from hostdev.cli.documents import ListOutput, ShowOutput
 from hostdev.cli.main import main
 from hostdev.linux.device import list_devices
 from hostdev.linux.sysfs import Sysfs

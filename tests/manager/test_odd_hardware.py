@@ -11,10 +11,10 @@ from pyfakefs.fake_filesystem import FakeFilesystem
 
 from hostdev.address import PciAddress
 from hostdev.cli.main import main
-from hostdev.errors import NotAssignable
+from hostdev.errors import ModuleLoadFailed, NotAssignable
 from hostdev.linux.binding import current_driver
 from hostdev.linux.drivers import is_group_safe, is_stub_driver, is_vfio_driver
-from hostdev.linux.modules import ModuleLoadFailed, choose_stub
+from hostdev.linux.modules import choose_stub
 from hostdev.manager import HostdevManager
 from hostdev.state.records import HostdevSpec, Owner
 from hostdev.testing import FakeKernel

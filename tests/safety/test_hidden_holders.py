@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import cast
 
 import pytest
 
 from hostdev.errors import BadInput, DeviceBusy
 from hostdev.linux import vfio
-from hostdev.linux.vfio import Holder
 from hostdev.manager import HostdevManager
 from hostdev.testing import FakeKernel, SimulatedCrash
 from tests.smallhost import NIC, NVME, PF, VM1, Host
@@ -45,7 +43,7 @@ def test_node_reattach_refuses_hidden_holder_without_writing(host: Host) -> None
         host.mgr.node_reattach(NIC, release_timeout=0.05)
     message = str(info.value)
     assert OUTSIDE in message and "enable=1, runtime_usage=1" in message
-    assert [h.pid for h in cast(list[Holder], info.value.holders)] == [None]
+    assert [h.pid for h in info.value.holders] == [None]
     assert host.where(NIC) == before and len(host.kernel.writes) == writes
     assert host.kernel.would_block_events == []
     assert [r.address for r in host.mgr.inactive()] == [NIC]

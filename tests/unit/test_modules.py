@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from hostdev.errors import InvalidDriverName
-from hostdev.linux.modules import ModuleLoadFailed, best_variant, modprobe, vfio_aliases
+from hostdev.errors import InvalidDriverName, ModuleLoadFailed
+from hostdev.linux.modules import best_variant, modprobe, vfio_aliases
 
 MLX_VF = "pci:v000015B3d0000101Esv000015B3sd00000016bc02sc00i00"
 ALIASES = [
