@@ -8,7 +8,6 @@ process using the same state directory.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -73,10 +72,12 @@ class HostdevManager:
                  load_modules: bool = True, modprobe_timeout: float = MODPROBE_TIMEOUT,
                  module_loader: ModuleLoader | None = None,
                  write_timeout: float = DEFAULT_WRITE_TIMEOUT) -> None:
-        if isinstance(write_timeout, bool) or not isinstance(write_timeout, int | float) \
-                or not math.isfinite(write_timeout) or write_timeout <= 0:
-            raise BadInput(f"write timeout must be a finite number of seconds above 0,"
-                           f" not {write_timeout!r}")
+        # Every bound on a wait is checked first: nan or inf would wait forever.
+        release_timeout = vfio.check_timeout(release_timeout)
+        lock_timeout = vfio.check_timeout(lock_timeout, "lock timeout")
+        modprobe_timeout = vfio.check_timeout(modprobe_timeout, "modprobe timeout")
+        if vfio.check_timeout(write_timeout, "write timeout") == 0:
+            raise BadInput("write timeout must be a finite number of seconds above 0, not 0")
         self.sysfs = Sysfs(root)
         self.sysfs.write_timeout = float(write_timeout)
         self.module_loader: ModuleLoader | None = None
@@ -86,7 +87,7 @@ class HostdevManager:
             self.module_loader = lambda name: run_modprobe(name, modprobe_timeout)
         self.store = StateStore(state_dir if state_dir is not None else default_state_dir(root),
                                 lock_timeout)
-        self.release_timeout = vfio.check_timeout(release_timeout)
+        self.release_timeout = release_timeout
         self.journal = Journal(self.store.dir)
         #: What recovery of unfinished transactions did, oldest first.
         self.recovered: list[str] = []
@@ -308,7 +309,7 @@ class HostdevManager:
     def set_num_vfs(self, pf: AddressLike, count: int, *, force: bool = False,
                     release_timeout: float | None = None) -> SriovReport:
         """Set a PF's VF count; refuses while a VF that would vanish is assigned, or
-        the host uses something the PF or a vanishing VF carries (both unless
+        the host uses something a vanishing VF carries (both unless
         ``force``), or a VF is held by a VFIO user. Reconciles the lists after."""
         addr = PciAddress.parse(pf)
         if isinstance(count, bool) or not isinstance(count, int):

@@ -111,8 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("count", type=int, metavar="N")
     p.add_argument("--force", action="store_true",
                    help="proceed even if assigned VFs vanish (their records are dropped) or"
-                        " the host uses a disk, interface or mount tag the PF or a"
-                        " vanishing VF carries")
+                        " the host uses a disk, interface or mount tag a vanishing VF"
+                        " carries")
     p.add_argument("--json", action="store_true", help="machine-readable report")
 
     p = sub.add_parser("reconcile",

@@ -10,7 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from hostdev.address import PciAddress, validate_driver_name
-from hostdev.errors import BindFailed, DeviceNotFound, KernelRefused, RestoreFailed, WriteBlocked
+from hostdev.errors import (
+    BindFailed,
+    DeviceNotFound,
+    InvalidAddress,
+    KernelRefused,
+    RestoreFailed,
+    UnexpectedContent,
+    WriteBlocked,
+)
 from hostdev.linux.drivers import is_stub_driver, is_vfio_driver
 from hostdev.linux.sysfs import Sysfs
 
@@ -111,8 +119,16 @@ def _vfs(sysfs: Sysfs, pf: PciAddress) -> list[PciAddress]:
     for name in sysfs.list_dir(sysfs.device_dir(pf), pf):
         if name.startswith("virtfn"):
             target = sysfs.read_link_name(f"{sysfs.device_dir(pf)}/{name}", pf)
-            if target is not None:
+            if target is None:
+                continue
+            try:
                 out.append(PciAddress.parse(target))
+            except InvalidAddress:
+                raise UnexpectedContent(
+                    f"PCI device {pf}: its link {name} points to {target!r}, not to a PCI"
+                    " function; the sysfs tree is damaged (check --root)",
+                    address=pf,
+                ) from None
     return out
 
 

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict
 
 from hostdev.address import PciAddress
 from hostdev.errors import DeviceUsedByHost
-from hostdev.linux.sysfs import Sysfs
+from hostdev.linux.sysfs import Sysfs, printable
 
 log = logging.getLogger("hostdev")
 
@@ -64,7 +64,7 @@ class HostUse(BaseModel):
     use: str
 
     def __str__(self) -> str:
-        return f"{self.carries} {self.use}"
+        return printable(f"{self.carries} {self.use}")
 
 
 class _Block:

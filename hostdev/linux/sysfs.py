@@ -43,12 +43,21 @@ if TYPE_CHECKING:
 else:
     Protocol = object
 
-_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
+# O_NONBLOCK: a FIFO planted under --root must not hang the open (kernfs ignores it).
+_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
 #: Symlinks followed in one resolution before giving up, as the kernel does.
 _MAX_LINKS = 40
 _WRITE_FLAGS = os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW
 #: Attribute names the library uses; anything else is a programming error.
 _ATTR_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-/")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\n`` as ``\\x0a``): what other
+    processes choose (a ``comm``, a mount point) must not break a one-line message."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
 
 
 class IoStats:
@@ -388,8 +397,11 @@ class Sysfs:
         """Raw bytes of a binary attribute (``vpd``, ``config``), at most ``limit``;
         None when it is absent. Errors as for :meth:`read_text`."""
         self.stats.note_read(path)
+        directory = path[:path.rfind("/")]
+        if directory not in self._safe_dirs:
+            self._check_dir(directory)
         try:
-            fd = os.open(path, _READ_FLAGS | os.O_NONBLOCK)
+            fd = os.open(path, _READ_FLAGS)
             try:
                 chunks: list[bytes] = []
                 size = 0
@@ -455,6 +467,9 @@ class Sysfs:
     def read_table(self, path: str) -> str | None:
         """A whole /proc table (any length, unlike attributes), or None when absent."""
         self.stats.note_read(path)
+        directory = path[:path.rfind("/")]
+        if directory not in self._safe_dirs:
+            self._check_dir(directory)
         try:
             fd = os.open(path, _READ_FLAGS)
             try:
@@ -474,14 +489,20 @@ class Sysfs:
         """``path`` with every symlink followed (sysfs links are relative, so this stays
         under the root); counts as a read."""
         self.stats.note_read(path)
-        return os.path.realpath(path)
+        real = os.path.realpath(path)
+        if not self._inside(real):
+            raise self._unsafe(path, real)
+        return real
 
     def block_node_number(self, path: str) -> tuple[int, int] | None:
         """(major, minor) of the block device node at ``path`` under the root, or None
         when it is absent or not a block device."""
         self.stats.note_read(path)
+        full = f"{self._base}{path}" if path.startswith("/") else path
         try:
-            st = os.stat(f"{self._base}{path}" if path.startswith("/") else path)
+            if not self._inside(os.path.realpath(full)):
+                return None  # a node reached through a link out of the root is not ours
+            st = os.stat(full)
         except (OSError, ValueError):
             return None
         if not stat.S_ISBLK(st.st_mode):
@@ -736,6 +757,12 @@ def _reap() -> None:
             done = pid
         if done:
             _unreaped.discard(pid)
+    if os.getpid() == 1:
+        # PID 1 of a namespace (hostdev as a container's entry point): the helpers'
+        # orphans are re-parented to us, and nobody else would ever reap them.
+        with suppress(ChildProcessError):
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
 
 
 class _ForkedWrite:
@@ -777,8 +804,10 @@ class _ForkedWrite:
             left = deadline - time.monotonic()
             if left <= 0 or self._fd < 0:
                 return None
-            ready, _, _ = select.select([self._fd], [], [], left)
-            if not ready:
+            # poll, not select: a daemon may well hold fds above FD_SETSIZE (1024).
+            poller = select.poll()
+            poller.register(self._fd, select.POLLIN | select.POLLHUP)
+            if not poller.poll(max(1, int(left * 1000))):
                 return None
             chunk = os.read(self._fd, 256)
             if not chunk:

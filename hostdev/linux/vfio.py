@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict
 from hostdev.address import PciAddress
 from hostdev.errors import BadInput, DeviceBusy, DeviceNotFound, HostdevError
 from hostdev.linux.drivers import is_vfio_driver
-from hostdev.linux.sysfs import Sysfs
+from hostdev.linux.sysfs import Sysfs, printable
 
 _ANON_DEVICE = "anon_inode:[vfio-device]"
 _CDEV_DIR = "/dev/vfio/devices/"
@@ -67,7 +67,7 @@ class Holder(BaseModel):
     def __str__(self) -> str:
         if self.pid is None:
             return f"{self.comm} (the kernel reports {', '.join(self.via)})"
-        return f"{self.comm} (pid {self.pid}, {', '.join(self.via)})"
+        return f"{printable(self.comm)} (pid {self.pid}, {', '.join(self.via)})"
 
 
 class _Nodes:
@@ -160,8 +160,15 @@ def holders_of(sysfs: Sysfs, addresses: list[PciAddress]) -> dict[PciAddress, li
     when the kernel reports one of the devices open: a mapping keeps the device
     open, so with every count at 0 there is none to find.
     """
-    nodes = {addr: _Nodes(sysfs, addr) for addr in addresses}
-    counts = {addr: kernel_count(sysfs, addr) for addr in addresses}
+    nodes: dict[PciAddress, _Nodes] = {}
+    counts: dict[PciAddress, KernelCount | None] = {}
+    for addr in addresses:
+        try:
+            nodes[addr] = _Nodes(sysfs, addr)
+            counts[addr] = kernel_count(sysfs, addr)
+        except DeviceNotFound:
+            # Gone meanwhile: nobody holds it; the caller finds it gone on its own.
+            nodes.pop(addr, None)
     #: Devices a mapping may belong to: vfio-bound and reported open by the kernel.
     mappable = {addr for addr, count in counts.items() if count is not None and count.open}
     found: dict[PciAddress, list[Holder]] = {addr: [] for addr in addresses}
@@ -283,7 +290,10 @@ def check_timeout(value: object, what: str = "release timeout") -> float:
     """``value`` as a number of seconds: finite and >= 0, else BadInput."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BadInput(f"{what} must be a number of seconds, not {value!r}")
-    seconds = float(value)
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int too large for a float
+        seconds = math.inf
     if not math.isfinite(seconds) or seconds < 0:
         raise BadInput(f"{what} must be a finite number of seconds >= 0, not {value!r}")
     return seconds

@@ -61,7 +61,8 @@ def recover(txn: Transaction, intent: Intent, *, complete: bool = False,
         intent.pending.remove(entry)
         if entry.gave_up:
             handled.update(entry.devices)
-            done.append(_finished(txn, intent, entry, what))
+            line, ok = _finished(txn, intent, entry, what)
+            (done if ok else failed).append(line)
     if complete:
         return done, failed
     for count in intent.vf_counts:
@@ -97,12 +98,15 @@ def recover(txn: Transaction, intent: Intent, *, complete: bool = False,
     return done, failed
 
 
-def _finished(txn: Transaction, intent: Intent, entry: PendingWrite, what: str) -> str:
+def _finished(txn: Transaction, intent: Intent, entry: PendingWrite,
+              what: str) -> tuple[str, bool]:
     """A write the caller gave up on has returned: record where its device ended up.
 
     The caller had set the override it wanted before the unbind, so what is left
     of the move is a probe. The device is then tracked if it sits on a stub, and
-    its record dropped if not (the host has it back).
+    its record dropped if the host has it back. If no driver took it although it
+    had a host driver, it stays tracked (inactive, with that driver) and the line
+    is a failure (False): a later reattach finishes the job.
     """
     addr = entry.devices[0]
     head = f"{addr}: the write of {what} that was blocked in the kernel has finished"
@@ -113,16 +117,16 @@ def _finished(txn: Transaction, intent: Intent, entry: PendingWrite, what: str) 
         try:
             count = txn.sysfs.read_text(txn.sysfs.device_path(addr, "sriov_numvfs"), addr)
         except HostdevError as exc:
-            return f"{head}; cannot read its VF count: {exc}"
+            return f"{head}; cannot read its VF count: {exc}", False
         dropped = len(vanished) + len(recreated)
         return f"{head}; {count} VFs now" + (f"; {dropped} records of VFs dropped"
-                                               if dropped else "")
+                                               if dropped else ""), True
     if not txn.sysfs.device_exists(addr) or (
             before is not None and txn.sysfs.identity(addr) != before.generation):
         record = txn.lists.find(addr)
         if record is not None:
             txn.lists.drop(addr)
-        return f"{head}; the device is gone" + ("; its record dropped" if record else "")
+        return f"{head}; the device is gone" + ("; its record dropped" if record else ""), True
     try:
         now = binding.current_driver(txn.sysfs, addr)
         if now is None:
@@ -135,12 +139,24 @@ def _finished(txn: Transaction, intent: Intent, entry: PendingWrite, what: str) 
     if now is not None and is_stub_driver(now):
         if record is None:
             _track(txn, addr, before.driver if before else None,
-                              before.override if before else None)
-            return f"{head}; now on {now}, tracked inactive"
-        return f"{head}; now on {now}"
+                   before.override if before else None)
+            return f"{head}; now on {now}, tracked inactive", True
+        return f"{head}; now on {now}", True
+    host_driver = record.original_driver if record is not None else \
+        before.driver if before is not None else None
+    if now is None and host_driver is not None and not is_stub_driver(host_driver):
+        # Off the stub, and its own driver did not take it: never dropped in silence.
+        if record is not None:
+            txn.lists.drop(addr)
+            txn.lists.inactive[addr] = record.model_copy(update={"owner": None})
+        else:
+            _track(txn, addr, host_driver, before.override if before else None)
+        return (f"{head}, but no driver took the device ({host_driver} did not): tracked"
+                f" inactive; 'hostdev reattach {addr}' finishes"), False
     if record is not None:
         txn.lists.drop(addr)
-    return f"{head}; now on {now or 'no driver'}" + ("; its record dropped" if record else "")
+    return f"{head}; now on {now or 'no driver'}" + (
+        "; its record dropped" if record else ""), True
 
 
 def _track(txn: Transaction, addr: PciAddress, driver: str | None,

@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field, ValidationError
 from hostdev.address import PciAddress
 from hostdev.errors import StateCorrupt
 from hostdev.state import files as statedir
+from hostdev.state.records import OverrideValue
 
 INTENT_NAME = "intent.json"
 
@@ -35,7 +36,7 @@ class DeviceBefore(BaseModel):
 
     address: PciAddress
     driver: str | None
-    override: str | None
+    override: OverrideValue | None
     generation: int | None
 
 
@@ -59,7 +60,7 @@ class PendingWrite(BaseModel):
 
     path: str
     value: str
-    devices: list[PciAddress]
+    devices: list[PciAddress] = Field(min_length=1)
     pid: int
     start: int | None
     gave_up: bool = False

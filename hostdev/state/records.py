@@ -8,13 +8,17 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from hostdev.address import PciAddress, validate_driver_name
 from hostdev.ids import Hex16
 
 _OWNER_PART = re.compile(r"[^\x00-\x1f\x7f]{1,256}")
 
+
+#: A ``driver_override`` value as read from the kernel: one line, no NUL (a damaged
+#: file holding anything else is refused when read, not written back to the kernel).
+OverrideValue = Annotated[str, Field(pattern=r"^[^\n\x00]*$")]
 
 def _owner_part(value: str) -> str:
     if not _OWNER_PART.fullmatch(value):
@@ -85,7 +89,7 @@ class DeviceRecord(BaseModel):
     #: it back then lets the kernel choose.
     original_driver: str | None = None
     #: The ``driver_override`` it had before we touched it (None: unset).
-    original_override: str | None = None
+    original_override: OverrideValue | None = None
     #: We moved it onto the stub, so giving it back means leaving the stub.
     unbind_from_stub: bool = False
     vendor: Hex16

@@ -10,6 +10,7 @@ the first call after the user let go records where the device ended up.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import time
@@ -284,3 +285,29 @@ def test_rollback_blocked_by_a_late_holder(host: Host) -> None:
                for line in report.recovered), report
     assert host.where(NIC, NVME) == {NIC: ("e1000e", None), NVME: ("nvme", None)}
     assert _manager().lists().find(NIC) is None and _journal() is None
+
+
+def test_blocked_unbind_that_finishes_driverless_stays_tracked_and_fails(
+        host: Host, capsys: pytest.CaptureFixture[str]) -> None:
+    """The write returns once the user lets go, but the host driver's probe fails:
+    the device is neither dropped nor reported recovered; reconcile exits 1."""
+    from hostdev.cli.main import main
+
+    host.mgr.prepare(VM1, [NIC])
+    holders: list[VfioHolder] = []
+
+    def hold() -> None:
+        if not holders:
+            holders.append(host.kernel.hold_vfio(NIC, pid=778))
+
+    with before_write("drivers/vfio-pci/unbind", hold):
+        report = _manager().reattach(VM1, [NIC])
+    assert [f.address for f in report.failed] == [NIC]
+    host.kernel.fail_probe("e1000e", errno.EIO)
+    holders[0].release()
+    code = main(["--root", "/", "--state-dir", "/run/hostdev", "reconcile"])
+    out, _ = capsys.readouterr()
+    assert code == 1 and f"{NIC}" in out and "no driver took the device" in out
+    assert host.driver(NIC) is None
+    record = _manager().lists().inactive.get(NIC)
+    assert record is not None and record.owner is None and record.original_driver == "e1000e"

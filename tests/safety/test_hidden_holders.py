@@ -285,3 +285,12 @@ def test_good_release_timeouts(fake_kernel: FakeKernel) -> None:
     for good in (0, 0.0, 2, 1.5):
         assert HostdevManager(root="/", state_dir="/run/hostdev",
                               release_timeout=good).release_timeout == float(good)
+
+
+def test_a_holder_name_with_a_newline_keeps_the_error_on_one_line(host: Host) -> None:
+    """Any process picks its own comm: it must not break (or forge) a line of output."""
+    host.mgr.node_detach(NIC)
+    host.kernel.hold_vfio(NIC, pid=912, comm="qemu\nhostdev: fake")
+    with pytest.raises(DeviceBusy) as info:
+        host.mgr.node_reattach(NIC, release_timeout=0)
+    assert "\n" not in str(info.value) and "qemu\\x0ahostdev: fake (pid 912" in str(info.value)
