@@ -28,11 +28,11 @@ from typing import Any
 from pyfakefs.fake_filesystem_unittest import Patcher
 
 from hostdev.address import PciAddress
-from hostdev.lists import Lists
+from hostdev.linux.device import list_devices
 from hostdev.manager import HostdevManager
-from hostdev.pci import list_devices
-from hostdev.records import DeviceRecord, HostdevSpec, Owner
-from hostdev.state import StateStore
+from hostdev.state.lists import Lists
+from hostdev.state.records import DeviceRecord, HostdevSpec, Owner
+from hostdev.state.store import StateStore
 from hostdev.testing import FakeKernel
 from hostdev.testing.hostgen import generate_host
 

@@ -71,7 +71,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.baseline:
         launcher = (f"import sys; sys.path.insert(0, {args.baseline!r});"
-                    " from hostdev.cli import main; sys.exit(main(sys.argv[1:]))")
+                    " from hostdev.cli.main import main; sys.exit(main(sys.argv[1:]))")
         COMMANDS.extend([
             ("hostdev list @base", [sys.executable, "-c", launcher, "list"]),
             ("hostdev list --json @base", [sys.executable, "-c", launcher, "list", "--json"]),

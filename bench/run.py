@@ -48,10 +48,10 @@ BASE = "lspci -D"
 #: `--baseline` names the commit before, measure the difference).
 FIXES = [
     "`hostdev list` start-up: importing pydantic and building the models cost ~100 ms of"
-    " a ~140 ms cold run. The listing now reads into plain objects (`hostdev.scan`) and"
-    " prints its table and JSON without pydantic (`hostdev.commands.listing`; the JSON is"
+    " a ~140 ms cold run. The listing now reads into plain objects (`hostdev.linux.scan`) and"
+    " prints its table and JSON without pydantic (`hostdev.cli.listing`; the JSON is"
     " byte for byte the models' output, which a test checks); `hostdev.address` imports"
-    " pydantic only when a model needs its schema; `hostdev.state` imports pydantic,"
+    " pydantic only when a model needs its schema; `hostdev.state.store` imports pydantic,"
     " filelock and json only to parse, build or lock a file; the CLI sets up logging"
     " for the commands that log; `IoStats` is no longer a dataclass (dataclasses pulls"
     " inspect).",
@@ -128,9 +128,9 @@ def pair_ratio(data: dict[str, Any], a: str, b: str) -> float:
 
 def in_process(tree_root: Path, runs: int) -> dict[str, float]:
     """The listing in this process on a tree: time, reads and repeated reads per device."""
-    from hostdev.pci import list_devices
-    from hostdev.scan import scan
-    from hostdev.sysfs import Sysfs
+    from hostdev.linux.device import list_devices
+    from hostdev.linux.scan import scan
+    from hostdev.linux.sysfs import Sysfs
 
     sysfs = Sysfs(tree_root)
     sysfs.stats.trace = []

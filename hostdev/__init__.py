@@ -1,7 +1,16 @@
 """hostdev: manage PCI host devices for VFIO passthrough through sysfs.
 
-The package imports lazily so that a command such as ``hostdev list`` pays
-only for what it uses.
+Everything a caller needs is importable from here: the manager, the records and
+specs it takes, every report it returns and every error it raises. The package
+imports lazily (``__getattr__`` below) so that a command such as ``hostdev list``
+pays only for what it uses; type checkers see the real types.
+
+The layers, from the caller down: :mod:`hostdev.cli` (the command),
+:mod:`hostdev.manager`, :mod:`hostdev.ops` (one module per operation),
+:mod:`hostdev.state` (records, lists, state file, journal) and
+:mod:`hostdev.linux` (the only code that touches /sys, /dev and /proc), with
+:mod:`hostdev.address`, :mod:`hostdev.errors` and :mod:`hostdev.reports` beside
+them. :mod:`hostdev.testing` is the fake kernel.
 """
 
 from __future__ import annotations
@@ -9,6 +18,7 @@ from __future__ import annotations
 from hostdev.address import PciAddress, validate_driver_name
 from hostdev.errors import (
     BadInput,
+    BindFailed,
     DeviceBusy,
     DeviceInUse,
     DeviceNotFound,
@@ -17,61 +27,72 @@ from hostdev.errors import (
     InvalidAddress,
     InvalidDriverName,
     KernelRefused,
+    ModuleLoadFailed,
     NotAssignable,
     NotASysfsTree,
+    RestoreFailed,
     StateBusy,
     StateCorrupt,
     StateUnusable,
     StateWriteFailed,
+    UnexpectedContent,
     UnsafePath,
+    WriteBlocked,
 )
 
 # typing.TYPE_CHECKING, without importing typing at run time (cold start).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
-
-    from hostdev.hostuse import HostUse
+    from hostdev.linux.device import PciDevice, list_devices, read_device
+    from hostdev.linux.hostuse import HostUse
+    from hostdev.linux.sysfs import Sysfs
+    from hostdev.linux.vfio import Holder
     from hostdev.manager import HostdevManager
-    from hostdev.nodedev import NodeResult
-    from hostdev.pci import PciDevice, list_devices, read_device
-    from hostdev.records import (
-        DeviceRecord,
-        HostdevSpec,
-        Owner,
+    from hostdev.reports import (
+        DriverChange,
+        NodeResult,
         PrepareReport,
+        ReattachFailure,
         ReattachReport,
+        ReconcileReport,
+        SriovReport,
         UpdateReport,
     )
-    from hostdev.sysfs import Sysfs
-    from hostdev.vfio import Holder
+    from hostdev.state.records import DeviceRecord, HostdevSpec, Owner
 
 __version__ = "0.1.0"
 
+#: Public name -> the module that defines it (imported on first use).
 _LAZY = {
     "HostdevManager": "hostdev.manager",
-    "Owner": "hostdev.records",
-    "HostdevSpec": "hostdev.records",
-    "DeviceRecord": "hostdev.records",
-    "ReattachReport": "hostdev.records",
-    "PrepareReport": "hostdev.records",
-    "UpdateReport": "hostdev.records",
-    "NodeResult": "hostdev.nodedev",
-    "Holder": "hostdev.vfio",
-    "HostUse": "hostdev.hostuse",
-    "PciDevice": "hostdev.pci",
-    "list_devices": "hostdev.pci",
-    "read_device": "hostdev.pci",
-    "Sysfs": "hostdev.sysfs",
+    "Owner": "hostdev.state.records",
+    "HostdevSpec": "hostdev.state.records",
+    "DeviceRecord": "hostdev.state.records",
+    "DriverChange": "hostdev.reports",
+    "NodeResult": "hostdev.reports",
+    "PrepareReport": "hostdev.reports",
+    "ReattachFailure": "hostdev.reports",
+    "ReattachReport": "hostdev.reports",
+    "ReconcileReport": "hostdev.reports",
+    "SriovReport": "hostdev.reports",
+    "UpdateReport": "hostdev.reports",
+    "Holder": "hostdev.linux.vfio",
+    "HostUse": "hostdev.linux.hostuse",
+    "PciDevice": "hostdev.linux.device",
+    "list_devices": "hostdev.linux.device",
+    "read_device": "hostdev.linux.device",
+    "Sysfs": "hostdev.linux.sysfs",
 }
 
 __all__ = [
     "BadInput",
+    "BindFailed",
     "DeviceBusy",
     "DeviceInUse",
     "DeviceNotFound",
     "DeviceRecord",
     "DeviceUsedByHost",
+    "DriverChange",
     "Holder",
     "HostUse",
     "HostdevError",
@@ -80,6 +101,7 @@ __all__ = [
     "InvalidAddress",
     "InvalidDriverName",
     "KernelRefused",
+    "ModuleLoadFailed",
     "NodeResult",
     "NotASysfsTree",
     "NotAssignable",
@@ -87,24 +109,36 @@ __all__ = [
     "PciAddress",
     "PciDevice",
     "PrepareReport",
+    "ReattachFailure",
     "ReattachReport",
+    "ReconcileReport",
+    "RestoreFailed",
+    "SriovReport",
     "StateBusy",
     "StateCorrupt",
     "StateUnusable",
     "StateWriteFailed",
     "Sysfs",
+    "UnexpectedContent",
     "UnsafePath",
     "UpdateReport",
+    "WriteBlocked",
     "list_devices",
     "read_device",
     "validate_driver_name",
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'hostdev' has no attribute {name!r}")
     import importlib
 
-    return getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

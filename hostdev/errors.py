@@ -3,6 +3,31 @@
 Each error keeps the device address it concerns (when there is one) and, for
 kernel refusals, the errno. Messages are one line and say what to do next.
 Command-line exit codes come from ``exit_code``: 2 for bad input, 1 otherwise.
+Every error pickles (a caller may hand it to another process).
+
+The tree, with each error's exit code::
+
+    HostdevError                  1  base of everything below
+    +-- BadInput                  2  the caller's value cannot be used; nothing changed
+    |   +-- InvalidAddress        2  a PCI address that does not parse (also a ValueError)
+    |   +-- InvalidDriverName     2  a driver name that could leave the tree (also a ValueError)
+    |   +-- NotASysfsTree         2  the root has no sys/bus/pci/devices
+    |   +-- UnsafePath            2  a link under the root leads out of sys, dev or proc
+    |   +-- StateCorrupt          2  the state file or journal cannot be trusted
+    |       +-- StateUnusable     2  not a plain file or directory, or not the caller's
+    +-- DeviceNotFound            1  not on the host, or vanished mid-operation
+    +-- KernelRefused             1  a sysfs read or write failed (keeps errno and path)
+    +-- UnexpectedContent         1  an attribute held what the kernel never writes
+    +-- DeviceInUse               1  an owner holds the device
+    +-- NotAssignable             1  a bridge, a group that is not viable, a PF with VFs
+    |   +-- DeviceUsedByHost      1  it carries what the host uses (force overrides)
+    +-- DeviceBusy                1  a VFIO user holds the device (names the holders)
+    |   +-- WriteBlocked          1  a write of ours waits in the kernel for that user
+    +-- BindFailed                1  a probe left the device on another driver
+    +-- RestoreFailed             1  giving a device back left it driverless or off its stub
+    +-- ModuleLoadFailed          1  modprobe could not load the stub driver
+    +-- StateWriteFailed          1  the disk refused the state file or journal
+    +-- StateBusy                 1  another process held the state lock too long
 """
 
 from __future__ import annotations
@@ -15,6 +40,8 @@ from collections.abc import Sequence
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from hostdev.address import PciAddress
+    from hostdev.linux.hostuse import HostUse
+    from hostdev.linux.vfio import Holder
 
 
 class HostdevError(Exception):
@@ -29,6 +56,18 @@ class HostdevError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Subclasses take keyword-only arguments, which Exception's own pickling
+        # cannot pass back; rebuild from the instance's attributes instead.
+        return (_rebuild, (type(self), self.message, dict(self.__dict__)))
+
+
+def _rebuild(cls: type[HostdevError], message: str, state: dict[str, object]) -> HostdevError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
 
 
 class BadInput(HostdevError):
@@ -96,20 +135,20 @@ class DeviceUsedByHost(NotAssignable):
     routed network interface, a mounted 9p/virtiofs tag); ``force`` overrides."""
 
     def __init__(self, message: str, *, address: PciAddress | None = None,
-                 uses: Sequence[object] = ()) -> None:
+                 uses: Sequence[HostUse] = ()) -> None:
         super().__init__(message, address=address)
-        #: What the host uses (:class:`hostdev.hostuse.HostUse`).
-        self.uses = list(uses)
+        #: What the host uses through the device.
+        self.uses: list[HostUse] = list(uses)
 
 
 class DeviceBusy(HostdevError):
     """A VFIO user (e.g. QEMU) still holds the device; unbinding would block."""
 
     def __init__(self, message: str, *, address: PciAddress | None = None,
-                 holders: Sequence[object] = ()) -> None:
+                 holders: Sequence[Holder] = ()) -> None:
         super().__init__(message, address=address)
-        #: The holding processes (:class:`hostdev.vfio.Holder`).
-        self.holders = list(holders)
+        #: The holding processes (or the kernel's count of a user out of view).
+        self.holders: list[Holder] = list(holders)
 
 
 class WriteBlocked(DeviceBusy):
@@ -154,3 +193,15 @@ class UnsafePath(BadInput):
 
 class StateBusy(HostdevError):
     """Another process holds the state lock past the timeout."""
+
+
+class BindFailed(HostdevError):
+    """A probe left the device on a different driver than the one asked for."""
+
+
+class RestoreFailed(HostdevError):
+    """Giving a device back left it without a driver, or off the stub it belongs on."""
+
+
+class ModuleLoadFailed(HostdevError):
+    """``modprobe`` could not load a module (missing, failed, or too slow)."""

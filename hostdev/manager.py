@@ -8,42 +8,41 @@ process using the same state directory.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
 
-from hostdev import vfio
 from hostdev.address import AddressLike, PciAddress, validate_driver_name
-from hostdev.binding import Guard
 from hostdev.errors import BadInput, DeviceBusy, HostdevError, StateWriteFailed
-from hostdev.hostuse import HostUse, host_uses
-from hostdev.journal import DeviceBefore, Intent, Journal, PendingWrite
-from hostdev.lists import Lists
-from hostdev.modules import AUTO, MODPROBE_TIMEOUT, ModuleLoader, choose_stub, is_real_root
-from hostdev.modules import modprobe as run_modprobe
-from hostdev.nodedev import NodeResult, node_detach, node_reattach, node_reset
-from hostdev.prepare import prepare
-from hostdev.reattach import reattach
-from hostdev.records import (
-    DeviceRecord,
-    HostdevSpec,
-    Owner,
+from hostdev.linux import vfio
+from hostdev.linux.binding import Guard
+from hostdev.linux.drivers import is_vfio_driver
+from hostdev.linux.hostuse import HostUse, host_uses
+from hostdev.linux.modules import AUTO, MODPROBE_TIMEOUT, ModuleLoader, choose_stub, is_real_root
+from hostdev.linux.modules import modprobe as run_modprobe
+from hostdev.linux.sysfs import DEFAULT_WRITE_TIMEOUT, HelperWrite, Sysfs
+from hostdev.ops.node import node_detach, node_reattach, node_reset
+from hostdev.ops.prepare import prepare
+from hostdev.ops.reattach import reattach
+from hostdev.ops.recovery import prune as prune_records
+from hostdev.ops.recovery import reconcile as reconcile_lists
+from hostdev.ops.recovery import recover
+from hostdev.ops.transaction import Transaction
+from hostdev.ops.update import update_active
+from hostdev.ops.vf_count import set_num_vfs as change_num_vfs
+from hostdev.reports import (
+    NodeResult,
     PrepareReport,
     ReattachReport,
+    ReconcileReport,
+    SriovReport,
     UpdateReport,
 )
-from hostdev.recovery import ReconcileReport, recover
-from hostdev.recovery import prune as prune_records
-from hostdev.recovery import reconcile as reconcile_lists
-from hostdev.sriov import SriovReport
-from hostdev.sriov import set_num_vfs as change_num_vfs
-from hostdev.state import StateStore, default_state_dir
-from hostdev.stubs import is_vfio_driver
-from hostdev.sysfs import DEFAULT_WRITE_TIMEOUT, HelperWrite, Sysfs
-from hostdev.transaction import Transaction
-from hostdev.update import update_active
+from hostdev.state.journal import DeviceBefore, Intent, Journal, PendingWrite
+from hostdev.state.lists import Lists
+from hostdev.state.records import DeviceRecord, HostdevSpec, Owner
+from hostdev.state.store import StateStore, default_state_dir
 
 T = TypeVar("T")
 SpecLike = HostdevSpec | AddressLike
@@ -73,10 +72,12 @@ class HostdevManager:
                  load_modules: bool = True, modprobe_timeout: float = MODPROBE_TIMEOUT,
                  module_loader: ModuleLoader | None = None,
                  write_timeout: float = DEFAULT_WRITE_TIMEOUT) -> None:
-        if isinstance(write_timeout, bool) or not isinstance(write_timeout, int | float) \
-                or not math.isfinite(write_timeout) or write_timeout <= 0:
-            raise BadInput(f"write timeout must be a finite number of seconds above 0,"
-                           f" not {write_timeout!r}")
+        # Every bound on a wait is checked first: nan or inf would wait forever.
+        release_timeout = vfio.check_timeout(release_timeout)
+        lock_timeout = vfio.check_timeout(lock_timeout, "lock timeout")
+        modprobe_timeout = vfio.check_timeout(modprobe_timeout, "modprobe timeout")
+        if vfio.check_timeout(write_timeout, "write timeout") == 0:
+            raise BadInput("write timeout must be a finite number of seconds above 0, not 0")
         self.sysfs = Sysfs(root)
         self.sysfs.write_timeout = float(write_timeout)
         self.module_loader: ModuleLoader | None = None
@@ -86,7 +87,7 @@ class HostdevManager:
             self.module_loader = lambda name: run_modprobe(name, modprobe_timeout)
         self.store = StateStore(state_dir if state_dir is not None else default_state_dir(root),
                                 lock_timeout)
-        self.release_timeout = vfio.check_timeout(release_timeout)
+        self.release_timeout = release_timeout
         self.journal = Journal(self.store.dir)
         #: What recovery of unfinished transactions did, oldest first.
         self.recovered: list[str] = []
@@ -243,7 +244,7 @@ class HostdevManager:
         All or nothing: on any failure every device is left on the driver and
         with the override it had, and the lists are unchanged. A spec whose
         ``stub_driver`` is ``"auto"`` gets the device's vfio variant driver, else
-        vfio-pci (see :func:`hostdev.modules.choose_stub`); its record stores that name.
+        vfio-pci (see :func:`hostdev.linux.modules.choose_stub`); its record stores that name.
         A managed device that carries something the host uses (a mounted disk,
         swap, a routed interface, a mounted 9p/virtiofs tag) is refused with
         :class:`~hostdev.errors.DeviceUsedByHost` unless ``force``.
@@ -308,7 +309,7 @@ class HostdevManager:
     def set_num_vfs(self, pf: AddressLike, count: int, *, force: bool = False,
                     release_timeout: float | None = None) -> SriovReport:
         """Set a PF's VF count; refuses while a VF that would vanish is assigned, or
-        the host uses something the PF or a vanishing VF carries (both unless
+        the host uses something a vanishing VF carries (both unless
         ``force``), or a VF is held by a VFIO user. Reconciles the lists after."""
         addr = PciAddress.parse(pf)
         if isinstance(count, bool) or not isinstance(count, int):

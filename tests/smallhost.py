@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import pytest
 
 from hostdev.address import PciAddress
-from hostdev.binding import current_driver
+from hostdev.linux.binding import current_driver
 from hostdev.manager import HostdevManager
-from hostdev.records import Owner
+from hostdev.state.records import Owner
 from hostdev.testing import FakeKernel
 
 ROOT_PORT = PciAddress.parse("0000:00:01.0")

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from hostdev.address import PciAddress
-from hostdev.sysfs import Sysfs
+from hostdev.linux.sysfs import Sysfs
 
 Hook = Callable[[str, PciAddress | None], object]  # what it returns is ignored
 

@@ -14,7 +14,7 @@ from hostdev.testing.events import kerr
 from hostdev.testing.hostspec import RESET_METHODS
 from hostdev.testing.kparse import c_string, kstrtoint, kstrtoul, override_value
 from hostdev.testing.model import Device, KernelState
-from hostdev.testing.render import enable_count
+from hostdev.testing.readout import enable_count
 from hostdev.testing.tree import refresh
 
 PAGE_SIZE = 4096

@@ -1,10 +1,10 @@
 """Writes that block in the kernel until a VFIO user lets go, made the bounded way.
 
 The library makes writes that can block (``unbind``, ``sriov_numvfs`` 0) through
-a helper process and waits for it with a deadline (:meth:`hostdev.sysfs.Sysfs.write`
+a helper process and waits for it with a deadline (:meth:`hostdev.linux.sysfs.Sysfs.write`
 with ``blocking``). A forked helper would write into its own copy of pyfakefs's
 in-memory filesystem, so the fake kernel takes these writes over through the
-seam :data:`hostdev.sysfs.write_starters`:
+seam :data:`hostdev.linux.sysfs.write_starters`:
 
 * the write runs at once, in the caller's process, through the ordinary write
   path (faults, records and crashes apply as to any write);
@@ -33,7 +33,7 @@ from pyfakefs.fake_file import FakeFile
 from pyfakefs.fake_filesystem import FakeFilesystem
 from pyfakefs.fake_os import FakeOsModule
 
-from hostdev import sysfs as sysfs_module
+from hostdev.linux import sysfs as sysfs_module
 from hostdev.testing.dispatch import SysfsNode, write
 from hostdev.testing.events import WriteParked
 from hostdev.testing.model import KernelState
@@ -65,7 +65,7 @@ def _starter(path: str, data: bytes) -> FakeHelperWrite | None:
 
 
 class FakeHelperWrite:
-    """A write started through the seam; implements :class:`hostdev.sysfs.WriteHandle`."""
+    """A write started through the seam; implements :class:`hostdev.linux.sysfs.WriteHandle`."""
 
     def __init__(self, state: KernelState, path: str, data: bytes) -> None:
         self.state = state
@@ -147,12 +147,6 @@ class FakeHelperWrite:
     def __repr__(self) -> str:
         state = "blocked" if self.blocked else f"done ({self.result})"
         return f"FakeHelperWrite(pid={self.pid}, {self.data!r} to {self.path}, {state})"
-
-
-def resume_parked(state: KernelState) -> None:
-    """A VFIO user let go: let every parked write whose devices are free complete."""
-    for handle in list(state.parked):
-        handle.resume()
 
 
 def parked(state: KernelState) -> Iterator[FakeHelperWrite]:

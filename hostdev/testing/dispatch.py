@@ -27,7 +27,7 @@ from pyfakefs.fake_file import FakeFile
 
 from hostdev.testing.events import SimulatedCrash, VfioWouldBlock, WriteParked, WriteRecord, kerr
 from hostdev.testing.model import Device, Driver, KernelState
-from hostdev.testing.render import readable, render
+from hostdev.testing.readout import readable, render
 from hostdev.testing.vfs import set_contents
 
 

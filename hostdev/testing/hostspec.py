@@ -63,7 +63,7 @@ class VpdSpec(BaseModel):
 
     def encode(self) -> bytes:
         """The bytes the ``vpd`` attribute reads."""
-        from hostdev.vpd import build_vpd
+        from hostdev.linux.vpd import build_vpd
 
         if self.raw_hex is not None:
             return bytes.fromhex(self.raw_hex)

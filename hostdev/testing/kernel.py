@@ -178,7 +178,7 @@ class FakeKernel:
         are the same); loading a loaded module does nothing. Raises the library's
         ModuleLoadFailed, worded as modprobe's error, for an unknown module.
         """
-        from hostdev.modules import ModuleLoadFailed
+        from hostdev.errors import ModuleLoadFailed
 
         key = name.replace("-", "_")
         spec = self.modules.get(key)

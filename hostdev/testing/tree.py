@@ -12,7 +12,7 @@ from pyfakefs.fake_file import FakeDirectory
 
 from hostdev.testing.dispatch import DeviceNode
 from hostdev.testing.model import Device, DeviceTemplate, Driver, KernelState, SriovState
-from hostdev.testing.render import render
+from hostdev.testing.readout import render
 from hostdev.testing.vfs import relpath, set_contents
 
 _RO = 0o444

@@ -298,10 +298,8 @@ class VfioHolder:
             if not state.group_claims[self.group]:
                 del state.group_claims[self.group]
         refresh_binding(self.device)
-        if state.parked:
-            from hostdev.testing.blocking import resume_parked
-
-            resume_parked(state)
+        for handle in list(state.parked):  # writes parked on this user may complete now
+            handle.resume()
 
     def __enter__(self) -> VfioHolder:
         return self

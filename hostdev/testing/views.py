@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hostdev.testing.model import Device
-from hostdev.testing.render import enable_count
+from hostdev.testing.readout import enable_count
 
 
 @dataclass(frozen=True)

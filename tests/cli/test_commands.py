@@ -7,8 +7,8 @@ import json
 import jsonschema
 import pytest
 
-from hostdev.cli import main
-from hostdev.commands.inventory import ListOutput, ShowOutput
+from hostdev.cli.documents import ListOutput, ShowOutput
+from hostdev.cli.main import main
 from hostdev.testing import FakeKernel
 
 STATE = ["--state-dir", "/run/hostdev"]

@@ -7,7 +7,7 @@ import sys
 
 
 def test_demo_tells_the_whole_story() -> None:
-    done = subprocess.run([sys.executable, "-m", "hostdev.cli", "demo"], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "hostdev.cli.main", "demo"], capture_output=True,
                           text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     out = done.stdout
@@ -25,7 +25,7 @@ def test_demo_tells_the_whole_story() -> None:
 def test_demo_unknown_host_is_one_line_with_the_real_names() -> None:
     from hostdev.testing import fixture_names
 
-    done = subprocess.run([sys.executable, "-m", "hostdev.cli", "demo", "--host", "nope"],
+    done = subprocess.run([sys.executable, "-m", "hostdev.cli.main", "demo", "--host", "nope"],
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2 and done.stdout == ""
     names = fixture_names()

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from hostdev.cli import main
+from hostdev.cli.main import main
 from hostdev.testing import FakeKernel
 
 STATE = ["--state-dir", "/run/hostdev"]

@@ -12,9 +12,9 @@ from contextlib import redirect_stderr, redirect_stdout
 
 import pytest
 
-from hostdev.cli import main
-from hostdev.commands import inventory  # noqa: F401  (imported before dropping root)
-from hostdev.sysfs import Sysfs
+from hostdev.cli import inventory  # noqa: F401  (imported before dropping root)
+from hostdev.cli.main import main
+from hostdev.linux.sysfs import Sysfs
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/sys/bus/pci/devices"),
                                 reason="this machine has no /sys/bus/pci")

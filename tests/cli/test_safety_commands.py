@@ -7,9 +7,9 @@ import json
 import pytest
 
 from hostdev.address import PciAddress
-from hostdev.cli import main
+from hostdev.cli.main import main
 from hostdev.manager import HostdevManager
-from hostdev.records import Owner
+from hostdev.state.records import Owner
 from hostdev.testing import FakeKernel
 
 STATE = ["--state-dir", "/run/hostdev"]
@@ -130,7 +130,7 @@ def test_reconcile_shows_a_write_still_blocked(fake_kernel: FakeKernel,
     disk = "0000:18:00.0"
     run(capsys, "detach", disk)
     holder = fake_kernel.hold_vfio(disk, pid=4321)
-    monkeypatch.setattr("hostdev.vfio.wait_released", lambda *a, **k: None)  # a late user
+    monkeypatch.setattr("hostdev.linux.vfio.wait_released", lambda *a, **k: None)  # a late user
     mgr = HostdevManager(root="/", state_dir="/run/hostdev", write_timeout=0.05)
     with pytest.raises(WriteBlocked):
         mgr.node_reattach(disk)

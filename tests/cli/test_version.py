@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import hostdev
-from hostdev.cli import main
+from hostdev.cli.main import main
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -27,7 +27,7 @@ def test_version_option_prints_the_package_version(capsys: pytest.CaptureFixture
 
 def test_version_needs_no_subcommand_and_touches_no_host() -> None:
     # A root that does not exist: --version must answer before anything looks at it.
-    script = "import sys; from hostdev.cli import main; sys.exit(main())"
+    script = "import sys; from hostdev.cli.main import main; sys.exit(main())"
     result = subprocess.run([sys.executable, "-c", script, "--root", "/nonexistent", "--version"],
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr

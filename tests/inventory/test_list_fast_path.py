@@ -1,4 +1,4 @@
-"""``hostdev list`` prints without pydantic models (hostdev.commands.listing); its
+"""``hostdev list`` prints without pydantic models (hostdev.cli.listing); its
 table and JSON must stay exactly what the models would print."""
 
 from __future__ import annotations
@@ -10,14 +10,15 @@ import sys
 import pytest
 
 from hostdev.address import PciAddress
-from hostdev.cli import main
-from hostdev.commands.inventory import ListOutput, _listed
-from hostdev.commands.listing import peek_state
+from hostdev.cli.documents import ListOutput
+from hostdev.cli.inventory import _listed
+from hostdev.cli.listing import peek_state
+from hostdev.cli.main import main
+from hostdev.cli.tables import BASE_COLUMNS, Column, status_table
+from hostdev.linux.device import PciDevice, list_devices
+from hostdev.linux.sysfs import Sysfs
 from hostdev.manager import HostdevManager
-from hostdev.pci import PciDevice, list_devices
-from hostdev.records import HostdevSpec, Owner
-from hostdev.render import BASE_COLUMNS, Column, status_table
-from hostdev.sysfs import Sysfs
+from hostdev.state.records import HostdevSpec, Owner
 from hostdev.testing import FakeKernel
 from hostdev.testing.hostgen import generate_host
 
@@ -101,11 +102,11 @@ def test_vf_whose_pf_lost_the_link(fake_kernel: FakeKernel,
 
 def test_list_imports_no_pydantic() -> None:
     """A cold ``hostdev list`` imports neither pydantic nor the manager."""
-    code = ("import sys\nfrom hostdev.cli import main\n"
+    code = ("import sys\nfrom hostdev.cli.main import main\n"
             "main(['--root', '/nonexistent', '--state-dir', '/nonexistent', 'list'])\n"
             "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic',"
-            " 'pydantic_core', 'filelock', 'logging') or m in ('hostdev.pci',"
-            " 'hostdev.manager', 'hostdev.records'))\n"
+            " 'pydantic_core', 'filelock', 'logging') or m in ('hostdev.linux.device',"
+            " 'hostdev.manager', 'hostdev.state.records'))\n"
             "print(','.join(heavy))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=False)

@@ -9,10 +9,10 @@ import os
 import pytest
 from pyfakefs.fake_filesystem import FakeFilesystem
 
-from hostdev.cli import main
-from hostdev.commands.inventory import ListOutput, ShowOutput
-from hostdev.pci import list_devices
-from hostdev.sysfs import Sysfs
+from hostdev.cli.documents import ListOutput, ShowOutput
+from hostdev.cli.main import main
+from hostdev.linux.device import list_devices
+from hostdev.linux.sysfs import Sysfs
 from hostdev.testing import FakeKernel
 
 STATE = ["--state-dir", "/run/hostdev"]

@@ -13,10 +13,10 @@ import errno
 
 import pytest
 
-from hostdev.cli import main
+from hostdev.cli.main import main
 from hostdev.errors import HostdevError
 from hostdev.manager import HostdevManager
-from hostdev.records import HostdevSpec
+from hostdev.state.records import HostdevSpec
 from hostdev.testing import SimulatedCrash
 from tests.smallhost import NIC, NVME, VM1, VM2, Host
 

@@ -13,7 +13,7 @@ import pytest
 
 from hostdev.errors import HostdevError
 from hostdev.manager import HostdevManager
-from hostdev.records import HostdevSpec
+from hostdev.state.records import HostdevSpec
 from hostdev.testing import FakeKernel
 from tests.smallhost import NIC, NVME, VM1, Host, build_host
 from tests.writehooks import count_writes, on_write

@@ -11,7 +11,7 @@ import pytest
 
 from hostdev.errors import DeviceInUse, DeviceNotFound, KernelRefused, NotAssignable
 from hostdev.manager import HostdevManager
-from hostdev.records import HostdevSpec
+from hostdev.state.records import HostdevSpec
 from tests.smallhost import NIC, NVME, ROOT_PORT, VM1, VM2, Host
 
 # ------------------------------------------------- reattach prunes vanished devices

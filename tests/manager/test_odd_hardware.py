@@ -10,13 +10,13 @@ import pytest
 from pyfakefs.fake_filesystem import FakeFilesystem
 
 from hostdev.address import PciAddress
-from hostdev.binding import current_driver
-from hostdev.cli import main
-from hostdev.errors import NotAssignable
+from hostdev.cli.main import main
+from hostdev.errors import ModuleLoadFailed, NotAssignable
+from hostdev.linux.binding import current_driver
+from hostdev.linux.drivers import is_group_safe, is_stub_driver, is_vfio_driver
+from hostdev.linux.modules import choose_stub
 from hostdev.manager import HostdevManager
-from hostdev.modules import ModuleLoadFailed, choose_stub
-from hostdev.records import HostdevSpec, Owner
-from hostdev.stubs import is_group_safe, is_stub_driver, is_vfio_driver
+from hostdev.state.records import HostdevSpec, Owner
 from hostdev.testing import FakeKernel
 
 VM1 = Owner(driver="qemu", domain="vm1")
@@ -185,7 +185,7 @@ def test_failed_load_is_one_line_and_changes_nothing(fake_kernel: FakeKernel) ->
 def test_loaded_module_without_the_driver_is_refused(fake_kernel: FakeKernel,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     _host_without_vfio(fake_kernel)
-    monkeypatch.setattr("hostdev.modules.time.sleep", lambda _s: None)
+    monkeypatch.setattr("hostdev.linux.modules.time.sleep", lambda _s: None)
     mgr = _mgr(fake_kernel, module_loader=lambda name: None)  # "loads" nothing
     with pytest.raises(NotAssignable, match="no PCI driver vfio-pci appeared"):
         mgr.node_detach(NIC)
@@ -277,8 +277,8 @@ def test_prepare_and_reattach_in_a_domain_above_ffff(fake_kernel: FakeKernel) ->
 
 def test_identity_check_survives_a_garbage_physfn(fake_kernel: FakeKernel,
                                                   fs: FakeFilesystem) -> None:
-    from hostdev.identity import Presence, check
-    from hostdev.records import DeviceRecord
+    from hostdev.ops.identity import Presence, check
+    from hostdev.state.records import DeviceRecord
 
     fake_kernel.load_fixture("vmd-workstation")
     # A record from an older state file (no generation): the physfn link is read.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hostdev.errors import BadInput, DeviceInUse, DeviceNotFound, NotAssignable
-from hostdev.records import HostdevSpec
+from hostdev.state.records import HostdevSpec
 from tests.smallhost import AUDIO, GPU, NIC, NVME, PF, ROOT_PORT, VM1, VM2, Host
 
 

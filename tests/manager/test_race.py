@@ -8,7 +8,7 @@ from pathlib import Path
 
 from hostdev.errors import DeviceInUse
 from hostdev.manager import HostdevManager
-from hostdev.records import HostdevSpec, Owner
+from hostdev.state.records import HostdevSpec, Owner
 
 ADDR = "0000:01:00.0"
 

@@ -9,7 +9,7 @@ import pytest
 from hostdev.address import PciAddress
 from hostdev.errors import DeviceInUse, DeviceNotFound, NotAssignable
 from hostdev.manager import HostdevManager
-from hostdev.records import HostdevSpec
+from hostdev.state.records import HostdevSpec
 from tests.smallhost import GPU, NIC, NVME, PF, VM1, VM2, Host
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hostdev.records import HostdevSpec
+from hostdev.state.records import HostdevSpec
 from tests.smallhost import NIC, VM1, VM2, Host
 
 

@@ -10,6 +10,7 @@ the first call after the user let go records where the device ended up.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import time
@@ -21,8 +22,8 @@ import pytest
 
 from hostdev.address import PciAddress
 from hostdev.errors import BadInput, DeviceBusy, WriteBlocked
+from hostdev.linux.sysfs import Sysfs
 from hostdev.manager import HostdevManager
-from hostdev.sysfs import Sysfs
 from hostdev.testing import FakeKernel, VfioHolder, VfioWouldBlock
 from tests.smallhost import NIC, NVME, PF, VM1, Host
 
@@ -186,7 +187,7 @@ def test_interrupted_wait_keeps_the_write_journaled(host: Host,
     mgr = _manager(timeout=30)
     with before_write("/unbind", lambda: None), pytest.raises(KeyboardInterrupt):
         # Skip the holder check, as if the user came after it.
-        monkeypatch.setattr("hostdev.vfio.wait_released", lambda *a, **k: None)
+        monkeypatch.setattr("hostdev.linux.vfio.wait_released", lambda *a, **k: None)
         mgr.node_reattach(NIC)
     monkeypatch.undo()
     journal = _journal()
@@ -244,7 +245,7 @@ def test_caller_killed_while_waiting(host: Host, monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(FakeHelperWrite, "wait", killed)
     monkeypatch.setattr(Sysfs, "_give_up", lambda self, helper: None)  # SIGKILL: no cleanup
-    monkeypatch.setattr("hostdev.vfio.wait_released", lambda *a, **k: None)
+    monkeypatch.setattr("hostdev.linux.vfio.wait_released", lambda *a, **k: None)
     with pytest.raises(SimulatedCrash):
         _manager(timeout=30).node_reattach(NIC)
     monkeypatch.undo()
@@ -284,3 +285,29 @@ def test_rollback_blocked_by_a_late_holder(host: Host) -> None:
                for line in report.recovered), report
     assert host.where(NIC, NVME) == {NIC: ("e1000e", None), NVME: ("nvme", None)}
     assert _manager().lists().find(NIC) is None and _journal() is None
+
+
+def test_blocked_unbind_that_finishes_driverless_stays_tracked_and_fails(
+        host: Host, capsys: pytest.CaptureFixture[str]) -> None:
+    """The write returns once the user lets go, but the host driver's probe fails:
+    the device is neither dropped nor reported recovered; reconcile exits 1."""
+    from hostdev.cli.main import main
+
+    host.mgr.prepare(VM1, [NIC])
+    holders: list[VfioHolder] = []
+
+    def hold() -> None:
+        if not holders:
+            holders.append(host.kernel.hold_vfio(NIC, pid=778))
+
+    with before_write("drivers/vfio-pci/unbind", hold):
+        report = _manager().reattach(VM1, [NIC])
+    assert [f.address for f in report.failed] == [NIC]
+    host.kernel.fail_probe("e1000e", errno.EIO)
+    holders[0].release()
+    code = main(["--root", "/", "--state-dir", "/run/hostdev", "reconcile"])
+    out, _ = capsys.readouterr()
+    assert code == 1 and f"{NIC}" in out and "no driver took the device" in out
+    assert host.driver(NIC) is None
+    record = _manager().lists().inactive.get(NIC)
+    assert record is not None and record.owner is None and record.original_driver == "e1000e"

@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 from pyfakefs.fake_filesystem import FakeFilesystem
 
-from hostdev import statedir
 from hostdev.errors import HostdevError, StateWriteFailed
-from hostdev.journal import INTENT_NAME
 from hostdev.manager import HostdevManager
+from hostdev.state import files as statedir
+from hostdev.state.journal import INTENT_NAME
 from hostdev.testing import FakeKernel, SimulatedCrash
 from tests.safety.test_fault_suite import (
     SCENARIOS,

@@ -35,11 +35,11 @@ from pydantic import BaseModel
 from pyfakefs.fake_filesystem import FakeFilesystem
 
 from hostdev.address import PciAddress
-from hostdev.binding import current_driver
 from hostdev.errors import HostdevError
+from hostdev.linux.binding import current_driver
+from hostdev.linux.drivers import is_stub_driver, is_vfio_driver
 from hostdev.manager import HostdevManager
-from hostdev.records import DeviceRecord, HostdevSpec
-from hostdev.stubs import is_stub_driver, is_vfio_driver
+from hostdev.state.records import DeviceRecord, HostdevSpec
 from hostdev.testing import FakeKernel, FakeKernelSetupError, SimulatedCrash, VfioHolder
 from tests.smallhost import NIC, NVME, PF, VM1, build_host
 from tests.writehooks import count_writes, on_write

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import cast
 
 import pytest
 
-from hostdev import vfio
 from hostdev.errors import BadInput, DeviceBusy
+from hostdev.linux import vfio
 from hostdev.manager import HostdevManager
 from hostdev.testing import FakeKernel, SimulatedCrash
-from hostdev.vfio import Holder
 from tests.smallhost import NIC, NVME, PF, VM1, Host
 
 OUTSIDE = "a VFIO user outside this process's view"
@@ -45,7 +43,7 @@ def test_node_reattach_refuses_hidden_holder_without_writing(host: Host) -> None
         host.mgr.node_reattach(NIC, release_timeout=0.05)
     message = str(info.value)
     assert OUTSIDE in message and "enable=1, runtime_usage=1" in message
-    assert [h.pid for h in cast(list[Holder], info.value.holders)] == [None]
+    assert [h.pid for h in info.value.holders] == [None]
     assert host.where(NIC) == before and len(host.kernel.writes) == writes
     assert host.kernel.would_block_events == []
     assert [r.address for r in host.mgr.inactive()] == [NIC]
@@ -287,3 +285,12 @@ def test_good_release_timeouts(fake_kernel: FakeKernel) -> None:
     for good in (0, 0.0, 2, 1.5):
         assert HostdevManager(root="/", state_dir="/run/hostdev",
                               release_timeout=good).release_timeout == float(good)
+
+
+def test_a_holder_name_with_a_newline_keeps_the_error_on_one_line(host: Host) -> None:
+    """Any process picks its own comm: it must not break (or forge) a line of output."""
+    host.mgr.node_detach(NIC)
+    host.kernel.hold_vfio(NIC, pid=912, comm="qemu\nhostdev: fake")
+    with pytest.raises(DeviceBusy) as info:
+        host.mgr.node_reattach(NIC, release_timeout=0)
+    assert "\n" not in str(info.value) and "qemu\\x0ahostdev: fake (pid 912" in str(info.value)

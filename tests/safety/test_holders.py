@@ -6,9 +6,9 @@ import pytest
 from pyfakefs.fake_filesystem import FakeFilesystem
 
 from hostdev.errors import DeviceBusy
+from hostdev.linux.vfio import Holder
 from hostdev.manager import HostdevManager
 from hostdev.testing import FakeKernel
-from hostdev.vfio import Holder
 from tests.smallhost import NIC, NVME, VM1, Host
 
 

@@ -6,15 +6,14 @@ from __future__ import annotations
 import errno
 import logging
 import os
-from typing import cast
 
 import pytest
 
 from hostdev.address import PciAddress
 from hostdev.errors import DeviceUsedByHost, HostdevError
-from hostdev.hostuse import HostUse
+from hostdev.linux.hostuse import HostUse
 from hostdev.manager import HostdevManager
-from hostdev.records import HostdevSpec
+from hostdev.state.records import HostdevSpec
 from hostdev.testing import FakeKernel
 from tests.smallhost import AUDIO, GPU, NIC, NVME, PF, ROOT_PORT, VM1, Host
 
@@ -171,7 +170,7 @@ def test_route_without_an_address_is_refused(host: Host) -> None:
     _nic(host)
     host.kernel.add_route("eno1", "10.8.0.0/16")
     err = _refused(host, lambda: host.mgr.node_detach(NIC), NIC)
-    assert cast(list[HostUse], err.uses)[0].use == "up with route 10.8.0.0/16"
+    assert err.uses[0].use == "up with route 10.8.0.0/16"
 
 
 @pytest.mark.parametrize("case", ["down with address", "up, link-local only",

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from hostdev.cli import main
+from hostdev.cli.main import main
 from hostdev.errors import UnsafePath
+from hostdev.linux.scan import scan
+from hostdev.linux.sysfs import Sysfs
 from hostdev.manager import HostdevManager
-from hostdev.scan import scan
-from hostdev.sysfs import Sysfs
 from hostdev.testing.materialize import materialize
 
 NIC = "0000:00:02.0"

@@ -73,7 +73,7 @@ def test_reattach_gives_vfs_back_before_their_pf(host: Host) -> None:
     host.mgr.prepare(VM1, [vf1, vf0])
     # Track the PF as active too (as a guest holding PF and VFs would): its
     # record is written straight into the state, the PF stays on i40e.
-    from hostdev.records import DeviceRecord
+    from hostdev.state.records import DeviceRecord
 
     with host.mgr.store.locked():
         lists = host.mgr.store.load()
@@ -87,8 +87,8 @@ def test_reattach_gives_vfs_back_before_their_pf(host: Host) -> None:
 
 
 def test_prepare_takes_pf_before_its_vfs() -> None:
-    from hostdev.pci import PciDevice, VfInfo
-    from hostdev.prepare import _is_vf_of
+    from hostdev.linux.device import PciDevice, VfInfo
+    from hostdev.ops.prepare import _is_vf_of
 
     pf = PciDevice(address=PF, vendor=0x8086, device=0x1572, class_code=0x020000)
     vf = PciDevice(address="0000:01:00.1", vendor=0x8086, device=0x154C,  # type: ignore[arg-type]

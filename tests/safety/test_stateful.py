@@ -16,12 +16,12 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from pyfakefs.fake_filesystem_unittest import Patcher
 
-from hostdev import vfio
 from hostdev.address import PciAddress
-from hostdev.binding import current_driver
 from hostdev.errors import DeviceBusy, DeviceInUse, HostdevError
+from hostdev.linux import vfio
+from hostdev.linux.binding import current_driver
 from hostdev.manager import HostdevManager
-from hostdev.records import HostdevSpec, Owner
+from hostdev.state.records import HostdevSpec, Owner
 from hostdev.testing import FakeKernel, VfioHolder
 from tests.smallhost import NIC, NVME, PF, build_host
 

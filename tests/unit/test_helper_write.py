@@ -20,7 +20,7 @@ import pytest
 
 from hostdev.address import PciAddress
 from hostdev.errors import KernelRefused, WriteBlocked
-from hostdev.sysfs import Sysfs
+from hostdev.linux.sysfs import Sysfs
 
 ADDR = PciAddress.parse("0000:01:00.0")
 
@@ -104,7 +104,7 @@ def test_a_cli_that_exits_does_not_wait_for_its_helper(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         from hostdev.address import PciAddress
         from hostdev.errors import WriteBlocked
-        from hostdev.sysfs import Sysfs
+        from hostdev.linux.sysfs import Sysfs
         s = Sysfs({str(tmp_path)!r}); s.write_timeout = 0.2
         a = PciAddress.parse("{ADDR}")
         try:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from hostdev.errors import InvalidDriverName
-from hostdev.modules import ModuleLoadFailed, best_variant, modprobe, vfio_aliases
+from hostdev.errors import InvalidDriverName, ModuleLoadFailed
+from hostdev.linux.modules import best_variant, modprobe, vfio_aliases
 
 MLX_VF = "pci:v000015B3d0000101Esv000015B3sd00000016bc02sc00i00"
 ALIASES = [
@@ -64,7 +64,7 @@ def test_modprobe_missing_binary(tmp_path: Path) -> None:
 
 
 def test_modprobe_not_found_in_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("hostdev.modules._SBIN", str(tmp_path))
+    monkeypatch.setattr("hostdev.linux.modules._SBIN", str(tmp_path))
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(ModuleLoadFailed, match="modprobe not found"):
         modprobe("vfio-pci")

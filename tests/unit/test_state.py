@@ -11,9 +11,9 @@ import pytest
 
 from hostdev.address import PciAddress
 from hostdev.errors import StateBusy, StateCorrupt
-from hostdev.lists import Lists
-from hostdev.records import DeviceRecord, Owner
-from hostdev.state import StateStore
+from hostdev.state.lists import Lists
+from hostdev.state.records import DeviceRecord, Owner
+from hostdev.state.store import StateStore
 
 
 def _record(addr: str, owner: Owner | None = None) -> DeviceRecord:

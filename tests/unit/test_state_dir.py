@@ -17,13 +17,15 @@ from pathlib import Path
 import pytest
 from pyfakefs.helpers import set_uid
 
-from hostdev.cli import main
+from hostdev.cli.main import main
 from hostdev.errors import StateCorrupt, StateUnusable
-from hostdev.journal import Journal
-from hostdev.state import StateStore, default_state_dir
-from hostdev.statedir import MAX_FILE_SIZE
+from hostdev.manager import HostdevManager
+from hostdev.state.files import MAX_FILE_SIZE
+from hostdev.state.journal import Journal
+from hostdev.state.store import StateStore, default_state_dir
 from hostdev.testing import FakeKernel
 from hostdev.testing.materialize import materialize
+from tests.smallhost import NIC, build_host
 
 ROOT_UID = os.getuid()
 
@@ -181,8 +183,8 @@ def test_huge_file_not_read(tmp_path: Path, state: Path, name: str,
 def test_size_cap_fits_4096_records(tmp_path: Path) -> None:
     """The cap is generous: a file of 4,096 records with long owner names fits."""
     from hostdev.address import PciAddress
-    from hostdev.lists import Lists
-    from hostdev.records import DeviceRecord, Owner
+    from hostdev.state.lists import Lists
+    from hostdev.state.records import DeviceRecord, Owner
 
     lists = Lists()
     owner = Owner(driver="qemu", domain="a-rather-long-virtual-machine-name-" * 4)
@@ -303,3 +305,32 @@ def test_state_directory_symlink_and_file(tmp_path: Path) -> None:
     store = StateStore(tmp_path / "file")
     with pytest.raises(StateUnusable, match="not a plain directory"), store.locked():
         pass
+
+
+@pytest.mark.parametrize("damage", ["pending entry naming no device", "override of two lines"])
+def test_a_damaged_journal_that_parses_is_refused(fake_kernel: FakeKernel, damage: str,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """JSON of the right shape but values hostdev never writes: StateCorrupt (exit 2), no
+    traceback, nothing written back to the kernel."""
+    import json
+
+    build_host(fake_kernel)
+    state = "/run/hostdev"
+    HostdevManager(root="/", state_dir=state).node_detach(NIC)
+    doc: dict[str, object] = {
+        "format": "hostdev-intent", "version": 1, "transaction": "x", "operation": "node_detach",
+        "pid": 1, "vf_counts": [], "devices": [], "pending": []}
+    if damage.startswith("pending"):
+        doc["pending"] = [{"path": "/sys/bus/pci/drivers/vfio-pci/unbind", "value": "x",
+                           "devices": [], "pid": 999999, "start": None, "gave_up": True}]
+    else:
+        doc["devices"] = [{"address": str(NIC), "driver": "e1000e", "override": "a\nb",
+                           "generation": None}]
+    with open(f"{state}/intent.json", "w") as handle:
+        json.dump(doc, handle)
+    os.chmod(f"{state}/intent.json", 0o600)
+    writes = len(fake_kernel.writes)
+    assert main(["--root", "/", "--state-dir", state, "reconcile"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "intent.json" in err and "Traceback" not in err
+    assert len(fake_kernel.writes) == writes

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hostdev.address import PciAddress
-from hostdev.lists import Lists
-from hostdev.records import DeviceRecord, Owner
-from hostdev.state import StateStore
+from hostdev.state.lists import Lists
+from hostdev.state.records import DeviceRecord, Owner
+from hostdev.state.store import StateStore
 
 ADDRS = [PciAddress(0, 0x3B, 2 + i // 8, i % 8) for i in range(24)]
 OWNERS = [None, Owner(driver="qemu", domain="vm1"), Owner(driver="qemu", domain="vm2")]

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hostdev.vpd import MalformedVpd, Vpd, build_vpd, parse_vpd
+from hostdev.linux.vpd import MalformedVpd, Vpd, build_vpd, parse_vpd
 
 # A ConnectX-style VPD as ``lspci -vv`` shows it, built by hand (not by build_vpd).
 _NAME = b"ConnectX-6 Dx EN adapter card"

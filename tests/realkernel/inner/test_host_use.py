@@ -20,12 +20,12 @@ from typing import TypeVar
 import pytest
 
 from hostdev.address import PciAddress
-from hostdev.cli import main
+from hostdev.cli.main import main
 from hostdev.errors import DeviceUsedByHost
-from hostdev.hostuse import host_uses
+from hostdev.linux.hostuse import host_uses
+from hostdev.linux.sysfs import Sysfs
 from hostdev.manager import HostdevManager
-from hostdev.records import Owner
-from hostdev.sysfs import Sysfs
+from hostdev.state.records import Owner
 
 from . import guest
 from .observing import Observer

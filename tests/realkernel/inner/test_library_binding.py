@@ -20,9 +20,10 @@ from typing import TypeVar
 import pytest
 
 from hostdev.errors import DeviceBusy
+from hostdev.linux.vfio import Holder
 from hostdev.manager import HostdevManager
-from hostdev.records import HostdevSpec, Owner, ReattachReport
-from hostdev.vfio import Holder
+from hostdev.reports import ReattachReport
+from hostdev.state.records import HostdevSpec, Owner
 
 from . import guest
 from .guest import DEV_VFIO, dev

@@ -30,11 +30,11 @@ from typing import Any
 
 import pytest
 
-from hostdev import binding, vfio
 from hostdev.address import PciAddress
 from hostdev.errors import DeviceBusy, WriteBlocked
+from hostdev.linux import binding, vfio
+from hostdev.linux.sysfs import Sysfs, start_helper_write
 from hostdev.manager import HostdevManager
-from hostdev.sysfs import Sysfs, start_helper_write
 
 from . import guest
 from .observing import Observer

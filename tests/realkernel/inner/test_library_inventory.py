@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from hostdev.errors import DeviceNotFound
-from hostdev.pci import list_devices, read_device
-from hostdev.sysfs import Sysfs
+from hostdev.linux.device import list_devices, read_device
+from hostdev.linux.sysfs import Sysfs
 
 from . import guest
 from .guest import dev
@@ -89,9 +89,9 @@ def _shell_inventory() -> dict[str, Any]:
 
 
 def _cli_list(state_dir: str) -> dict[str, Any]:
-    """Run ``python -m hostdev.cli list --json`` as a separate process."""
+    """Run ``python -m hostdev.cli.main list --json`` as a separate process."""
     proc = subprocess.run(
-        [sys.executable, "-m", "hostdev.cli", "--state-dir", state_dir, "list", "--json"],
+        [sys.executable, "-m", "hostdev.cli.main", "--state-dir", state_dir, "list", "--json"],
         capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, f"hostdev list --json failed: {proc.stderr}"
     doc: dict[str, Any] = json.loads(proc.stdout)

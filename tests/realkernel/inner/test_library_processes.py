@@ -23,10 +23,10 @@ from typing import Any
 
 import pytest
 
-from hostdev import binding
 from hostdev.address import PciAddress
+from hostdev.linux import binding
 from hostdev.manager import HostdevManager
-from hostdev.records import HostdevSpec, Owner
+from hostdev.state.records import HostdevSpec, Owner
 
 from . import guest
 from .observing import Observer
@@ -153,7 +153,7 @@ def _pause_at(point: str, first: str, tell: Callable[[], None]) -> Callable[[], 
     ``after-override``: right after driver_override=vfio-pci was written, before the
     probe. ``after-first-bound``: right after ``first`` was moved onto vfio-pci, before
     the other device of the same prepare is touched. Only the child's copy of
-    hostdev.binding is wrapped.
+    hostdev.linux.binding is wrapped.
     """
     def arm() -> None:
         if point == "after-override":

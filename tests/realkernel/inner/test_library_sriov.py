@@ -14,7 +14,7 @@ import pytest
 
 from hostdev.errors import DeviceInUse
 from hostdev.manager import HostdevManager
-from hostdev.records import HostdevSpec, Owner
+from hostdev.state.records import HostdevSpec, Owner
 
 from . import guest
 from .guest import DEV_VFIO, dev

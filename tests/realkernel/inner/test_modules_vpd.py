@@ -19,10 +19,10 @@ from typing import TypeVar
 import pytest
 
 from hostdev.address import PciAddress
-from hostdev.commands.inventory import read_vpd
+from hostdev.cli.inventory import read_vpd
 from hostdev.errors import NotAssignable
+from hostdev.linux.sysfs import Sysfs
 from hostdev.manager import HostdevManager
-from hostdev.sysfs import Sysfs
 
 from . import guest
 from .observing import Observer

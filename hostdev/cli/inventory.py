@@ -1,0 +1,114 @@
+"""``hostdev list`` and ``hostdev show``: read-only inventory commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from hostdev.address import PciAddress
+from hostdev.cli import listing
+from hostdev.cli.documents import ListedDevice, Membership, ShowOutput, VpdOutput
+from hostdev.cli.tables import device_details
+from hostdev.errors import HostdevError
+from hostdev.linux.device import PciDevice, read_device
+from hostdev.linux.drivers import is_vfio_driver
+from hostdev.linux.hostuse import host_uses
+from hostdev.linux.sysfs import Sysfs
+from hostdev.linux.vfio import holders
+from hostdev.state.lists import Lists
+
+
+def _listed(dev: PciDevice, lists: Lists | None) -> ListedDevice:
+    membership: Membership = "host"
+    owner = None
+    if lists is None:
+        membership = "unknown"
+    elif (record := lists.active.get(dev.address)) is not None:
+        membership, owner = "active", record.owner
+    elif dev.address in lists.inactive:
+        membership = "inactive"
+    return ListedDevice(**dict(dev), membership=membership, owner=owner)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """Print one device with its IOMMU group members and VFs."""
+    address = PciAddress.parse(args.address)
+    sysfs = Sysfs(args.root)
+    sysfs.check_tree()
+    listing.fence_blocked(sysfs, args)  # DeviceBusy rather than a read that waits
+    warnings: list[str] = []
+    dev = read_device(sysfs, address, warnings)
+    vpd = read_vpd(sysfs, address)
+    lists, note = listing.peek_state(args)
+    listed = _listed(dev, lists)
+    found_holders = holders(sysfs, address) if dev.vfio_dev or is_vfio_driver(dev.driver) else []
+    members = [_maybe(sysfs, m) for m in dev.iommu_group_members if m != dev.address]
+    vfs = [_maybe(sysfs, v) for v in (dev.sriov.vfs if dev.sriov else [])]
+    uses = host_uses(sysfs, address)
+    found_members = [m for m in members if m is not None]
+    found_vfs = [v for v in vfs if v is not None]
+    if args.json:
+        out = ShowOutput(device=listed, holders=found_holders, host_use=uses,
+                         group_members=found_members, vfs=found_vfs, vpd=vpd,
+                         warnings=warnings)
+        sys.stdout.write(out.model_dump_json(by_alias=True, indent=2) + "\n")
+    else:
+        for line in warnings:
+            print(f"hostdev: warning: {line}", file=sys.stderr)
+        extra = [("list", note or listed.membership)]
+        if listed.owner is not None:
+            extra.append(("owner", f"{listed.owner.driver}/{listed.owner.domain}"))
+        if found_holders:
+            extra.append(("held by", "; ".join(str(h) for h in found_holders)))
+        if uses:
+            extra.append(("host uses", "; ".join(str(u) for u in uses)))
+        extra.extend(_vpd_facts(vpd))
+        sys.stdout.write(device_details(dev, found_members, found_vfs, extra))
+    return 0
+
+
+def read_vpd(sysfs: Sysfs, address: PciAddress) -> VpdOutput | None:
+    """The device's VPD, parsed; None when it has no ``vpd`` attribute.
+
+    Malformed or unreadable VPD (non-root, a device that does not answer) is
+    returned with ``error`` set: it is shown as such, never raised.
+    """
+    from hostdev.linux.vpd import MalformedVpd, parse_vpd
+
+    path = sysfs.device_path(address, "vpd")
+    if not sysfs.exists(path):
+        return None
+    try:
+        raw = sysfs.read_binary(path, address)
+    except HostdevError as exc:
+        return VpdOutput(error=f"not readable: {exc}")
+    if raw is None:
+        return None
+    try:
+        parsed = parse_vpd(raw)
+    except MalformedVpd as exc:
+        return VpdOutput(error=f"malformed: {exc}")
+    return VpdOutput(name=parsed.name, part_number=parsed.part_number,
+                     serial_number=parsed.serial_number, read_only=parsed.read_only,
+                     read_write=parsed.read_write, checksum_ok=parsed.checksum_ok)
+
+
+def _vpd_facts(vpd: VpdOutput | None) -> list[tuple[str, str]]:
+    if vpd is None:
+        return []
+    if vpd.error is not None:
+        return [("vpd", vpd.error)]
+    facts = [("product name", vpd.name or "-"), ("part number", vpd.part_number or "-"),
+             ("serial number", vpd.serial_number or "-")]
+    if vpd.checksum_ok is False:
+        facts.append(("vpd", "checksum is wrong (the values may be corrupt)"))
+    return facts
+
+
+def _maybe(sysfs: Sysfs, address: PciAddress) -> PciDevice | None:
+    from hostdev.errors import DeviceNotFound
+
+    try:
+        return read_device(sysfs, address)
+    except DeviceNotFound:
+        return None

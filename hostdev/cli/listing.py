@@ -1,0 +1,237 @@
+"""``hostdev list``: every function, as a table or as JSON, without pydantic.
+
+The listing is read by :func:`hostdev.linux.scan.scan` into plain objects and printed
+from them: no model is built per device, and pydantic is not imported at all
+unless a state file exists (its records are models) or ``--schema`` is asked.
+The JSON written here is byte for byte what
+``ListOutput(...).model_dump_json(by_alias=True, indent=2)`` of
+:mod:`hostdev.cli.documents` describes (the schema ``hostdev.list/1``);
+a test holds the two to that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from hostdev.address import PciAddress
+from hostdev.cli.schema_ids import LIST_SCHEMA_ID
+from hostdev.cli.tables import BASE_COLUMNS, Column, status_table
+from hostdev.errors import HostdevError
+from hostdev.linux.scan import DeviceFacts, scan
+from hostdev.linux.sysfs import Sysfs
+
+# typing.TYPE_CHECKING, without importing typing at run time (cold start).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from hostdev.state.lists import Lists
+    from hostdev.state.records import Owner
+
+
+#: (membership, owner) of a device: "active"/"inactive"/"host"/"unknown".
+Placement = tuple[str, "Owner | None"]
+_HOST: Placement = ("host", None)
+_UNKNOWN: Placement = ("unknown", None)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Print the host's functions as a grouped table or JSON."""
+    if args.schema:
+        import json
+
+        from hostdev.cli.documents import ListOutput
+
+        print(json.dumps(ListOutput.model_json_schema(by_alias=True), indent=2))
+        return 0
+    # The table shows neither subsystem ids nor reset methods: do not read them.
+    sysfs = Sysfs(args.root)
+    fence_blocked(sysfs, args)
+    warnings: list[str] = []
+    busy: list[str] = []
+    devices = scan(sysfs, brief=not args.json, warnings=warnings, busy=busy)
+    iommu = iommu_on(sysfs, devices)
+    lists, note = peek_state(args)
+    placed = [placement(d.address, lists) for d in devices]
+    if note:
+        print(f"hostdev: note: {note}", file=sys.stderr)
+    for line in warnings:
+        print(f"hostdev: warning: {line}", file=sys.stderr)
+    for line in busy:
+        print(f"hostdev: warning: left out: {line}", file=sys.stderr)
+    if args.json:
+        sys.stdout.write(list_json(str(args.root), note, devices, placed, iommu, warnings))
+    else:
+        if not iommu:
+            from hostdev.linux.iommu import LIST_NOTE
+
+            print(f"Note: {LIST_NOTE}\n")
+        where = {d.address: p for d, p in zip(devices, placed, strict=True)}
+        columns: list[Column] = [
+            ("LIST", lambda d: where[d.address][0]),
+            ("OWNER", lambda d: _owner_text(where[d.address][1])),
+        ]
+        sys.stdout.write(status_table(devices, [*BASE_COLUMNS, *columns]))
+    return 0
+
+
+def iommu_on(sysfs: Sysfs, devices: Sequence[DeviceFacts]) -> bool:
+    """False when the host has PCI devices but no IOMMU group at all (IOMMU off)."""
+    if not devices or any(d.iommu_group is not None for d in devices):
+        return True
+    from hostdev.linux.iommu import iommu_enabled
+
+    return iommu_enabled(sysfs)
+
+
+def fence_blocked(sysfs: Sysfs, args: argparse.Namespace) -> None:
+    """Fence the devices a write of ours is still blocked on in the kernel.
+
+    Reading such a device's ``uevent`` or ``driver_override`` would wait until the
+    VFIO user lets go; the journal of the state directory names them (read here
+    without a lock and without pydantic; anything unreadable is ignored).
+    """
+    import os
+
+    from hostdev.state.store import default_state_dir
+
+    try:
+        path = os.path.join(args.state_dir or default_state_dir(args.root), "intent.json")
+        if not os.path.exists(path):
+            return
+        import json
+        import stat
+
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return
+            doc = json.loads(os.read(fd, 1 << 20))
+        finally:
+            os.close(fd)
+        for entry in doc.get("pending", []):
+            pid, start = int(entry["pid"]), entry.get("start")
+            if sysfs.process_alive(pid, start if isinstance(start, int) else None):
+                sysfs.fence([PciAddress.parse(a) for a in entry["devices"]],
+                            f"a write of ours ({str(entry['value']).strip()!r} to"
+                            f" {entry['path']}) is still blocked in the kernel (helper pid"
+                            f" {pid}) until the VFIO user releases it")
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError,
+            HostdevError):
+        return
+
+
+def peek_state(args: argparse.Namespace) -> tuple[Lists | None, str | None]:
+    """The lists if they can be read without writing anything, else a note why not."""
+    from hostdev.state.store import StateStore, default_state_dir
+
+    try:
+        directory = args.state_dir or default_state_dir(args.root)
+        return StateStore(directory).peek(), None
+    except HostdevError as exc:
+        return None, f"lists not shown: {exc}"
+    except OSError as exc:
+        return None, f"lists not shown: cannot read the state: {exc.strerror}"
+
+
+def placement(address: PciAddress, lists: Lists | None) -> Placement:
+    """Which list holds ``address`` ("host": none), and the owner of an active one."""
+    if lists is None:
+        return _UNKNOWN
+    record = lists.active.get(address)
+    if record is not None:
+        return ("active", record.owner)
+    if address in lists.inactive:
+        return ("inactive", None)
+    return _HOST
+
+
+def _owner_text(owner: Owner | None) -> str:
+    return "-" if owner is None else f"{owner.driver}/{owner.domain}"
+
+
+# ---------------------------------------------------------------- JSON, by hand
+# Two-space indentation as pydantic (serde_json) pretty-prints it; strings are
+# escaped by the json module's C encoder (``quote``), which escapes what
+# serde_json does. json is imported only here: the table does not need it.
+
+Quote = Callable[[str], str]
+
+
+def _str(value: str | None, quote: Quote) -> str:
+    return "null" if value is None else quote(value)
+
+
+def _int(value: int | None) -> str:
+    return "null" if value is None else str(value)
+
+
+def _hex4(value: int | None) -> str:
+    return "null" if value is None else f'"{value:04x}"'
+
+
+def _strings(values: Sequence[object] | None, indent: str, quote: Quote) -> str:
+    if values is None:
+        return "null"
+    if not values:
+        return "[]"
+    inner = ",\n".join(f"{indent}  {quote(str(v))}" for v in values)
+    return f"[\n{inner}\n{indent}]"
+
+
+def _device(dev: DeviceFacts, place: Placement, quote: Quote) -> str:
+    i = "      "
+    sriov = dev.sriov
+    vf = dev.vf
+    owner = place[1]
+    if sriov is None:
+        sriov_text = "null"
+    else:
+        sriov_text = (f'{{\n{i}  "totalvfs": {sriov.totalvfs},\n{i}  "numvfs": {sriov.numvfs},'
+                      f'\n{i}  "vfs": {_strings(sriov.vfs, i + "  ", quote)}\n{i}}}')
+    if vf is None:
+        vf_text = "null"
+    else:
+        vf_text = f'{{\n{i}  "pf": "{vf.pf}",\n{i}  "index": {_int(vf.index)}\n{i}}}'
+    if owner is None:
+        owner_text = "null"
+    else:
+        owner_text = (f'{{\n{i}  "driver": {quote(owner.driver)},\n'
+                      f'{i}  "domain": {quote(owner.domain)}\n{i}}}')
+    return (
+        f'    {{\n'
+        f'{i}"address": "{dev.address}",\n'
+        f'{i}"vendor": "{dev.vendor:04x}",\n'
+        f'{i}"device": "{dev.device:04x}",\n'
+        f'{i}"subsystem_vendor": {_hex4(dev.subsystem_vendor)},\n'
+        f'{i}"subsystem_device": {_hex4(dev.subsystem_device)},\n'
+        f'{i}"class_code": "{dev.class_code:06x}",\n'
+        f'{i}"driver": {_str(dev.driver, quote)},\n'
+        f'{i}"driver_override": {_str(dev.driver_override, quote)},\n'
+        f'{i}"iommu_group": {_int(dev.iommu_group)},\n'
+        f'{i}"iommu_group_members": {_strings(dev.iommu_group_members, i, quote)},\n'
+        f'{i}"numa_node": {_int(dev.numa_node)},\n'
+        f'{i}"is_bridge": {"true" if dev.is_bridge else "false"},\n'
+        f'{i}"sriov": {sriov_text},\n'
+        f'{i}"vf": {vf_text},\n'
+        f'{i}"reset_methods": {_strings(dev.reset_methods, i, quote)},\n'
+        f'{i}"vfio_dev": {"true" if dev.vfio_dev else "false"},\n'
+        f'{i}"list": "{place[0]}",\n'
+        f'{i}"owner": {owner_text}\n'
+        f'    }}'
+    )
+
+
+def list_json(root: str, note: str | None, devices: Sequence[DeviceFacts],
+              placed: Sequence[Placement], iommu_enabled: bool = True,
+              warnings: Sequence[str] = ()) -> str:
+    """What ``hostdev list --json`` prints (schema ``hostdev.list/1``), newline included."""
+    from json.encoder import encode_basestring as quote
+
+    body = ",\n".join(_device(d, p, quote) for d, p in zip(devices, placed, strict=True))
+    listing = f"[\n{body}\n  ]" if devices else "[]"
+    return (f'{{\n  "schema": "{LIST_SCHEMA_ID}",\n  "root": {_str(root, quote)},\n'
+            f'  "state_note": {_str(note, quote)},\n'
+            f'  "iommu_enabled": {"true" if iommu_enabled else "false"},\n'
+            f'  "warnings": {_strings(warnings, "  ", quote)},\n'
+            f'  "devices": {listing}\n}}\n')

@@ -1,1 +1,0 @@
-"""Command implementations behind ``hostdev.cli`` (imported lazily, one module per area)."""

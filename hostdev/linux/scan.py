@@ -1,0 +1,342 @@
+"""Reading PCI functions from sysfs into plain objects, without pydantic.
+
+This is the reading half of :mod:`hostdev.linux.device`: :func:`read_facts` and
+:func:`scan` return :class:`DeviceFacts`, plain slotted objects with the same
+attribute names as :class:`hostdev.linux.device.PciDevice`. ``hostdev.linux.device`` builds its
+validated models from them; ``hostdev list`` prints them directly, so that the
+command neither imports pydantic nor builds a model per device.
+
+Reading one device costs one directory listing, one read of ``uevent`` (driver,
+class and ids in one go), and one read per other attribute present (a PF adds
+one ``readlink`` per VF). A scan shares the IOMMU-group
+directory reads and takes VF indexes from the PFs' ``virtfnN`` links, so no
+file is read twice.
+"""
+
+from __future__ import annotations
+
+from operator import attrgetter
+
+from hostdev.address import PciAddress
+from hostdev.errors import DeviceBusy, DeviceNotFound, InvalidAddress, UnexpectedContent
+from hostdev.linux.sysfs import Sysfs
+
+#: Class codes (class << 8 | subclass) whose header is not an endpoint's.
+BRIDGE_CLASSES = frozenset({0x0604, 0x0607, 0x0609})
+#: Sort key of addresses (a tuple, compared in C rather than by PciAddress.__lt__).
+_ORDER = attrgetter("_key")
+
+
+class SriovFacts:
+    """SR-IOV facts of a physical function (see :class:`hostdev.linux.device.SriovInfo`)."""
+
+    __slots__ = ("numvfs", "totalvfs", "vfs")
+
+    def __init__(self, totalvfs: int, numvfs: int, vfs: list[PciAddress]) -> None:
+        self.totalvfs = totalvfs
+        self.numvfs = numvfs
+        self.vfs = vfs
+
+
+class VfFacts:
+    """What a virtual function knows of its parent (see :class:`hostdev.linux.device.VfInfo`)."""
+
+    __slots__ = ("index", "pf")
+
+    def __init__(self, pf: PciAddress, index: int | None) -> None:
+        self.pf = pf
+        self.index = index
+
+
+class DeviceFacts:
+    """One PCI function as sysfs showed it (see :class:`hostdev.linux.device.PciDevice`)."""
+
+    __slots__ = (
+        "address", "class_code", "device", "driver", "driver_override", "iommu_group",
+        "iommu_group_members", "is_bridge", "numa_node", "reset_methods", "sriov",
+        "subsystem_device", "subsystem_vendor", "vendor", "vf", "vfio_dev",
+    )
+
+    def __init__(
+        self,
+        address: PciAddress,
+        vendor: int,
+        device: int,
+        subsystem_vendor: int | None,
+        subsystem_device: int | None,
+        class_code: int,
+        driver: str | None,
+        driver_override: str | None,
+        iommu_group: int | None,
+        iommu_group_members: list[PciAddress],
+        numa_node: int | None,
+        sriov: SriovFacts | None,
+        vf: VfFacts | None,
+        reset_methods: list[str] | None,
+        vfio_dev: bool,
+    ) -> None:
+        self.address = address
+        self.vendor = vendor
+        self.device = device
+        self.subsystem_vendor = subsystem_vendor
+        self.subsystem_device = subsystem_device
+        self.class_code = class_code
+        self.driver = driver
+        self.driver_override = driver_override
+        self.iommu_group = iommu_group
+        self.iommu_group_members = iommu_group_members
+        self.numa_node = numa_node
+        self.is_bridge = (class_code >> 8) in BRIDGE_CLASSES
+        self.sriov = sriov
+        self.vf = vf
+        self.reset_methods = reset_methods
+        self.vfio_dev = vfio_dev
+
+    @property
+    def ids(self) -> str:
+        """``vvvv:dddd`` in lower-case hex."""
+        return f"{self.vendor:04x}:{self.device:04x}"
+
+
+class GroupCache:
+    """IOMMU group members, each group directory listed once per scan."""
+
+    def __init__(self, sysfs: Sysfs) -> None:
+        self.sysfs = sysfs
+        self.members: dict[int, list[PciAddress]] = {}
+
+    def get(self, group: int) -> list[PciAddress]:
+        """Sorted members of ``group``."""
+        found = self.members.get(group)
+        if found is None:
+            names = self.sysfs.list_dir(self.sysfs.group_devices_dir(group))
+            found = sorted(parse_names(names), key=_ORDER)
+            self.members[group] = found
+        return found
+
+
+def parse_names(names: list[str], warnings: list[str] | None = None,
+                where: str = "") -> list[PciAddress]:
+    """The entries that are PCI addresses.
+
+    Other names are skipped; with ``warnings``, each skipped name is noted there
+    (``where`` names the directory), so that nothing disappears without a word.
+    """
+    parse = PciAddress.parse
+    out = []
+    for name in names:
+        try:
+            out.append(parse(name))
+        except ValueError:
+            if warnings is not None:
+                shown = name if len(name) <= 40 else name[:40] + "..."
+                warnings.append(f"{where} has an entry {shown!r} that is not a PCI address"
+                                " hostdev can read; it is not listed")
+            continue
+    return out
+
+
+def _link_address(sysfs: Sysfs, path: str, addr: PciAddress,
+                  warnings: list[str] | None) -> PciAddress | None:
+    """The PCI address a ``physfn``/``virtfnN`` link points at; None (and a warning)
+    when the link is absent or its target is not a PCI function."""
+    name = sysfs.read_link_name(path, addr)
+    if name is None:
+        return None
+    try:
+        return PciAddress.parse(name)
+    except InvalidAddress:
+        if warnings is not None:
+            link = path.rsplit("/", 1)[-1]
+            shown = name if len(name) <= 40 else name[:40] + "..."
+            warnings.append(f"PCI device {addr}: its {link} link points at {shown!r},"
+                            " not a PCI function; that link is ignored")
+        return None
+
+
+def read_facts(sysfs: Sysfs, addr: PciAddress, groups: GroupCache | None,
+               brief: bool = False, warnings: list[str] | None = None) -> DeviceFacts:
+    """Read one function; DeviceNotFound if it vanished.
+
+    A ``physfn`` or ``virtfnN`` link whose target is not a PCI address is ignored
+    and noted in ``warnings`` (when given): one broken link does not hide the device.
+
+    A VF's index is left None (:func:`scan` fills it from the PFs, :func:`vf_index`
+    for a single device). ``groups`` None: ``iommu_group_members`` is left empty
+    for the caller to fill. ``brief``: skip what ``hostdev list`` does not print
+    (subsystem ids and reset methods read None).
+    """
+    base = sysfs.device_dir(addr)
+    names = sysfs.list_dir(base, addr)
+    if not names:
+        raise DeviceNotFound(f"PCI device {addr} vanished while being read", address=addr)
+    entries = set(names)
+    prefix = base + "/"
+    read_hex = sysfs.read_hex
+    read_int = sysfs.read_int
+    read_link_name = sysfs.read_link_name
+
+    # One read of ``uevent`` gives the driver, class and ids that would otherwise
+    # take five or six (the kernel formats it from what it keeps in memory; no
+    # config-space access, so no device is woken up).
+    event = _uevent(sysfs, prefix, addr) if "uevent" in entries else None
+    subsystem_vendor: int | None = None
+    subsystem_device: int | None = None
+    if event is not None:
+        driver, class_code, vendor, device, sub_vendor, sub_device = event
+        if not brief:
+            subsystem_vendor, subsystem_device = sub_vendor, sub_device
+    else:
+        class_code = read_hex(prefix + "class", addr)
+        vendor = read_hex(prefix + "vendor", addr)
+        device = read_hex(prefix + "device", addr)
+        if not brief:
+            if "subsystem_vendor" in entries:
+                subsystem_vendor = read_hex(prefix + "subsystem_vendor", addr)
+            if "subsystem_device" in entries:
+                subsystem_device = read_hex(prefix + "subsystem_device", addr)
+        driver = read_link_name(prefix + "driver", addr) if "driver" in entries else None
+    group = None
+    if "iommu_group" in entries:
+        group = _to_int(read_link_name(prefix + "iommu_group", addr), addr, "iommu_group")
+    numa = read_int(prefix + "numa_node", addr) if "numa_node" in entries else None
+    reset_methods = None
+    if "reset" in entries and not brief:
+        reset_methods = []
+        if "reset_method" in entries:
+            text = sysfs.read_optional(prefix + "reset_method", addr) or ""
+            reset_methods = text.split()
+    sriov = None
+    if "sriov_totalvfs" in entries:
+        sriov = SriovFacts(
+            totalvfs=read_int(prefix + "sriov_totalvfs", addr),
+            numvfs=read_int(prefix + "sriov_numvfs", addr),
+            vfs=_read_vfs(sysfs, addr, prefix, entries, warnings),
+        )
+    vf = None
+    if "physfn" in entries:
+        pf = _link_address(sysfs, prefix + "physfn", addr, warnings)
+        if pf is not None:
+            vf = VfFacts(pf=pf, index=None)
+    override = sysfs.read_override(addr) if "driver_override" in entries else None
+    members: list[PciAddress] = []
+    if group is None:
+        members = [addr]
+    elif groups is not None:
+        members = groups.get(group)
+    return DeviceFacts(addr, vendor, device, subsystem_vendor, subsystem_device, class_code,
+                       driver, override, group, members, numa, sriov, vf, reset_methods,
+                       "vfio-dev" in entries)
+
+
+def _uevent(sysfs: Sysfs, prefix: str, addr: PciAddress
+            ) -> tuple[str | None, int, int, int, int, int] | None:
+    """Driver, class, vendor, device and subsystem ids from ``uevent``; None if unusable."""
+    text = sysfs.read_optional(prefix + "uevent", addr)
+    if not text:
+        return None
+    values = dict(line.partition("=")[::2] for line in text.split("\n") if line)
+    try:
+        vendor, device = (int(x, 16) for x in values["PCI_ID"].split(":"))
+        sub_vendor, sub_device = (int(x, 16) for x in values["PCI_SUBSYS_ID"].split(":"))
+        class_code = int(values["PCI_CLASS"], 16)
+    except (KeyError, ValueError):
+        return None
+    return values.get("DRIVER") or None, class_code, vendor, device, sub_vendor, sub_device
+
+
+def scan(sysfs: Sysfs, *, brief: bool = False,
+         warnings: list[str] | None = None, busy: list[str] | None = None,
+         ) -> list[DeviceFacts]:
+    """Read every function on the host, sorted by address.
+
+    VF indexes come from the PFs' ``virtfnN`` links, and IOMMU group members from
+    the devices' own ``iommu_group`` links (every PCI function of a group is on
+    the bus, so listing each group directory again would only repeat them). A
+    device that vanishes meanwhile is left out. ``brief``: see :func:`read_facts`.
+    ``warnings`` (when given) receives one line per entry that could not be read
+    as it should (a name that is not a PCI address, a broken SR-IOV link).
+    A device fenced in ``sysfs`` (a write of ours is blocked in the kernel on it,
+    and reading it would wait too) is left out, and why is added to ``busy``.
+    """
+    sysfs.check_tree()
+    # Each device directory's links are resolved (and checked to stay inside the
+    # root's sys) once, by its directory listing; its attribute reads reuse that.
+    sysfs.forget_checked_paths()
+    found: list[DeviceFacts] = []
+    names = sysfs.list_dir(sysfs.pci_devices)
+    addresses = sorted(parse_names(names, warnings, sysfs.relative(sysfs.pci_devices)),
+                       key=_ORDER)
+    for addr in addresses:
+        try:
+            found.append(read_facts(sysfs, addr, None, brief, warnings))
+        except DeviceNotFound:
+            continue
+        except DeviceBusy as exc:
+            if busy is None:
+                raise
+            busy.append(str(exc))
+    index_of: dict[PciAddress, int] = {}
+    members: dict[int, list[PciAddress]] = {}
+    for facts in found:
+        if facts.sriov is not None:
+            for i, vf in enumerate(facts.sriov.vfs):
+                index_of[vf] = i
+        if facts.iommu_group is not None:
+            group = members.get(facts.iommu_group)
+            if group is None:
+                members[facts.iommu_group] = facts.iommu_group_members
+            else:
+                facts.iommu_group_members = group
+            members[facts.iommu_group].append(facts.address)  # in address order already
+    for facts in found:
+        if facts.vf is not None:
+            facts.vf.index = index_of.get(facts.address)
+    return found
+
+
+def _read_vfs(sysfs: Sysfs, addr: PciAddress, prefix: str, entries: set[str],
+              warnings: list[str] | None) -> list[PciAddress]:
+    indexes = sorted(int(e[6:]) for e in entries if e.startswith("virtfn") and e[6:].isdecimal())
+    vfs: list[PciAddress] = []
+    # Numeric order up to the first gap: directory order is not index order.
+    for expected, index in enumerate(indexes):
+        if index != expected:
+            break
+        vf = _link_address(sysfs, f"{prefix}virtfn{index}", addr, warnings)
+        if vf is None:
+            break
+        vfs.append(vf)
+    return vfs
+
+
+def vf_index(sysfs: Sysfs, facts: DeviceFacts) -> int | None:
+    """A VF's index, computed from the PF's offset and stride and confirmed by
+    the PF's ``virtfnN`` link (three reads, whatever the number of VFs)."""
+    assert facts.vf is not None
+    pf = facts.vf.pf
+    base = sysfs.device_dir(pf)
+    try:
+        offset = sysfs.read_optional(f"{base}/sriov_offset", pf)
+        stride = sysfs.read_optional(f"{base}/sriov_stride", pf)
+        if offset is None or stride is None or int(stride) <= 0:
+            return None
+        distance = facts.address.pf_bus_devfn - pf.pf_bus_devfn - int(offset)
+        if facts.address.domain != pf.domain or distance < 0 or distance % int(stride):
+            return None
+        index = distance // int(stride)
+        name = sysfs.read_link_name(f"{base}/virtfn{index}", pf)
+    except (DeviceNotFound, ValueError):
+        return None
+    return index if name == str(facts.address) else None
+
+
+def _to_int(name: str | None, addr: PciAddress, what: str) -> int | None:
+    if name is None:
+        return None
+    try:
+        return int(name, 10)
+    except ValueError:
+        raise UnexpectedContent(
+            f"PCI device {addr}: {what} link points at {name!r}, not a number", address=addr
+        ) from None

@@ -1,0 +1,3 @@
+"""The transactions: one undo log each (:mod:`.transaction`), the checks every
+operation shares (:mod:`.common`), then one module per operation.
+"""

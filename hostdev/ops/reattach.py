@@ -1,0 +1,151 @@
+"""Reattach: take an owner's devices back (libvirt's virHostdevReAttachPCIDevices, fixed).
+
+Best effort: one failing device does not stop the others, and a device that
+vanished is pruned and reported, never an exception. A managed device still
+held by a VFIO user is not unbound: it stays active, reported as failed, so a
+later call finishes the job. A managed device whose host driver does not take
+it back is reported as failed and stays tracked inactive: naming it again (any
+owner may: it is free) or a node reattach finishes the job.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from hostdev.address import PciAddress
+from hostdev.errors import DeviceBusy, DeviceNotFound, HostdevError
+from hostdev.linux import binding
+from hostdev.linux.drivers import is_vfio_driver
+from hostdev.ops.identity import Presence, check
+from hostdev.ops.transaction import Transaction
+from hostdev.reports import ReattachFailure, ReattachReport
+from hostdev.state.records import DeviceRecord, Owner
+
+#: Waits until none of the addresses is held; returns the ones still held, with the error.
+ReleaseWait = Callable[[list[PciAddress]], dict[PciAddress, DeviceBusy]]
+
+log = logging.getLogger("hostdev")
+
+
+def reattach(txn: Transaction, owner: Owner, addresses: Sequence[PciAddress],
+             wait_released: ReleaseWait) -> ReattachReport:
+    """Run a reattach inside ``txn``; never raises for a device-level failure."""
+    report = ReattachReport()
+    mine: list[DeviceRecord] = []
+    #: Named devices whose give-back failed earlier (tracked inactive): finished now.
+    unfinished: set[PciAddress] = set()
+    for addr in dict.fromkeys(addresses):
+        record = txn.lists.active.get(addr)
+        if record is None:
+            record = txn.lists.inactive.get(addr)
+            if record is not None and check(txn.sysfs, record) is not Presence.PRESENT:
+                # As libvirt: a named device that vanished leaves both lists.
+                txn.lists.drop(addr)
+                report.pruned.append(record)
+            elif record is not None and _give_back_pending(record):
+                mine.append(record)
+                unfinished.add(addr)
+            else:
+                report.warnings.append(f"{addr} is not active; left alone")
+            continue
+        if record.owner != owner:
+            report.warnings.append(f"{addr} is owned by {record.owner}; left alone")
+            continue
+        if addr in txn.sysfs.fenced:  # a write of ours to it is still blocked in the kernel
+            report.failed.append(ReattachFailure(
+                address=addr, reason=f"PCI device {addr} is not touched:"
+                                     f" {txn.sysfs.fenced[addr]}"))
+            continue
+        if check(txn.sysfs, record) is not Presence.PRESENT:
+            txn.lists.drop(addr)
+            report.pruned.append(record)
+            continue
+        mine.append(record)
+    # VFs go back before their PF (the PF was taken before them).
+    batch_pfs = {r.address for r in mine}
+    mine.sort(key=lambda r: r.pf is None or r.pf not in batch_pfs)
+    to_unbind = [r.address for r in mine if _leaves_stub(r)
+                 and is_vfio_driver(_driver_or_none(txn, r.address))]
+    busy = wait_released(to_unbind) if to_unbind else {}
+    for record in mine:
+        if record.address in busy:
+            report.failed.append(ReattachFailure(address=record.address,
+                                                 reason=str(busy[record.address])))
+            continue
+        if record.address in unfinished:
+            continue  # already inactive
+        del txn.lists.active[record.address]
+        txn.lists.inactive[record.address] = record.model_copy(update={"owner": None})
+    released = [r for r in mine if r.address not in busy]
+    txn.declare("reattach", [r.address for r in released])
+    for record in released:
+        if record.address not in unfinished:
+            _reset_quietly(txn, record, report)
+    for record in released:
+        _give_back(txn, record, report)
+    return report
+
+
+def _give_back_pending(record: DeviceRecord) -> bool:
+    """An ownerless managed record we moved onto a stub: only a give-back that
+    failed (reattach, a rollback or a recovery) leaves one behind."""
+    return record.owner is None and _leaves_stub(record)
+
+
+def _leaves_stub(record: DeviceRecord) -> bool:
+    return record.managed and record.unbind_from_stub
+
+
+def _driver_or_none(txn: Transaction, addr: PciAddress) -> str | None:
+    try:
+        return binding.current_driver(txn.sysfs, addr)
+    except DeviceNotFound:
+        return None
+
+
+def _reset_quietly(txn: Transaction, record: DeviceRecord, report: ReattachReport) -> None:
+    driver = _driver_or_none(txn, record.address)
+    if driver is None or is_vfio_driver(driver):
+        return
+    try:
+        binding.reset(txn.sysfs, record.address)
+    except HostdevError as exc:
+        report.warnings.append(f"failed to reset PCI device {record.address}: {exc}")
+
+
+def _give_back(txn: Transaction, record: DeviceRecord, report: ReattachReport) -> None:
+    addr = record.address
+    if not _leaves_stub(record):
+        report.kept_on_stub.append(addr)
+        return
+    try:
+        now = binding.give_back(txn.sysfs, addr, record.original_driver,
+                                record.original_override, txn.guard)
+    except DeviceNotFound:
+        txn.lists.drop(addr)
+        report.pruned.append(record)
+        return
+    except DeviceBusy as exc:
+        # A VFIO user showed up after the first look: the device stays as it was
+        # (active, or inactive for an earlier unfinished give-back).
+        if record.owner is not None:
+            txn.lists.inactive.pop(addr, None)
+            txn.lists.active[addr] = record
+        report.failed.append(ReattachFailure(address=addr, reason=str(exc)))
+        return
+    except HostdevError as exc:
+        # Still tracked inactive with how to restore it (nothing bound, or a stub
+        # did): naming it again in reattach, or a node reattach, finishes the job.
+        log.error("failed to re-attach PCI device %s: %s", addr, exc)
+        report.failed.append(ReattachFailure(address=addr, reason=str(exc)))
+        return
+    txn.lists.inactive.pop(addr, None)
+    report.reattached.append(addr)
+    report.drivers[addr] = now
+    if record.original_driver is not None and now != record.original_driver:
+        # Another host driver took it (give_back refuses none or a stub).
+        report.warnings.append(
+            f"PCI device {addr} came back on {now}, not on its original driver"
+            f" {record.original_driver}"
+        )

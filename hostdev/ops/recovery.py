@@ -1,0 +1,229 @@
+"""Putting the host back after a process died mid-transaction, and reconcile().
+
+The journal names every device the dead transaction may have touched, with
+the driver and override it had. Each one still present (same kernel object)
+is put back; one that cannot be put back but sits on a stub, or lost its
+driver, is tracked inactive (with the driver it had), so nothing we moved is
+left untracked. VF counts go back to what
+they were. The lists were not saved by the dead transaction, so once the host
+is back they describe it again.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from hostdev.address import PciAddress
+from hostdev.errors import HostdevError
+from hostdev.linux import binding
+from hostdev.linux.device import read_device
+from hostdev.linux.drivers import is_stub_driver
+from hostdev.ops.identity import Presence, check
+from hostdev.ops.transaction import Transaction
+from hostdev.ops.vf_count import restore_count
+from hostdev.reports import DriverChange, ReconcileReport
+from hostdev.state.journal import Intent, PendingWrite
+from hostdev.state.records import DeviceRecord
+
+log = logging.getLogger("hostdev")
+
+
+def recover(txn: Transaction, intent: Intent, *, complete: bool = False,
+            waiting: list[str] | None = None) -> tuple[list[str], list[str]]:
+    """Undo what the dead transaction ``intent`` may have done.
+
+    Returns (what was done, what could not be done). A device that cannot be
+    put back stays tracked inactive when it is on a stub or lost its driver.
+
+    Writes of ``intent.pending`` still blocked in the kernel (their helper runs)
+    fence their devices, which are left alone (said in ``waiting``); the entries
+    stay, marked given up. Those whose caller gave up and whose helper has
+    exited leave ``intent.pending``, and where their devices ended up is
+    recorded. ``complete``: the transaction itself finished; only its pending
+    writes are looked at.
+    """
+    done: list[str] = []
+    failed: list[str] = []
+    handled: set[PciAddress] = set()
+    for entry in list(intent.pending):
+        what = f"{entry.value.strip()!r} to {entry.path}"
+        if txn.sysfs.process_alive(entry.pid, entry.start):
+            entry.gave_up = True  # whoever waited for it is gone
+            handled.update(entry.devices)
+            txn.sysfs.fence(entry.devices, f"a write of {what} made by hostdev is still"
+                            f" blocked in the kernel (helper pid {entry.pid}) until the VFIO"
+                            " user releases the device")
+            if waiting is not None:
+                waiting.append(f"{entry.devices[0]}: the write of {what} is still blocked in the"
+                               f" kernel (helper pid {entry.pid}); left alone until the VFIO"
+                               " user releases the device")
+            continue
+        intent.pending.remove(entry)
+        if entry.gave_up:
+            handled.update(entry.devices)
+            line, ok = _finished(txn, intent, entry, what)
+            (done if ok else failed).append(line)
+    if complete:
+        return done, failed
+    for count in intent.vf_counts:
+        if count.pf in handled:
+            continue
+        try:
+            restore_count(txn, count.pf, count.count)
+            done.append(f"{count.pf}: VF count back to {count.count}")
+        except HostdevError as exc:
+            failed.append(f"{count.pf}: could not set the VF count back to {count.count}: {exc}")
+    for before in reversed(intent.devices):
+        addr = before.address
+        if addr in handled:
+            continue
+        if not txn.sysfs.device_exists(addr) or txn.sysfs.identity(addr) != before.generation:
+            done.append(f"{addr}: gone or re-created; nothing to put back")
+            continue
+        try:
+            now = binding.current_driver(txn.sysfs, addr)
+            override = txn.sysfs.read_override(addr)
+            if (now, override) == (before.driver, before.override):
+                continue
+            now = binding.give_back(txn.sysfs, addr, before.driver, before.override, txn.guard)
+            # The driver that bound, read after the probe (the kernel may pick another).
+            done.append(f"{addr}: back on {now or 'no driver'}" if now == before.driver else
+                        f"{addr}: back on {now}, not on {before.driver or 'no driver'}")
+        except HostdevError as exc:
+            log.error("recovery: cannot put %s back: %s", addr, exc)
+            tracked = _track(txn, addr, before.driver, before.override)
+            failed.append(f"{addr}: could not put back on {before.driver or 'no driver'}:"
+                          f" {exc}" + ("; tracked inactive, 'hostdev reattach' finishes"
+                                       if tracked else ""))
+    return done, failed
+
+
+def _finished(txn: Transaction, intent: Intent, entry: PendingWrite,
+              what: str) -> tuple[str, bool]:
+    """A write the caller gave up on has returned: record where its device ended up.
+
+    The caller had set the override it wanted before the unbind, so what is left
+    of the move is a probe. The device is then tracked if it sits on a stub, and
+    its record dropped if the host has it back. If no driver took it although it
+    had a host driver, it stays tracked (inactive, with that driver) and the line
+    is a failure (False): a later reattach finishes the job.
+    """
+    addr = entry.devices[0]
+    head = f"{addr}: the write of {what} that was blocked in the kernel has finished"
+    befores = {d.address: d for d in intent.devices}
+    before = befores.get(addr)
+    if entry.path.endswith("/sriov_numvfs"):
+        vanished, recreated = prune(txn)
+        try:
+            count = txn.sysfs.read_text(txn.sysfs.device_path(addr, "sriov_numvfs"), addr)
+        except HostdevError as exc:
+            return f"{head}; cannot read its VF count: {exc}", False
+        dropped = len(vanished) + len(recreated)
+        return f"{head}; {count} VFs now" + (f"; {dropped} records of VFs dropped"
+                                               if dropped else ""), True
+    if not txn.sysfs.device_exists(addr) or (
+            before is not None and txn.sysfs.identity(addr) != before.generation):
+        record = txn.lists.find(addr)
+        if record is not None:
+            txn.lists.drop(addr)
+        return f"{head}; the device is gone" + ("; its record dropped" if record else ""), True
+    try:
+        now = binding.current_driver(txn.sysfs, addr)
+        if now is None:
+            binding.probe(txn.sysfs, addr)
+            now = binding.current_driver(txn.sysfs, addr)
+    except HostdevError as exc:
+        log.error("recovery: %s: probe after the blocked unbind failed: %s", addr, exc)
+        now = None
+    record = txn.lists.find(addr)
+    if now is not None and is_stub_driver(now):
+        if record is None:
+            _track(txn, addr, before.driver if before else None,
+                   before.override if before else None)
+            return f"{head}; now on {now}, tracked inactive", True
+        return f"{head}; now on {now}", True
+    host_driver = record.original_driver if record is not None else \
+        before.driver if before is not None else None
+    if now is None and host_driver is not None and not is_stub_driver(host_driver):
+        # Off the stub, and its own driver did not take it: never dropped in silence.
+        if record is not None:
+            txn.lists.drop(addr)
+            txn.lists.inactive[addr] = record.model_copy(update={"owner": None})
+        else:
+            _track(txn, addr, host_driver, before.override if before else None)
+        return (f"{head}, but no driver took the device ({host_driver} did not): tracked"
+                f" inactive; 'hostdev reattach {addr}' finishes"), False
+    if record is not None:
+        txn.lists.drop(addr)
+    return f"{head}; now on {now or 'no driver'}" + (
+        "; its record dropped" if record else ""), True
+
+
+def _track(txn: Transaction, addr: PciAddress, driver: str | None,
+           override: str | None) -> bool:
+    """Track a device recovery could not put back, if it sits on a stub or lost
+    its driver; True if it is tracked (now or already)."""
+    from hostdev.ops.stub import new_record
+
+    if txn.lists.find(addr) is not None:
+        return True
+    try:
+        dev = read_device(txn.sysfs, addr)
+    except HostdevError:
+        return False
+    on_stub = dev.driver is not None and is_stub_driver(dev.driver, dev.vfio_dev)
+    if not on_stub and not (dev.driver is None and driver is not None):
+        return False  # on a host driver: not lost, nothing of ours to undo
+    stub = dev.driver if dev.driver is not None else \
+        driver if driver is not None and is_stub_driver(driver) else "vfio-pci"
+    if dev.driver is None and is_stub_driver(driver):
+        # It was on a stub untracked (a node reattach died) and lost it: its host
+        # driver is not known, and finishing means letting the kernel choose one.
+        driver = None
+        override = None if is_stub_driver(override) else override
+    txn.lists.inactive[addr] = new_record(
+        txn, dev, stub=stub, managed=True, original_driver=driver,
+        original_override=override, unbind_from_stub=driver != dev.driver)
+    return True
+
+
+def prune(txn: Transaction) -> tuple[list[DeviceRecord], list[DeviceRecord]]:
+    """Drop every record whose device vanished, or was re-created at its address.
+
+    Returns (vanished, re-created), each in address order.
+    """
+    vanished: list[DeviceRecord] = []
+    recreated: list[DeviceRecord] = []
+    for addr in sorted(set(txn.lists.active) | set(txn.lists.inactive)):
+        record = txn.lists.find(addr)
+        assert record is not None
+        presence = check(txn.sysfs, record)
+        if presence is not Presence.PRESENT:
+            txn.lists.drop(addr)
+            (vanished if presence is Presence.MISSING else recreated).append(record)
+    return vanished, recreated
+
+
+def reconcile(txn: Transaction, report: ReconcileReport) -> ReconcileReport:
+    """Compare every record with the host; prune what vanished or was re-created."""
+    vanished, recreated = prune(txn)
+    report.pruned.extend(vanished)
+    report.stale.extend(recreated)
+    for addr in sorted(set(txn.lists.active) | set(txn.lists.inactive)):
+        record = txn.lists.find(addr)
+        assert record is not None
+        if addr in txn.sysfs.fenced:
+            continue  # mid-unbind in the kernel: reported under ``blocked``
+        try:
+            driver = binding.current_driver(txn.sysfs, addr)
+        except HostdevError:
+            txn.lists.drop(addr)
+            report.pruned.append(record)
+            continue
+        if driver is None and record.unbind_from_stub and record.owner is None and \
+                record.original_driver is not None:
+            report.unfinished.append(record)
+        elif driver != record.stub_driver:
+            report.driver_changed.append(
+                DriverChange(address=addr, expected=record.stub_driver, found=driver))
+    return report

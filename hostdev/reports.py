@@ -1,0 +1,118 @@
+"""What each manager call returns: one home for every report.
+
+Plain pydantic models, so that a caller can keep them, compare them, or dump
+them as JSON (``report.model_dump_json()``).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hostdev.address import PciAddress
+from hostdev.state.records import DeviceRecord
+
+
+class ReattachFailure(BaseModel):
+    """A device reattach could not finish, and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    address: PciAddress
+    reason: str
+
+
+class ReattachReport(BaseModel):
+    """Outcome of :meth:`HostdevManager.reattach`."""
+
+    #: Managed devices given back to the host (off the stub).
+    reattached: list[PciAddress] = Field(default_factory=list)
+    #: The driver each reattached device is bound to now, read after the probe.
+    drivers: dict[PciAddress, str | None] = Field(default_factory=dict)
+    #: Devices that stay on the stub in the inactive list (unmanaged, or on the
+    #: stub before we took them).
+    kept_on_stub: list[PciAddress] = Field(default_factory=list)
+    #: Records dropped because their device vanished or was re-created.
+    pruned: list[DeviceRecord] = Field(default_factory=list)
+    failed: list[ReattachFailure] = Field(default_factory=list)
+    #: Things worth a look that did not fail the device (e.g. a different driver came back).
+    warnings: list[str] = Field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Nothing failed."""
+        return not self.failed
+
+
+class PrepareReport(BaseModel):
+    """Outcome of :meth:`HostdevManager.prepare`."""
+
+    prepared: list[DeviceRecord] = Field(default_factory=list)
+    #: Stale records (device re-created at the same address) dropped on the way.
+    pruned: list[DeviceRecord] = Field(default_factory=list)
+
+
+class UpdateReport(BaseModel):
+    """Outcome of :meth:`HostdevManager.update_active`."""
+
+    active: list[DeviceRecord] = Field(default_factory=list)
+    pruned: list[DeviceRecord] = Field(default_factory=list)
+
+
+class NodeResult(BaseModel):
+    """Outcome of a node-level verb."""
+
+    address: PciAddress
+    #: The driver bound when the verb finished.
+    driver: str | None
+    #: What happened, in a few words (``detached to vfio-pci``, ``already on i40e``...).
+    action: str
+    pruned: list[DeviceRecord] = []
+
+
+class SriovReport(BaseModel):
+    """Outcome of :meth:`HostdevManager.set_num_vfs`."""
+
+    pf: PciAddress
+    before: int
+    after: int
+    #: VFs that exist after the change, in index order.
+    vfs: list[PciAddress] = Field(default_factory=list)
+    #: Records dropped because their VF vanished or was re-created.
+    pruned: list[DeviceRecord] = Field(default_factory=list)
+    #: Active records dropped only because ``force`` was given: guests lost these VFs.
+    orphaned: list[DeviceRecord] = Field(default_factory=list)
+    went_through_zero: bool = False
+
+
+class DriverChange(BaseModel):
+    """A tracked device found on another driver than its record says."""
+
+    address: PciAddress
+    expected: str | None
+    found: str | None
+
+
+class ReconcileReport(BaseModel):
+    """Outcome of :meth:`HostdevManager.reconcile`."""
+
+    #: What an unfinished transaction left, and what was done about it.
+    recovered: list[str] = Field(default_factory=list)
+    #: What recovery could not put back (the command exits 1).
+    failed: list[str] = Field(default_factory=list)
+    #: Records dropped because the device vanished.
+    pruned: list[DeviceRecord] = Field(default_factory=list)
+    #: Records dropped because a new device sits at the address (re-created VF).
+    stale: list[DeviceRecord] = Field(default_factory=list)
+    #: Tracked devices whose driver changed behind our back (reported, not changed).
+    driver_changed: list[DriverChange] = Field(default_factory=list)
+    #: Tracked devices an earlier give-back left with no driver (their host
+    #: driver did not take them); a node reattach finishes the job.
+    unfinished: list[DeviceRecord] = Field(default_factory=list)
+    #: Writes of ours still blocked in the kernel until a VFIO user lets go; their
+    #: devices are left alone, and recorded by the first call after they finish.
+    blocked: list[str] = Field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        """Anything was fixed (a second reconcile should report False)."""
+        return bool(self.recovered or self.failed or self.pruned or self.stale)

@@ -1,0 +1,123 @@
+"""The intent journal: what a transaction is about to change, written before it does.
+
+A transaction that will write to sysfs first records each device it may touch
+(with the driver, override and kernel identity it had) in ``intent.json``, then
+acts, then saves the state file stamped with its id, then deletes the journal.
+A manager that finds a journal whose id is not the state file's last
+transaction knows the process died mid-way, and puts those devices back as
+they were before anything else happens.
+
+A write that can block in the kernel (an unbind or a VF removal waiting for a
+VFIO user) is journaled with its helper process. A caller that stopped waiting
+for it leaves the journal in place (with only such writes) after its
+transaction: while the helper runs, those devices are left alone; once it has
+exited, the next manager records where they ended up.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from hostdev.address import PciAddress
+from hostdev.errors import StateCorrupt
+from hostdev.state import files as statedir
+from hostdev.state.records import OverrideValue
+
+INTENT_NAME = "intent.json"
+
+
+class DeviceBefore(BaseModel):
+    """A device as it was before the transaction touched it."""
+
+    address: PciAddress
+    driver: str | None
+    override: OverrideValue | None
+    generation: int | None
+
+
+class VfCountBefore(BaseModel):
+    """A PF's VF count before the transaction changed it."""
+
+    pf: PciAddress
+    count: int
+    target: int
+
+
+class PendingWrite(BaseModel):
+    """A write made by a helper process that may still be blocked in the kernel.
+
+    Journaled as soon as the helper runs, so that even a caller killed while
+    waiting leaves it behind. While ``pid`` (started at ``start``) runs, the
+    kernel holds the lock of ``devices``: nobody may touch them. ``gave_up``:
+    the caller stopped waiting, so the next manager records where the devices
+    ended up instead of undoing anything.
+    """
+
+    path: str
+    value: str
+    devices: list[PciAddress] = Field(min_length=1)
+    pid: int
+    start: int | None
+    gave_up: bool = False
+
+
+class Intent(BaseModel):
+    """One unfinished transaction."""
+
+    format: Literal["hostdev-intent"] = "hostdev-intent"
+    version: Literal[1] = 1
+    transaction: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    operation: str
+    pid: int = Field(default_factory=os.getpid)
+    devices: list[DeviceBefore] = Field(default_factory=list)
+    vf_counts: list[VfCountBefore] = Field(default_factory=list)
+    pending: list[PendingWrite] = Field(default_factory=list)
+
+
+class Journal:
+    """``intent.json`` in the state directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / INTENT_NAME
+
+    def write(self, intent: Intent) -> None:
+        """Atomically replace the journal with ``intent`` (fsynced, directory
+        too); StateWriteFailed, with no journal written, when the disk refuses."""
+        statedir.replace_file(self.path, intent.model_dump_json().encode(), "intent journal")
+
+    def read(self) -> Intent | None:
+        """The unfinished intent, if any (the same checks as the state file's)."""
+        found = statedir.read_file(self.path, "intent journal")
+        if found is None:
+            return None
+        doc = statedir.parse_json(found[0], self.path, "intent journal")
+        try:
+            return Intent.model_validate(doc)
+        except ValidationError:
+            raise StateCorrupt(
+                f"intent journal {self.path} is damaged; it was left as it is: check the"
+                " devices it names by hand, then move it aside"
+            ) from None
+
+    def clear(self) -> None:
+        """Delete the journal (the transaction is complete or undone).
+
+        A failure is logged, not raised: a journal left behind whose transaction
+        is the state file's last one is removed by the next transaction, and one
+        of an undone transaction names devices that are already back, which
+        recovery leaves alone.
+        """
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            import logging
+
+            logging.getLogger("hostdev").warning("cannot remove intent journal %s: %s",
+                                                 self.path, exc.strerror)
