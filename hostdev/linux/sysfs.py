@@ -791,7 +791,7 @@ class _ForkedWrite:
         except BaseException:
             _unreaped.add(child)
             raise
-        line = self._line(5.0)  # the intermediate child wrote the helper's pid
+        line = self._line(5.0)  # the helper's first line: its pid
         if line is None or not line.isdigit():
             self._close()
             raise OSError(_errno.ECHILD, "the write helper did not start")
@@ -857,10 +857,11 @@ def _helper_main(read_end: int, write_end: int, path: str, data: bytes,
     """
     try:
         os.setsid()
-        helper = os.fork()
-        if helper:
-            os.write(write_end, f"{helper}\n".encode())
+        if os.fork():
             os._exit(0)
+        # The helper announces itself: were the intermediate child to write the pid,
+        # the helper's result could reach the pipe first (a write that fails at once).
+        os.write(write_end, f"{os.getpid()}\n".encode())
         ignore_signals()
         os.close(read_end)
         os.closerange(0, write_end)

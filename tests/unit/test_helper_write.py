@@ -123,3 +123,15 @@ def test_a_cli_that_exits_does_not_wait_for_its_helper(tmp_path: Path) -> None:
         assert _gone(pid)
     finally:
         os.close(reader)
+
+
+def test_a_write_failing_at_once_never_beats_the_helpers_pid(tmp_path: Path) -> None:
+    """The helper's result can be ready before a parent process would have written its
+    pid: the pid must come first, every time (once one start in ten failed)."""
+    directory = _sys(tmp_path) / "dir"
+    directory.mkdir()
+    sysfs = _sysfs(tmp_path, 10)
+    for _ in range(60):
+        with pytest.raises(KernelRefused) as info:
+            sysfs.write(str(directory), "1\n", ADDR, blocking=[ADDR])
+        assert info.value.errno == errno.EISDIR
