@@ -14,13 +14,13 @@ from collections.abc import Iterable, Sequence
 from pyfakefs.fake_filesystem import FakeFilesystem
 
 from hostdev.address import AddressLike, PciAddress
-from hostdev.testing import attrs, blocking, children, drivers, hotplug, opens, sriov
+from hostdev.testing import attrs, blocking, children, drivers, hotplug, opens, registry, sriov
 from hostdev.testing.dispatch import BusNode
 from hostdev.testing.events import FakeKernelSetupError, WouldBlockEvent, WriteRecord
 from hostdev.testing.faults import ProbeFault, WriteFault
 from hostdev.testing.fixtures import read_host_spec
 from hostdev.testing.hostspec import RESET_METHODS, DeviceSpec, HostSpec, ModuleSpec
-from hostdev.testing.model import Device, DeviceTemplate, KernelState, Options
+from hostdev.testing.model import Change, Device, DeviceTemplate, KernelState, Options
 from hostdev.testing.tree import create_device, join_group, refresh
 from hostdev.testing.vfio_users import VfioHolder, hold, init_proc
 from hostdev.testing.views import DeviceState, device_state
@@ -30,20 +30,7 @@ FAKE_RELEASE = "6.1.0-fake"
 
 
 def _install_handlers(state: KernelState) -> None:
-    state.device_handlers.update({
-        "driver_override": attrs.driver_override_store,
-        "reset": attrs.reset_store,
-        "reset_method": attrs.reset_method_store,
-        "enable": attrs.enable_store,
-        "numa_node": attrs.numa_node_store,
-        "config": attrs.accept_store,
-        "uevent": attrs.accept_store,
-        "remove": hotplug.remove_store,
-        "rescan": hotplug.dev_rescan_store,
-        "sriov_numvfs": sriov.sriov_numvfs_store,
-        "sriov_drivers_autoprobe": sriov.sriov_drivers_autoprobe_store,
-        "sriov_vf_msix_count": sriov.sriov_vf_msix_count_store,
-    })
+    state.attributes = registry.DEVICE_ATTRIBUTES
     state.driver_handlers.update({
         "bind": drivers.bind_store,
         "unbind": drivers.unbind_store,
@@ -258,7 +245,7 @@ class FakeKernel:
             join_group(state, dev, iommu_group, origin)
         if dev.sriov is not None and not sriov_drivers_autoprobe:
             dev.sriov.drivers_autoprobe = False
-            refresh(dev, "sriov_drivers_autoprobe")
+            refresh(state, dev, Change.VF_AUTOPROBE)
         if driver is None:
             drivers.device_attach(state, dev)
         else:

@@ -7,9 +7,10 @@ dict access keyed by address, name or group, so no write scans all devices.
 
 from __future__ import annotations
 
+import enum
 import heapq
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -236,6 +237,52 @@ DriverHandler = Callable[["KernelState", Driver, bytes, str], None]
 BusHandler = Callable[["KernelState", bytes, str], None]
 
 
+class Change(enum.Enum):
+    """A change of a device's state after which some of its attribute files read anew.
+
+    The file a write went to always reads anew after that write; these name what
+    changes *other* files (see :data:`hostdev.testing.registry.DEVICE_ATTRIBUTES`).
+    """
+
+    #: The bound driver or the VFIO users changed.
+    BINDING = "binding"
+    #: A write to ``enable`` changed the enable count or the power state.
+    ENABLE = "enable"
+    #: The kernel set ``driver_override`` itself (the VFs of a vfio-bound PF).
+    OVERRIDE = "override"
+    #: VFs were enabled or disabled.
+    NUMVFS = "numvfs"
+    #: The PF's ``sriov_drivers_autoprobe`` changed.
+    VF_AUTOPROBE = "vf_autoprobe"
+
+
+def _always(t: DeviceTemplate) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Attr:
+    """One device attribute file, declared once: where and how it appears, what it
+    reads as, what a write to it does, and which changes make it read anew."""
+
+    #: Path inside the device directory (``power/runtime_status`` is in ``power/``).
+    name: str
+    #: Permission bits, as pci-sysfs makes the file.
+    mode: int
+    #: What it reads as (None: write-only; opening it for reading fails with EACCES).
+    show: Callable[[Device], str | bytes] | None = None
+    #: The kernel's store handler (None: opening it for writing fails with EACCES).
+    store: DeviceHandler | None = None
+    #: Changes after which the file reads anew (besides a write to the file itself).
+    refresh_on: frozenset[Change] = frozenset()
+    #: Whether a device with these facts has the file.
+    present: Callable[[DeviceTemplate], bool] = _always
+
+    def read(self, dev: Device) -> str | bytes:
+        """The file's content for ``dev`` now ("" for a write-only file)."""
+        return self.show(dev) if self.show is not None else ""
+
+
 class KernelState:
     """Everything the fake kernel knows, shared by its modules."""
 
@@ -266,7 +313,8 @@ class KernelState:
         self.bounded: FakeHelperWrite | None = None
         #: Bounded writes blocked until a VFIO user releases a device, oldest first.
         self.parked: list[FakeHelperWrite] = []
-        self.device_handlers: dict[str, DeviceHandler] = {}
+        #: Every device attribute file, by name (the fake kernel installs its registry).
+        self.attributes: Mapping[str, Attr] = {}
         self.driver_handlers: dict[str, DriverHandler] = {}
         self.bus_handlers: dict[str, BusHandler] = {}
         vfs = self.vfs

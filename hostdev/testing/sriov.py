@@ -15,7 +15,7 @@ from hostdev.address import PciAddress
 from hostdev.testing.drivers import device_attach, disable_vfs
 from hostdev.testing.events import kerr
 from hostdev.testing.kparse import kstrtobool, kstrtoint, kstrtou16
-from hostdev.testing.model import Device, DeviceTemplate, KernelState
+from hostdev.testing.model import Change, Device, DeviceTemplate, KernelState
 from hostdev.testing.tree import create_device, join_group, link_vf, refresh
 from hostdev.testing.vfio_users import ensure_not_blocking
 
@@ -53,11 +53,11 @@ def enable_vfs(state: KernelState, pf: Device, count: int, addresses: list[PciAd
             join_group(state, vf, state.group_ids.alloc(), object())
         if vfio_override is not None:
             vf.override = vfio_override
-            refresh(vf, "driver_override")
+            refresh(state, vf, Change.OVERRIDE)
         link_vf(state, pf, vf, index)
         pf.sriov.vfs.append(vf)
         device_attach(state, vf)
-    refresh(pf, "sriov_numvfs")
+    refresh(state, pf, Change.NUMVFS)
 
 
 def configure(state: KernelState, pf: Device, count: int, path: str) -> None:
@@ -112,4 +112,4 @@ def sriov_drivers_autoprobe_store(
     """``sriov_drivers_autoprobe``: kstrtobool, checked at every later VF probe."""
     assert dev.sriov is not None
     dev.sriov.drivers_autoprobe = kstrtobool(data)
-    refresh(dev, "sriov_drivers_autoprobe")
+    refresh(state, dev, Change.VF_AUTOPROBE)
