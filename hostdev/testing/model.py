@@ -21,6 +21,7 @@ from hostdev.address import PciAddress
 from hostdev.testing.children import HostState
 from hostdev.testing.events import WouldBlockEvent, WriteRecord
 from hostdev.testing.faults import FaultInjector
+from hostdev.testing.hostspec import DeviceSpec
 from hostdev.testing.vfs import Vfs
 
 if TYPE_CHECKING:
@@ -42,34 +43,6 @@ def is_vfio_driver_name(name: str) -> bool:
             or name.endswith("_vfio_pci"))
 
 
-@dataclass(frozen=True)
-class DeviceTemplate:
-    """The facts of a PCI function that do not change while it exists."""
-
-    address: PciAddress
-    vendor: int
-    device: int
-    class_code: int
-    subsystem_vendor: int = 0
-    subsystem_device: int = 0
-    revision: int = 0
-    numa_node: int = -1
-    parent: PciAddress | None = None
-    reset_methods: tuple[str, ...] = ("flr", "bus")
-    sriov_totalvfs: int = 0
-    vf_device: int = 0
-    sriov_offset: int = 1
-    sriov_stride: int = 1
-    is_vf: bool = False
-    #: Raw Vital Product Data (the ``vpd`` attribute); None: the device has none.
-    vpd: bytes | None = None
-
-    @property
-    def is_bridge(self) -> bool:
-        """Header type 1 (PCI-to-PCI bridge) or 2 (CardBus)."""
-        return (self.class_code >> 8) in (0x0604, 0x0607)
-
-
 @dataclass(eq=False)
 class SriovState:
     """SR-IOV state of a physical function."""
@@ -82,7 +55,10 @@ class SriovState:
 class Device:
     """A PCI function present in the fake kernel."""
 
-    t: DeviceTemplate
+    #: The facts it was added with, which do not change while it exists (a VF's are
+    #: derived from its PF's); ``iommu_group`` and ``driver`` there are only how it
+    #: was first added, the fields below say where it is now.
+    t: DeviceSpec
     name: str
     path: str
     dir: FakeDirectory
@@ -114,6 +90,11 @@ class Device:
         return self.t.address
 
     @property
+    def is_vf(self) -> bool:
+        """A virtual function (made by its PF's ``sriov_numvfs``)."""
+        return self.physfn is not None
+
+    @property
     def alias(self) -> str:
         """The ``/sys/bus/pci/devices/<addr>`` path of this device."""
         return "/sys/bus/pci/devices/" + self.name
@@ -131,7 +112,7 @@ class DynId:
     class_mask: int = 0
     driver_data: int = 0
 
-    def matches(self, t: DeviceTemplate) -> bool:
+    def matches(self, t: DeviceSpec) -> bool:
         """``pci_match_one_device`` for this id."""
         return (
             self.vendor in (0xFFFFFFFF, t.vendor)
@@ -216,7 +197,7 @@ class LowestFree:
 class RemovedDevice:
     """A device taken away by ``remove``, brought back by ``rescan``."""
 
-    template: DeviceTemplate
+    template: DeviceSpec
     group_origin: object
     iommu_group: int | None
 
@@ -256,7 +237,7 @@ class Change(enum.Enum):
     VF_AUTOPROBE = "vf_autoprobe"
 
 
-def _always(t: DeviceTemplate) -> bool:
+def _always(dev: Device) -> bool:
     return True
 
 
@@ -275,8 +256,8 @@ class Attr:
     store: DeviceHandler | None = None
     #: Changes after which the file reads anew (besides a write to the file itself).
     refresh_on: frozenset[Change] = frozenset()
-    #: Whether a device with these facts has the file.
-    present: Callable[[DeviceTemplate], bool] = _always
+    #: Whether the device has the file (asked once, when its directory is made).
+    present: Callable[[Device], bool] = _always
 
     def read(self, dev: Device) -> str | bytes:
         """The file's content for ``dev`` now ("" for a write-only file)."""

@@ -15,7 +15,7 @@ def config_space(dev: Device) -> bytes:
     """256 bytes of type-0 or type-1 config header (VFs read 0xffff ids, as hardware does)."""
     t = dev.t
     data = bytearray(256)
-    vendor, device = (0xFFFF, 0xFFFF) if t.is_vf else (t.vendor, t.device)
+    vendor, device = (0xFFFF, 0xFFFF) if dev.is_vf else (t.vendor, t.device)
     struct.pack_into("<HHHH", data, 0, vendor, device, 0, 0x0010)
     data[8] = t.revision
     data[9] = t.class_code & 0xFF

@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from hostdev.testing import attrs, hotplug, readout, sriov
-from hostdev.testing.model import Attr, Change, Device, DeviceTemplate
+from hostdev.testing.hostspec import SriovSpec
+from hostdev.testing.model import Attr, Change, Device
 
 _RO = 0o444
 _RW = 0o644
@@ -28,24 +29,34 @@ _BINDING = frozenset({Change.BINDING})
 _POWER = frozenset({Change.BINDING, Change.ENABLE})
 
 
-def _has_reset(t: DeviceTemplate) -> bool:
-    return bool(t.reset_methods)
+def _has_reset(dev: Device) -> bool:
+    return bool(dev.t.reset_methods)
 
 
-def _not_vf(t: DeviceTemplate) -> bool:
-    return not t.is_vf
+def _not_vf(dev: Device) -> bool:
+    return not dev.is_vf
 
 
-def _is_vf(t: DeviceTemplate) -> bool:
-    return t.is_vf
+def _is_vf(dev: Device) -> bool:
+    return dev.is_vf
 
 
-def _is_pf(t: DeviceTemplate) -> bool:
-    return bool(t.sriov_totalvfs) and not t.is_vf
+def _is_pf(dev: Device) -> bool:
+    return dev.sriov is not None
 
 
-def _has_vpd(t: DeviceTemplate) -> bool:
-    return t.vpd is not None
+def _has_vpd(dev: Device) -> bool:
+    return dev.t.vpd is not None
+
+
+def _sriov(dev: Device) -> SriovSpec:
+    sriov = dev.t.sriov
+    assert sriov is not None  # only PFs have these files
+    return sriov
+
+
+def _vpd(dev: Device) -> bytes:
+    return dev.t.vpd.encode() if dev.t.vpd is not None else b""
 
 
 def _numvfs(dev: Device) -> str:
@@ -86,17 +97,17 @@ ATTRIBUTES: tuple[Attr, ...] = (
     Attr("remove", _WO, None, hotplug.remove_store, present=_not_vf),
     Attr("rescan", _WO, None, hotplug.dev_rescan_store, present=_not_vf),
     Attr("sriov_vf_msix_count", _WO, None, sriov.sriov_vf_msix_count_store, present=_is_vf),
-    Attr("sriov_totalvfs", _RO, lambda d: f"{d.t.sriov_totalvfs}\n", present=_is_pf),
-    Attr("sriov_offset", _RO, lambda d: f"{d.t.sriov_offset}\n", present=_is_pf),
-    Attr("sriov_stride", _RO, lambda d: f"{d.t.sriov_stride}\n", present=_is_pf),
-    Attr("sriov_vf_device", _RO, lambda d: f"{d.t.vf_device:x}\n", present=_is_pf),
+    Attr("sriov_totalvfs", _RO, lambda d: f"{_sriov(d).totalvfs}\n", present=_is_pf),
+    Attr("sriov_offset", _RO, lambda d: f"{_sriov(d).offset}\n", present=_is_pf),
+    Attr("sriov_stride", _RO, lambda d: f"{_sriov(d).stride}\n", present=_is_pf),
+    Attr("sriov_vf_device", _RO, lambda d: f"{_sriov(d).vf_device:x}\n", present=_is_pf),
     Attr("sriov_numvfs", 0o664, _numvfs, sriov.sriov_numvfs_store,
          refresh_on=frozenset({Change.NUMVFS}), present=_is_pf),
     Attr("sriov_drivers_autoprobe", 0o664, _vf_autoprobe, sriov.sriov_drivers_autoprobe_store,
          refresh_on=frozenset({Change.VF_AUTOPROBE}), present=_is_pf),
     Attr("sriov_vf_total_msix", _RO, lambda d: "0\n", present=_is_pf),
     # binary, root only, as pci-sysfs makes it
-    Attr("vpd", 0o600, lambda d: d.t.vpd or b"", present=_has_vpd),
+    Attr("vpd", 0o600, _vpd, present=_has_vpd),
     # Runtime PM (``runtime_usage`` needs CONFIG_PM_ADVANCED_DEBUG, which the
     # real-kernel tier's distribution kernel has).
     Attr("power/runtime_status", _RO, readout.runtime_status, refresh_on=_BINDING),

@@ -11,10 +11,10 @@ from __future__ import annotations
 from pyfakefs.fake_file import FakeDirectory
 
 from hostdev.testing.dispatch import DeviceNode
+from hostdev.testing.hostspec import DeviceSpec
 from hostdev.testing.model import (
     Change,
     Device,
-    DeviceTemplate,
     Driver,
     KernelState,
     SriovState,
@@ -37,7 +37,7 @@ def root_bus_dir(state: KernelState, domain: int, bus: int) -> tuple[FakeDirecto
 
 def create_device(
     state: KernelState,
-    t: DeviceTemplate,
+    t: DeviceSpec,
     *,
     physfn: Device | None = None,
     vf_index: int | None = None,
@@ -59,15 +59,15 @@ def create_device(
     directory = vfs.mkdir(parent_dir, name)
     dev = Device(
         t=t, name=name, path=path, dir=directory, parent_dir=parent_dir,
-        parent_dev=parent_dev, numa_node=t.numa_node, reset_methods=t.reset_methods,
+        parent_dev=parent_dev, numa_node=t.numa_node, reset_methods=tuple(t.reset_methods),
         physfn=physfn, vf_index=vf_index,
     )
-    if t.sriov_totalvfs and not t.is_vf:
+    if t.sriov is not None and physfn is None:
         dev.sriov = SriovState()
     files = dev.files
     subdirs: dict[str, FakeDirectory] = {}
     for attr in state.attributes.values():  # the registry, in directory order
-        if not attr.present(t):
+        if not attr.present(dev):
             continue
         where, slash, base = attr.name.rpartition("/")
         parent = directory
