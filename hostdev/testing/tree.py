@@ -12,13 +12,7 @@ from pyfakefs.fake_file import FakeDirectory
 
 from hostdev.testing.dispatch import DeviceNode
 from hostdev.testing.hostspec import DeviceSpec
-from hostdev.testing.model import (
-    Change,
-    Device,
-    Driver,
-    KernelState,
-    SriovState,
-)
+from hostdev.testing.model import Change, Device, Driver, KernelState, SriovState
 from hostdev.testing.vfs import relpath, set_contents
 
 _RO = 0o444
@@ -72,7 +66,9 @@ def create_device(
         where, slash, base = attr.name.rpartition("/")
         parent = directory
         if slash:
-            parent = subdirs.get(where) or subdirs.setdefault(where, vfs.mkdir(directory, where))
+            if where not in subdirs:
+                subdirs[where] = vfs.mkdir(directory, where)
+            parent = subdirs[where]
         files[attr.name] = vfs.file(parent, base, attr.read(dev), attr.mode,
                                     DeviceNode(state, dev, attr))
     vfs.link(directory, "subsystem", relpath("/sys/bus/pci", path))
