@@ -13,7 +13,7 @@ from pyfakefs.helpers import is_root
 from hostdev.testing.events import kerr
 from hostdev.testing.hostspec import RESET_METHODS
 from hostdev.testing.kparse import c_string, kstrtoint, kstrtoul, override_value
-from hostdev.testing.model import Device, KernelState
+from hostdev.testing.model import Change, Device, KernelState
 from hostdev.testing.readout import enable_count
 from hostdev.testing.tree import refresh
 
@@ -88,7 +88,7 @@ def enable_store(state: KernelState, dev: Device, data: bytes, path: str) -> Non
         dev.user_enable = max(0, dev.user_enable - 1)
     else:
         raise kerr(errno.EIO)
-    refresh(dev, "enable", "power_state")
+    refresh(state, dev, Change.ENABLE)
 
 
 def numa_node_store(state: KernelState, dev: Device, data: bytes, path: str) -> None:

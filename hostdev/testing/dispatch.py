@@ -7,7 +7,7 @@ bytes to :func:`write` (see :mod:`hostdev.testing.opens`, which also refuses at
 
 1. refuses with ENODEV if the file's device is gone (write through a stale fd);
 2. applies an armed ``fail_write`` fault (before any effect);
-3. runs the handler registered for the file name;
+3. runs the store handler of the file's registry entry (:mod:`hostdev.testing.registry`);
 4. records the attempt in ``writes``, restores the file's readable content from
    the model, and only then re-raises the error, if any;
 5. after a successful write, fires an armed ``crash_after_writes``.
@@ -26,8 +26,7 @@ import errno
 from pyfakefs.fake_file import FakeFile
 
 from hostdev.testing.events import SimulatedCrash, VfioWouldBlock, WriteParked, WriteRecord, kerr
-from hostdev.testing.model import Device, Driver, KernelState
-from hostdev.testing.readout import readable, render
+from hostdev.testing.model import Attr, Device, Driver, KernelState
 from hostdev.testing.vfs import set_contents
 
 
@@ -81,13 +80,14 @@ class SysfsNode:
 
 
 class DeviceNode(SysfsNode):
-    """An attribute file in a device directory."""
+    """An attribute file in a device directory, served by its registry entry."""
 
-    __slots__ = ("device",)
+    __slots__ = ("attr", "device")
 
-    def __init__(self, state: KernelState, device: Device, name: str) -> None:
-        super().__init__(state, name)
+    def __init__(self, state: KernelState, device: Device, attr: Attr) -> None:
+        super().__init__(state, attr.name)
         self.device = device
+        self.attr = attr
 
     @property
     def path(self) -> str:
@@ -101,19 +101,19 @@ class DeviceNode(SysfsNode):
         return self.device.alive
 
     def writable(self) -> bool:
-        return self.name in self.state.device_handlers
+        return self.attr.store is not None
 
     def readable(self) -> bool:
-        return readable(self.name)
+        return self.attr.show is not None
 
     def apply(self, data: bytes, path: str) -> None:
-        handler = self.state.device_handlers.get(self.name)
-        if handler is None:
+        store = self.attr.store
+        if store is None:
             raise kerr(errno.EACCES)
-        handler(self.state, self.device, data, path)
+        store(self.state, self.device, data, path)
 
     def content(self) -> str | bytes:
-        return render(self.device, self.name)
+        return self.attr.read(self.device)
 
 
 class DriverNode(SysfsNode):

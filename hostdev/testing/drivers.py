@@ -19,6 +19,7 @@ from hostdev.testing.kparse import c_string, device_name, scan_hex
 from hostdev.testing.model import (
     LEAVES_VFS_DRIVERS,
     OVERRIDE_ONLY_DRIVERS,
+    Change,
     Device,
     Driver,
     DynId,
@@ -29,7 +30,6 @@ from hostdev.testing.tree import (
     delete_device,
     link_driver,
     refresh,
-    refresh_binding,
     unlink_driver,
     unlink_vf,
 )
@@ -131,7 +131,7 @@ def attach_now(state: KernelState, dev: Device, drv: Driver) -> None:
     link_driver(state, dev, drv)
     if drv.vfio:
         register(state, dev)
-    refresh_binding(dev)
+    refresh(state, dev, Change.BINDING)
     children.on_bind(state, dev)
 
 
@@ -201,7 +201,7 @@ def release(state: KernelState, dev: Device) -> None:
         unregister(state, dev)
     dev.driver = None
     drv.bound.pop(dev.address, None)
-    refresh_binding(dev)
+    refresh(state, dev, Change.BINDING)
 
 
 def disable_vfs(state: KernelState, pf: Device) -> None:
@@ -212,7 +212,7 @@ def disable_vfs(state: KernelState, pf: Device) -> None:
         release(state, vf)
         delete_device(state, vf)
     pf.sriov.vfs.clear()
-    refresh(pf, "sriov_numvfs")
+    refresh(state, pf, Change.NUMVFS)
 
 
 # --------------------------------------------------------------------------- handlers

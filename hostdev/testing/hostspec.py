@@ -105,7 +105,8 @@ class MountTagSpec(BaseModel):
 
 
 class DeviceSpec(BaseModel):
-    """One PCI function present at boot."""
+    """One PCI function: what a fixture lists, what ``FakeKernel.add_device`` takes
+    (as keywords), and the facts the fake kernel keeps for a present device."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -131,6 +132,11 @@ class DeviceSpec(BaseModel):
     disks: list[DiskSpec] = Field(default_factory=list)
     netdevs: list[str] = Field(default_factory=list)
     mount_tags: list[MountTagSpec] = Field(default_factory=list)
+
+    @property
+    def is_bridge(self) -> bool:
+        """Header type 1 (PCI-to-PCI bridge) or 2 (CardBus)."""
+        return (self.class_code >> 8) in (0x0604, 0x0607)
 
 
 class StackedSpec(BaseModel):

@@ -13,8 +13,9 @@ import errno
 from hostdev.address import PciAddress
 from hostdev.testing.drivers import device_attach, disable_vfs, release
 from hostdev.testing.events import kerr
+from hostdev.testing.hostspec import DeviceSpec
 from hostdev.testing.kparse import kstrtoul
-from hostdev.testing.model import Device, DeviceTemplate, KernelState, RemovedDevice
+from hostdev.testing.model import Device, KernelState, RemovedDevice
 from hostdev.testing.tree import create_device, delete_device, join_group, pick_group, subtree
 from hostdev.testing.vfio_users import ensure_not_blocking
 
@@ -33,12 +34,12 @@ def _remove(state: KernelState, dev: Device) -> None:
     release(state, dev)
     if dev.sriov is not None and dev.sriov.vfs:
         disable_vfs(state, dev)
-    if not dev.t.is_vf:
+    if not dev.is_vf:
         state.removed[dev.address] = RemovedDevice(dev.t, dev.group_origin, dev.iommu_group)
     delete_device(state, dev)
 
 
-def _scope_chain(state: KernelState, t: DeviceTemplate) -> list[ScopeKey]:
+def _scope_chain(state: KernelState, t: DeviceSpec) -> list[ScopeKey]:
     """The buses above a (present or removed) device: parent bridges, then the root bus."""
     chain: list[ScopeKey] = []
     parent = t.parent

@@ -11,39 +11,38 @@ import dataclasses
 import os
 from collections.abc import Iterable, Sequence
 
+from pydantic import ValidationError
 from pyfakefs.fake_filesystem import FakeFilesystem
 
 from hostdev.address import AddressLike, PciAddress
-from hostdev.testing import attrs, blocking, children, drivers, hotplug, opens, sriov
+from hostdev.testing import attrs, blocking, children, drivers, hotplug, opens, registry, sriov
 from hostdev.testing.dispatch import BusNode
 from hostdev.testing.events import FakeKernelSetupError, WouldBlockEvent, WriteRecord
 from hostdev.testing.faults import ProbeFault, WriteFault
 from hostdev.testing.fixtures import read_host_spec
-from hostdev.testing.hostspec import RESET_METHODS, DeviceSpec, HostSpec, ModuleSpec
-from hostdev.testing.model import Device, DeviceTemplate, KernelState, Options
+from hostdev.testing.hostspec import (
+    RESET_METHODS,
+    DeviceSpec,
+    HostSpec,
+    ModuleSpec,
+    SriovSpec,
+    VpdSpec,
+)
+from hostdev.testing.model import Change, Device, KernelState, Options
 from hostdev.testing.tree import create_device, join_group, refresh
 from hostdev.testing.vfio_users import VfioHolder, hold, init_proc
 from hostdev.testing.views import DeviceState, device_state
+
+#: ``add_device``'s flat SR-IOV keywords, to the :class:`SriovSpec` field each sets.
+_FLAT_SRIOV = {name if name.startswith("vf_") else "sriov_" + name: name
+               for name in SriovSpec.model_fields}
 
 #: What the fake kernel's ``/proc/sys/kernel/osrelease`` reads (``uname -r``).
 FAKE_RELEASE = "6.1.0-fake"
 
 
 def _install_handlers(state: KernelState) -> None:
-    state.device_handlers.update({
-        "driver_override": attrs.driver_override_store,
-        "reset": attrs.reset_store,
-        "reset_method": attrs.reset_method_store,
-        "enable": attrs.enable_store,
-        "numa_node": attrs.numa_node_store,
-        "config": attrs.accept_store,
-        "uevent": attrs.accept_store,
-        "remove": hotplug.remove_store,
-        "rescan": hotplug.dev_rescan_store,
-        "sriov_numvfs": sriov.sriov_numvfs_store,
-        "sriov_drivers_autoprobe": sriov.sriov_drivers_autoprobe_store,
-        "sriov_vf_msix_count": sriov.sriov_vf_msix_count_store,
-    })
+    state.attributes = registry.DEVICE_ATTRIBUTES
     state.driver_handlers.update({
         "bind": drivers.bind_store,
         "unbind": drivers.unbind_store,
@@ -197,55 +196,60 @@ class FakeKernel:
                                 sriov=spec.sriov, vfio=spec.vfio)
 
     def add_device(
-        self,
-        address: AddressLike,
-        vendor: int,
-        device: int,
-        class_code: int,
-        iommu_group: int | None = None,
-        driver: str | None = None,
-        sriov_totalvfs: int = 0,
-        vf_device: int | None = None,
-        numa_node: int = -1,
-        *,
-        parent: AddressLike | None = None,
-        subsystem_vendor: int = 0,
-        subsystem_device: int = 0,
-        revision: int = 0,
-        reset_methods: Sequence[str] = ("flr", "bus"),
-        sriov_offset: int = 1,
-        sriov_stride: int = 1,
-        sriov_drivers_autoprobe: bool = True,
-        sriov_numvfs: int = 0,
-        vpd: bytes | None = None,
+        self, address: AddressLike, vendor: int, device: int, class_code: int,
+        **fields: object,
     ) -> PciAddress:
         """Hot-add a PCI function (probed normally unless ``driver`` forces a binding).
 
-        ``parent``: the bridge above it (None: on root bus ``pciDDDD:BB``).
+        ``fields`` are the other facts of a :class:`DeviceSpec`, by name
+        (``iommu_group``, ``driver``, ``parent``, ``numa_node``, ``reset_methods``,
+        ``vpd``, ``disks``...); the SR-IOV capability may also be given flat, as
+        ``sriov_`` + a :class:`SriovSpec` field (``sriov_totalvfs``, ``sriov_numvfs``...;
+        ``vf_device`` as is, default: ``device``), and ``vpd`` as raw bytes.
         ``sriov_numvfs``: enable that many VFs right away (needs an SR-IOV PF driver).
-        ``vpd``: raw Vital Product Data (a ``vpd`` attribute appears).
+        A fact that is unknown or out of range raises FakeKernelSetupError.
         """
-        state = self.state
-        if not state.options.iommu:
-            iommu_group = None  # no IOMMU: no device is put in a group
         addr = PciAddress.parse(address)
+        values: dict[str, object] = {"address": addr, "vendor": vendor, "device": device,
+                                     "class_code": class_code, **fields}
+        flat = {key: values.pop(key) for key in _FLAT_SRIOV if key in values}
+        totalvfs = flat.get("sriov_totalvfs") or 0
+        if flat and "sriov" in values:
+            raise FakeKernelSetupError(f"device {addr}: give sriov or its flat keywords, not both")
+        if totalvfs:
+            facts = {_FLAT_SRIOV[key]: value for key, value in flat.items() if value is not None}
+            facts.setdefault("vf_device", device)
+            values["sriov"] = facts
+        elif flat.get("sriov_numvfs"):
+            raise FakeKernelSetupError(f"{addr}: sriov_numvfs needs sriov_totalvfs > 0")
+        vpd = values.get("vpd")
+        if isinstance(vpd, bytes):
+            values["vpd"] = VpdSpec(raw_hex=vpd.hex())
+        try:
+            spec = DeviceSpec.model_validate(values)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in error["loc"])
+            raise FakeKernelSetupError(f"device {addr}: {where}: {error['msg']}") from None
+        return self.add_spec(spec)
+
+    def add_spec(self, spec: DeviceSpec, *, enable_vfs: bool = True,
+                 host_use: bool = True) -> PciAddress:
+        """Hot-add one device from its description (probed normally unless its ``driver``
+        forces a binding); ``enable_vfs``: enable its ``sriov.numvfs`` VFs;
+        ``host_use``: give it its disks, network interfaces and mount tags."""
+        state = self.state
+        addr = spec.address
+        iommu_group = spec.iommu_group if state.options.iommu else None  # no IOMMU: no group
         if addr in state.devices:
             raise FakeKernelSetupError(f"device {addr} already exists")
-        parent_addr = PciAddress.parse(parent) if parent is not None else None
+        parent_addr = spec.parent
         if parent_addr is not None and parent_addr not in state.devices:
             raise FakeKernelSetupError(f"parent {parent_addr} of {addr} does not exist")
-        unknown = [m for m in reset_methods if m not in RESET_METHODS]
+        unknown = [m for m in spec.reset_methods if m not in RESET_METHODS]
         if unknown:
             raise FakeKernelSetupError(f"unknown reset methods {unknown} for {addr}")
-        t = DeviceTemplate(
-            address=addr, vendor=vendor, device=device, class_code=class_code,
-            subsystem_vendor=subsystem_vendor, subsystem_device=subsystem_device,
-            revision=revision, numa_node=numa_node, parent=parent_addr,
-            reset_methods=attrs.sort_methods(tuple(reset_methods)),
-            sriov_totalvfs=sriov_totalvfs,
-            vf_device=device if vf_device is None else vf_device,
-            sriov_offset=sriov_offset, sriov_stride=sriov_stride, vpd=vpd,
-        )
+        t = spec.model_copy(update={"reset_methods": list(attrs.sort_methods(spec.reset_methods))})
         origin = ("spec", iommu_group)
         if iommu_group in state.groups and state.origin_group.get(origin) != iommu_group:
             raise FakeKernelSetupError(
@@ -256,15 +260,17 @@ class FakeKernel:
         dev = create_device(state, t)
         if iommu_group is not None:
             join_group(state, dev, iommu_group, origin)
-        if dev.sriov is not None and not sriov_drivers_autoprobe:
+        if dev.sriov is not None and spec.sriov is not None and not spec.sriov.drivers_autoprobe:
             dev.sriov.drivers_autoprobe = False
-            refresh(dev, "sriov_drivers_autoprobe")
-        if driver is None:
+            refresh(state, dev, Change.VF_AUTOPROBE)
+        if spec.driver is None:
             drivers.device_attach(state, dev)
         else:
-            self._force_bind(dev, driver)
-        if sriov_numvfs:
-            self._enable_vfs(dev, sriov_numvfs)
+            self._force_bind(dev, spec.driver)
+        if enable_vfs and spec.sriov is not None and spec.sriov.numvfs:
+            self._enable_vfs(dev, spec.sriov.numvfs)
+        if host_use:
+            self._add_children(spec)
         return addr
 
     def _enable_vfs(self, dev: Device, count: int) -> None:
@@ -292,23 +298,6 @@ class FakeKernel:
                 )
         drivers.attach_now(state, dev, drv)
 
-    def add_spec(self, spec: DeviceSpec, *, enable_vfs: bool = True) -> PciAddress:
-        """Add one device from a fixture description (``enable_vfs``: honour its numvfs)."""
-        s = spec.sriov
-        return self.add_device(
-            spec.address, spec.vendor, spec.device, spec.class_code,
-            iommu_group=spec.iommu_group, driver=spec.driver,
-            sriov_totalvfs=s.totalvfs if s else 0,
-            vf_device=s.vf_device if s else None,
-            numa_node=spec.numa_node, parent=spec.parent,
-            subsystem_vendor=spec.subsystem_vendor, subsystem_device=spec.subsystem_device,
-            revision=spec.revision, reset_methods=tuple(spec.reset_methods),
-            sriov_offset=s.offset if s else 1, sriov_stride=s.stride if s else 1,
-            sriov_drivers_autoprobe=s.drivers_autoprobe if s else True,
-            sriov_numvfs=s.numvfs if s and enable_vfs else 0,
-            vpd=spec.vpd.encode() if spec.vpd is not None else None,
-        )
-
     def load_spec(self, spec: HostSpec) -> None:
         """Build a whole host: drivers, then devices in order, then VFs (as at boot).
 
@@ -326,21 +315,25 @@ class FakeKernel:
         for drv in spec.drivers:
             self.add_driver(drv.name, drv.ids, drv.sriov)
         for dev in spec.devices:
-            self.add_spec(dev, enable_vfs=False)
+            self.add_spec(dev, enable_vfs=False, host_use=False)
         for dev in spec.devices:
             if dev.sriov is not None and dev.sriov.numvfs:
                 self._enable_vfs(self.state.devices[dev.address], dev.sriov.numvfs)
         self._load_host_use(spec)
 
+    def _add_children(self, dev: DeviceSpec) -> None:
+        """The disks, network interfaces and mount tags the device's driver makes."""
+        for disk in dev.disks:
+            self.add_block(dev.address, disk.name, disk.partitions, under=disk.under)
+        for ifname in dev.netdevs:
+            self.add_netdev(dev.address, ifname)
+        for tag in dev.mount_tags:
+            self.add_mount_tag(dev.address, tag.tag, tag.fs)
+
     def _load_host_use(self, spec: HostSpec) -> None:
         """The devices' disks, interfaces and tags, then how the host uses them."""
         for dev in spec.devices:
-            for disk in dev.disks:
-                self.add_block(dev.address, disk.name, disk.partitions, under=disk.under)
-            for ifname in dev.netdevs:
-                self.add_netdev(dev.address, ifname)
-            for tag in dev.mount_tags:
-                self.add_mount_tag(dev.address, tag.tag, tag.fs)
+            self._add_children(dev)
         for stacked in spec.stacked:
             self.add_stacked(stacked.name, stacked.over, dm_name=stacked.dm_name)
         for iface in spec.interfaces:
@@ -480,7 +473,7 @@ class FakeKernel:
     def remove_device(self, address: AddressLike) -> None:
         """Hot-unplug a device as a write of 1 to its ``remove`` would."""
         dev = self._device(address)
-        if dev.t.is_vf:
+        if dev.is_vf:
             raise FakeKernelSetupError(f"{dev.name} is a VF: change sriov_numvfs instead")
         hotplug.remove(self.state, dev, dev.alias + "/remove")
 

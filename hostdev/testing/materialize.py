@@ -4,7 +4,7 @@
 file system, no patching of ``os``), then copies its ``/sys`` out to
 ``DIR/sys``: real directories, regular files with the same bytes and
 permission bits, and the same relative symlinks. Every attribute is therefore
-rendered by the fake kernel's own code (``hostdev.testing.readout``); this
+rendered by the fake kernel's own code (``hostdev.testing.registry``); this
 module only adds the few read-only files that tools other than hostdev read and
 the fake kernel has no use for:
 

@@ -7,9 +7,10 @@ dict access keyed by address, name or group, so no write scans all devices.
 
 from __future__ import annotations
 
+import enum
 import heapq
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,7 @@ from hostdev.address import PciAddress
 from hostdev.testing.children import HostState
 from hostdev.testing.events import WouldBlockEvent, WriteRecord
 from hostdev.testing.faults import FaultInjector
+from hostdev.testing.hostspec import DeviceSpec
 from hostdev.testing.vfs import Vfs
 
 if TYPE_CHECKING:
@@ -41,34 +43,6 @@ def is_vfio_driver_name(name: str) -> bool:
             or name.endswith("_vfio_pci"))
 
 
-@dataclass(frozen=True)
-class DeviceTemplate:
-    """The facts of a PCI function that do not change while it exists."""
-
-    address: PciAddress
-    vendor: int
-    device: int
-    class_code: int
-    subsystem_vendor: int = 0
-    subsystem_device: int = 0
-    revision: int = 0
-    numa_node: int = -1
-    parent: PciAddress | None = None
-    reset_methods: tuple[str, ...] = ("flr", "bus")
-    sriov_totalvfs: int = 0
-    vf_device: int = 0
-    sriov_offset: int = 1
-    sriov_stride: int = 1
-    is_vf: bool = False
-    #: Raw Vital Product Data (the ``vpd`` attribute); None: the device has none.
-    vpd: bytes | None = None
-
-    @property
-    def is_bridge(self) -> bool:
-        """Header type 1 (PCI-to-PCI bridge) or 2 (CardBus)."""
-        return (self.class_code >> 8) in (0x0604, 0x0607)
-
-
 @dataclass(eq=False)
 class SriovState:
     """SR-IOV state of a physical function."""
@@ -81,7 +55,10 @@ class SriovState:
 class Device:
     """A PCI function present in the fake kernel."""
 
-    t: DeviceTemplate
+    #: The facts it was added with, which do not change while it exists (a VF's are
+    #: derived from its PF's); ``iommu_group`` and ``driver`` there are only how it
+    #: was first added, the fields below say where it is now.
+    t: DeviceSpec
     name: str
     path: str
     dir: FakeDirectory
@@ -113,6 +90,11 @@ class Device:
         return self.t.address
 
     @property
+    def is_vf(self) -> bool:
+        """A virtual function (made by its PF's ``sriov_numvfs``)."""
+        return self.physfn is not None
+
+    @property
     def alias(self) -> str:
         """The ``/sys/bus/pci/devices/<addr>`` path of this device."""
         return "/sys/bus/pci/devices/" + self.name
@@ -130,7 +112,7 @@ class DynId:
     class_mask: int = 0
     driver_data: int = 0
 
-    def matches(self, t: DeviceTemplate) -> bool:
+    def matches(self, t: DeviceSpec) -> bool:
         """``pci_match_one_device`` for this id."""
         return (
             self.vendor in (0xFFFFFFFF, t.vendor)
@@ -215,7 +197,7 @@ class LowestFree:
 class RemovedDevice:
     """A device taken away by ``remove``, brought back by ``rescan``."""
 
-    template: DeviceTemplate
+    template: DeviceSpec
     group_origin: object
     iommu_group: int | None
 
@@ -234,6 +216,52 @@ class Options:
 DeviceHandler = Callable[["KernelState", Device, bytes, str], None]
 DriverHandler = Callable[["KernelState", Driver, bytes, str], None]
 BusHandler = Callable[["KernelState", bytes, str], None]
+
+
+class Change(enum.Enum):
+    """A change of a device's state after which some of its attribute files read anew.
+
+    The file a write went to always reads anew after that write; these name what
+    changes *other* files (see :data:`hostdev.testing.registry.DEVICE_ATTRIBUTES`).
+    """
+
+    #: The bound driver or the VFIO users changed.
+    BINDING = "binding"
+    #: A write to ``enable`` changed the enable count or the power state.
+    ENABLE = "enable"
+    #: The kernel set ``driver_override`` itself (the VFs of a vfio-bound PF).
+    OVERRIDE = "override"
+    #: VFs were enabled or disabled.
+    NUMVFS = "numvfs"
+    #: The PF's ``sriov_drivers_autoprobe`` changed.
+    VF_AUTOPROBE = "vf_autoprobe"
+
+
+def _always(dev: Device) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Attr:
+    """One device attribute file, declared once: where and how it appears, what it
+    reads as, what a write to it does, and which changes make it read anew."""
+
+    #: Path inside the device directory (``power/runtime_status`` is in ``power/``).
+    name: str
+    #: Permission bits, as pci-sysfs makes the file.
+    mode: int
+    #: What it reads as (None: write-only; opening it for reading fails with EACCES).
+    show: Callable[[Device], str | bytes] | None = None
+    #: The kernel's store handler (None: opening it for writing fails with EACCES).
+    store: DeviceHandler | None = None
+    #: Changes after which the file reads anew (besides a write to the file itself).
+    refresh_on: frozenset[Change] = frozenset()
+    #: Whether the device has the file (asked once, when its directory is made).
+    present: Callable[[Device], bool] = _always
+
+    def read(self, dev: Device) -> str | bytes:
+        """The file's content for ``dev`` now ("" for a write-only file)."""
+        return self.show(dev) if self.show is not None else ""
 
 
 class KernelState:
@@ -266,7 +294,8 @@ class KernelState:
         self.bounded: FakeHelperWrite | None = None
         #: Bounded writes blocked until a VFIO user releases a device, oldest first.
         self.parked: list[FakeHelperWrite] = []
-        self.device_handlers: dict[str, DeviceHandler] = {}
+        #: Every device attribute file, by name (the fake kernel installs its registry).
+        self.attributes: Mapping[str, Attr] = {}
         self.driver_handlers: dict[str, DriverHandler] = {}
         self.bus_handlers: dict[str, BusHandler] = {}
         vfs = self.vfs

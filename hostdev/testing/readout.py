@@ -1,13 +1,12 @@
-"""What each device attribute reads as, computed from the model (docs/kernel-model.md §7.2).
+"""How device attributes read, computed from the model (docs/kernel-model.md §7.2).
 
-Write-only files (no renderer here) cannot be opened for reading: kernfs refuses
-the open with EACCES, for root too (see :mod:`hostdev.testing.opens`).
+The readers of the larger formats live here; which attribute uses which reader
+is declared in :mod:`hostdev.testing.registry`.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
 
 from hostdev.testing.model import Device
 
@@ -16,7 +15,7 @@ def config_space(dev: Device) -> bytes:
     """256 bytes of type-0 or type-1 config header (VFs read 0xffff ids, as hardware does)."""
     t = dev.t
     data = bytearray(256)
-    vendor, device = (0xFFFF, 0xFFFF) if t.is_vf else (t.vendor, t.device)
+    vendor, device = (0xFFFF, 0xFFFF) if dev.is_vf else (t.vendor, t.device)
     struct.pack_into("<HHHH", data, 0, vendor, device, 0, 0x0010)
     data[8] = t.revision
     data[9] = t.class_code & 0xFF
@@ -101,56 +100,3 @@ def uevent(dev: Device) -> str:
         "MODALIAS=" + modalias(dev).rstrip("\n"),
     ]
     return "\n".join(lines) + "\n"
-
-
-def _sriov(dev: Device, what: str) -> str:
-    t = dev.t
-    sriov = dev.sriov
-    values = {
-        "sriov_totalvfs": t.sriov_totalvfs,
-        "sriov_numvfs": len(sriov.vfs) if sriov else 0,
-        "sriov_offset": t.sriov_offset,
-        "sriov_stride": t.sriov_stride,
-        "sriov_drivers_autoprobe": int(sriov.drivers_autoprobe) if sriov else 1,
-        "sriov_vf_total_msix": 0,
-    }
-    return f"{values[what]}\n"
-
-
-_RENDER: dict[str, Callable[[Device], str | bytes]] = {
-    "vendor": lambda d: f"0x{d.t.vendor:04x}\n",
-    "device": lambda d: f"0x{d.t.device:04x}\n",
-    "subsystem_vendor": lambda d: f"0x{d.t.subsystem_vendor:04x}\n",
-    "subsystem_device": lambda d: f"0x{d.t.subsystem_device:04x}\n",
-    "class": lambda d: f"0x{d.t.class_code:06x}\n",
-    "revision": lambda d: f"0x{d.t.revision:02x}\n",
-    "config": config_space,
-    "vpd": lambda d: d.t.vpd or b"",
-    "modalias": modalias,
-    "uevent": uevent,
-    "driver_override": lambda d: f"{d.override if d.override is not None else '(null)'}\n",
-    "numa_node": lambda d: f"{d.numa_node}\n",
-    "enable": lambda d: f"{enable_count(d)}\n",
-    "power_state": power_state,
-    "power/runtime_usage": runtime_usage,
-    "power/runtime_status": runtime_status,
-    "reset_method": lambda d: " ".join(d.reset_methods) + "\n" if d.reset_methods else "",
-    "sriov_totalvfs": lambda d: _sriov(d, "sriov_totalvfs"),
-    "sriov_numvfs": lambda d: _sriov(d, "sriov_numvfs"),
-    "sriov_offset": lambda d: _sriov(d, "sriov_offset"),
-    "sriov_stride": lambda d: _sriov(d, "sriov_stride"),
-    "sriov_drivers_autoprobe": lambda d: _sriov(d, "sriov_drivers_autoprobe"),
-    "sriov_vf_device": lambda d: f"{d.t.vf_device:x}\n",
-    "sriov_vf_total_msix": lambda d: _sriov(d, "sriov_vf_total_msix"),
-}
-
-
-def readable(name: str) -> bool:
-    """Whether device attribute ``name`` has a show handler (a renderer here)."""
-    return name in _RENDER
-
-
-def render(dev: Device, name: str) -> str | bytes:
-    """The readable content of attribute ``name`` of ``dev`` ("" for write-only files)."""
-    fn = _RENDER.get(name)
-    return fn(dev) if fn is not None else ""

@@ -14,8 +14,9 @@ import errno
 from hostdev.address import PciAddress
 from hostdev.testing.drivers import device_attach, disable_vfs
 from hostdev.testing.events import kerr
+from hostdev.testing.hostspec import DeviceSpec, SriovSpec
 from hostdev.testing.kparse import kstrtobool, kstrtoint, kstrtou16
-from hostdev.testing.model import Device, DeviceTemplate, KernelState
+from hostdev.testing.model import Change, Device, KernelState
 from hostdev.testing.tree import create_device, join_group, link_vf, refresh
 from hostdev.testing.vfio_users import ensure_not_blocking
 
@@ -23,13 +24,21 @@ from hostdev.testing.vfio_users import ensure_not_blocking
 VF_RESET_METHODS = ("flr",)
 
 
+def capability(pf: Device) -> SriovSpec:
+    """The PF's SR-IOV capability (only PFs have SR-IOV state)."""
+    facts = pf.t.sriov
+    assert facts is not None and pf.sriov is not None
+    return facts
+
+
 def vf_addresses(pf: Device, count: int) -> list[PciAddress]:
     """Addresses of VFs 0..count-1; ENOMEM when they run past bus 0xff or collide."""
     t = pf.t
+    cap = capability(pf)
     base = t.address.pf_bus_devfn
     out = []
     for index in range(count):
-        rid = base + t.sriov_offset + t.sriov_stride * index
+        rid = base + cap.offset + cap.stride * index
         if rid > 0xFFFF:
             raise kerr(errno.ENOMEM)
         out.append(PciAddress.from_routing_id(t.address.domain, rid))
@@ -42,29 +51,31 @@ def enable_vfs(state: KernelState, pf: Device, count: int, addresses: list[PciAd
     t = pf.t
     vfio_override = pf.driver.name if pf.driver is not None and pf.driver.vfio else None
     for index, address in enumerate(addresses[:count]):
-        vt = DeviceTemplate(
-            address=address, vendor=t.vendor, device=t.vf_device, class_code=t.class_code,
-            subsystem_vendor=t.subsystem_vendor, subsystem_device=t.subsystem_device,
-            revision=t.revision, numa_node=pf.numa_node, parent=t.parent,
-            reset_methods=VF_RESET_METHODS, is_vf=True,
+        # A VF repeats its PF's ids except the device id; it has no SR-IOV
+        # capability, VPD, children or fixed group of its own.
+        vt = DeviceSpec(
+            address=address, vendor=t.vendor, device=capability(pf).vf_device,
+            class_code=t.class_code, subsystem_vendor=t.subsystem_vendor,
+            subsystem_device=t.subsystem_device, revision=t.revision,
+            numa_node=pf.numa_node, parent=t.parent, reset_methods=list(VF_RESET_METHODS),
         )
         vf = create_device(state, vt, physfn=pf, vf_index=index)
         if pf.iommu_group is not None:
             join_group(state, vf, state.group_ids.alloc(), object())
         if vfio_override is not None:
             vf.override = vfio_override
-            refresh(vf, "driver_override")
+            refresh(state, vf, Change.OVERRIDE)
         link_vf(state, pf, vf, index)
         pf.sriov.vfs.append(vf)
         device_attach(state, vf)
-    refresh(pf, "sriov_numvfs")
+    refresh(state, pf, Change.NUMVFS)
 
 
 def configure(state: KernelState, pf: Device, count: int, path: str) -> None:
     """``sriov_numvfs_store`` after parsing: checks in kernel order, then act."""
     sriov = pf.sriov
     assert sriov is not None
-    if count > pf.t.sriov_totalvfs:
+    if count > capability(pf).totalvfs:
         raise kerr(errno.ERANGE)
     current = len(sriov.vfs)
     if count == current:
@@ -112,4 +123,4 @@ def sriov_drivers_autoprobe_store(
     """``sriov_drivers_autoprobe``: kstrtobool, checked at every later VF probe."""
     assert dev.sriov is not None
     dev.sriov.drivers_autoprobe = kstrtobool(data)
-    refresh(dev, "sriov_drivers_autoprobe")
+    refresh(state, dev, Change.VF_AUTOPROBE)

@@ -11,33 +11,11 @@ from __future__ import annotations
 from pyfakefs.fake_file import FakeDirectory
 
 from hostdev.testing.dispatch import DeviceNode
-from hostdev.testing.model import Device, DeviceTemplate, Driver, KernelState, SriovState
-from hostdev.testing.readout import render
+from hostdev.testing.hostspec import DeviceSpec
+from hostdev.testing.model import Change, Device, Driver, KernelState, SriovState
 from hostdev.testing.vfs import relpath, set_contents
 
 _RO = 0o444
-_RW = 0o644
-_WO = 0o200
-
-_COMMON = (
-    ("vendor", _RO), ("device", _RO), ("subsystem_vendor", _RO), ("subsystem_device", _RO),
-    ("class", _RO), ("revision", _RO), ("modalias", _RO), ("power_state", _RO),
-    ("config", _RW), ("uevent", _RW), ("driver_override", _RW), ("numa_node", _RW),
-    ("enable", _RW),
-)
-_RESET = (("reset", _WO), ("reset_method", _RW))
-_HOTPLUG = (("remove", _WO), ("rescan", _WO))
-_PF = (
-    ("sriov_totalvfs", _RO), ("sriov_offset", _RO), ("sriov_stride", _RO),
-    ("sriov_vf_device", _RO), ("sriov_numvfs", 0o664), ("sriov_drivers_autoprobe", 0o664),
-    ("sriov_vf_total_msix", _RO),
-)
-_VF = (("sriov_vf_msix_count", _WO),)
-#: Runtime PM attributes under ``power/`` (the ``runtime_usage`` counter needs
-#: CONFIG_PM_ADVANCED_DEBUG, which the guest's distribution kernel has).
-_POWER = (("power/runtime_status", _RO), ("power/runtime_usage", _RO))
-_BINDING_ATTRS = ("enable", "power_state", "uevent", "power/runtime_status",
-                  "power/runtime_usage")
 
 
 def root_bus_dir(state: KernelState, domain: int, bus: int) -> tuple[FakeDirectory, str]:
@@ -53,7 +31,7 @@ def root_bus_dir(state: KernelState, domain: int, bus: int) -> tuple[FakeDirecto
 
 def create_device(
     state: KernelState,
-    t: DeviceTemplate,
+    t: DeviceSpec,
     *,
     physfn: Device | None = None,
     vf_index: int | None = None,
@@ -75,27 +53,24 @@ def create_device(
     directory = vfs.mkdir(parent_dir, name)
     dev = Device(
         t=t, name=name, path=path, dir=directory, parent_dir=parent_dir,
-        parent_dev=parent_dev, numa_node=t.numa_node, reset_methods=t.reset_methods,
+        parent_dev=parent_dev, numa_node=t.numa_node, reset_methods=tuple(t.reset_methods),
         physfn=physfn, vf_index=vf_index,
     )
-    if t.sriov_totalvfs and not t.is_vf:
+    if t.sriov is not None and physfn is None:
         dev.sriov = SriovState()
-    attrs: tuple[tuple[str, int], ...] = _COMMON
-    if t.reset_methods:
-        attrs += _RESET
-    attrs += _VF if t.is_vf else _HOTPLUG
-    if dev.sriov is not None:
-        attrs += _PF
-    if t.vpd is not None:
-        attrs += (("vpd", 0o600),)  # binary, root only, as pci-sysfs makes it
     files = dev.files
-    for attr, mode in attrs:
-        files[attr] = vfs.file(directory, attr, render(dev, attr), mode,
-                               DeviceNode(state, dev, attr))
-    power = vfs.mkdir(directory, "power")
-    for attr, mode in _POWER:
-        files[attr] = vfs.file(power, attr.split("/", 1)[1], render(dev, attr), mode,
-                               DeviceNode(state, dev, attr))
+    subdirs: dict[str, FakeDirectory] = {}
+    for attr in state.attributes.values():  # the registry, in directory order
+        if not attr.present(dev):
+            continue
+        where, slash, base = attr.name.rpartition("/")
+        parent = directory
+        if slash:
+            if where not in subdirs:
+                subdirs[where] = vfs.mkdir(directory, where)
+            parent = subdirs[where]
+        files[attr.name] = vfs.file(parent, base, attr.read(dev), attr.mode,
+                                    DeviceNode(state, dev, attr))
     vfs.link(directory, "subsystem", relpath("/sys/bus/pci", path))
     vfs.link(state.bus_devices, name, relpath(path, "/sys/bus/pci/devices"))
     state.devices[t.address] = dev
@@ -121,17 +96,12 @@ def delete_device(state: KernelState, dev: Device) -> None:
     dev.alive = False
 
 
-def refresh(dev: Device, *names: str) -> None:
-    """Re-render the given attribute files of ``dev`` from the model."""
-    for name in names:
-        obj = dev.files.get(name)
-        if obj is not None:
-            set_contents(obj, render(dev, name))
-
-
-def refresh_binding(dev: Device) -> None:
-    """Re-render the attributes that depend on the bound driver and VFIO users."""
-    refresh(dev, *_BINDING_ATTRS)
+def refresh(state: KernelState, dev: Device, change: Change) -> None:
+    """Re-render the attribute files of ``dev`` that read anew after ``change``."""
+    for name, obj in dev.files.items():
+        attr = state.attributes[name]
+        if change in attr.refresh_on:
+            set_contents(obj, attr.read(dev))
 
 
 def link_driver(state: KernelState, dev: Device, drv: Driver) -> None:

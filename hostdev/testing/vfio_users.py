@@ -29,8 +29,8 @@ from hostdev.testing.events import (
     WouldBlockEvent,
     WriteParked,
 )
-from hostdev.testing.model import Device, KernelState
-from hostdev.testing.tree import refresh_binding
+from hostdev.testing.model import Change, Device, KernelState
+from hostdev.testing.tree import refresh
 from hostdev.testing.vfs import relpath, set_contents
 
 VFIO_CDEV_MAJOR = 511
@@ -297,7 +297,7 @@ class VfioHolder:
             state.group_claims[self.group] -= 1
             if not state.group_claims[self.group]:
                 del state.group_claims[self.group]
-        refresh_binding(self.device)
+        refresh(state, self.device, Change.BINDING)
         for handle in list(state.parked):  # writes parked on this user may complete now
             handle.resume()
 
@@ -357,7 +357,7 @@ def hold(
     dev.holders.append(holder)
     if holder.group is not None:
         state.group_claims[holder.group] = state.group_claims.get(holder.group, 0) + 1
-    refresh_binding(dev)
+    refresh(state, dev, Change.BINDING)
     return holder
 
 

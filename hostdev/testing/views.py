@@ -47,7 +47,7 @@ def device_state(dev: Device) -> DeviceState:
         driver_override=dev.override,
         iommu_group=dev.iommu_group,
         numa_node=dev.numa_node,
-        is_vf=dev.t.is_vf,
+        is_vf=dev.is_vf,
         physfn=dev.physfn.name if dev.physfn else None,
         vf_index=dev.vf_index,
         numvfs=len(sriov.vfs) if sriov else 0,
