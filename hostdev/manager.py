@@ -148,7 +148,8 @@ class HostdevManager:
     def _journal_helper(self, helper: HelperWrite) -> None:
         """A possibly-blocking write started (or was given up on): journal its helper."""
         entry = PendingWrite(path=helper.path, value=helper.value, devices=helper.devices,
-                             pid=helper.pid, start=helper.start, gave_up=helper.gave_up)
+                             pid=helper.pid, start=helper.start, gave_up=helper.gave_up,
+                             pidns=helper.pidns)
         intent = self._intent
         if intent is None:
             intent = self._intent = Intent(operation="pending writes",

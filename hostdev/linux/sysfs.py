@@ -553,6 +553,9 @@ class Sysfs:
             handle = _start_write(path, data)
         helper = HelperWrite(self.relative(path), value, list(blocking), handle.pid,
                              handle.start)
+        # The helper is our child: it shares our PID namespace. A later process in
+        # another one (a new pod sharing the state directory) cannot see it in /proc.
+        helper.pidns = self.pid_namespace()
         self.helpers.append(helper)
         unjournaled: HostdevError | None = None
         try:
@@ -620,6 +623,14 @@ class Sysfs:
         for addr, reason in self.fenced.items():
             if addr == address or path.startswith(f"{self.pci_devices}/{addr}/"):
                 raise DeviceBusy(f"PCI device {addr} is not touched: {reason}", address=addr)
+
+    def pid_namespace(self) -> str | None:
+        """This process's PID namespace as ``/proc/self/ns/pid`` names it
+        (``pid:[4026531836]``), or None when it cannot be read."""
+        try:
+            return self.read_link(f"{self.proc}/self/ns/pid")
+        except HostdevError:
+            return None
 
     def process_alive(self, pid: int, start: int | None) -> bool:
         """Whether process ``pid`` (started at ``start`` clock ticks) still runs.
@@ -700,6 +711,8 @@ class HelperWrite:
         self.pid = pid
         #: The helper's start time (clock ticks after boot), against pid reuse.
         self.start = start
+        #: The PID namespace ``pid`` belongs to (see :meth:`Sysfs.pid_namespace`).
+        self.pidns: str | None = None
         #: The caller stopped waiting; the helper may still be blocked in the kernel.
         self.gave_up = False
         #: The write returned while the caller waited.
