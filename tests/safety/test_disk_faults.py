@@ -227,15 +227,6 @@ def test_real_full_disk(fs: FakeFilesystem) -> None:
     assert mgr.lists() == lists
 
 
-def test_figures() -> None:
-    print(f"\ndisk-fault suite: {FIGURES['cases']} cases ran, {FIGURES['consistent']}"
-          f" consistent, {FIGURES['moved_untracked']} devices left moved and untracked,"
-          f" {FIGURES['moved_tracked']} moved but still recorded")
-    assert FIGURES["moved_untracked"] == 0
-    if FIGURES["cases"]:
-        assert FIGURES["consistent"] == FIGURES["cases"]
-
-
 def test_reattach_whose_save_fails_is_put_back(fs: FakeFilesystem,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """Disk full at the save that ends a reattach: the give-back is undone, so the
