@@ -693,7 +693,10 @@ class Sysfs:
 #: kernels with the uevent_show fix), and would wait behind a blocked unbind or VF
 #: removal, as every write to such a device would.
 _UNLOCKED_READS = frozenset({"vendor", "device", "class", "subsystem_vendor",
-                             "subsystem_device", "revision"})
+                             "subsystem_device", "revision",
+                             # Counters read without the lock: what tells whether a
+                             # VFIO user still holds a fenced device.
+                             "enable", "runtime_usage"})
 #: Default deadline (s) for a write that may block in the kernel.
 DEFAULT_WRITE_TIMEOUT = 30.0
 

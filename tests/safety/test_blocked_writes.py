@@ -364,3 +364,24 @@ def main_args() -> Any:
     import argparse
 
     return argparse.Namespace(root="/", state_dir="/run/hostdev")
+
+
+def test_a_fenced_device_still_shows_the_kernel_counts(host: Host) -> None:
+    """``enable`` and ``power/runtime_usage`` are read without the device lock, so a
+    fenced device's counts stay readable: a journaled write from another PID
+    namespace is seen to have finished even when its device is already fenced."""
+    from hostdev.linux.binding import WRITE_DONE, WRITE_UNSEEN, pending_write
+
+    host.mgr.node_detach(NIC)
+    sysfs = Sysfs("/")
+    sysfs.fence([NIC], "a write of ours is blocked")
+    assert sysfs.read_optional(sysfs.device_path(NIC, "enable"), NIC) == "0"
+    assert sysfs.read_optional(sysfs.device_path(NIC, "power/runtime_usage"), NIC) == "0"
+    other = "pid:[4026532999]"
+    assert pending_write(sysfs, 30999, None, other, [NIC]) == WRITE_DONE
+    holder = host.kernel.hold_vfio(NIC, visible=False)
+    assert pending_write(sysfs, 30999, None, other, [NIC]) == WRITE_UNSEEN
+    holder.release()
+    assert pending_write(sysfs, 30999, None, other, [NIC]) == WRITE_DONE
+    with pytest.raises(DeviceBusy):
+        sysfs.read_override(NIC)  # lock-taking reads stay refused
