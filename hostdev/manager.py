@@ -121,6 +121,7 @@ class HostdevManager:
             txn = Transaction(self.sysfs, original.copy(), guard, self._record_intent,
                               module_loader=self.module_loader)
             self.sysfs.on_helper = self._journal_helper
+            saving = False
             try:
                 yield txn
                 # Saving is part of the transaction: if the state file cannot be
@@ -129,9 +130,10 @@ class HostdevManager:
                 if txn.intent is not None:
                     txn.lists.last_transaction = txn.intent.transaction
                 if not txn.lists.same_as(original):
+                    saving = True
                     self.store.save(txn.lists)
             except (Exception, KeyboardInterrupt) as exc:
-                self._roll_back(txn, original, exc)
+                self._roll_back(txn, original, exc, unsaved=saving)
                 raise
             finally:
                 self.sysfs.on_helper = None
@@ -148,7 +150,8 @@ class HostdevManager:
     def _journal_helper(self, helper: HelperWrite) -> None:
         """A possibly-blocking write started (or was given up on): journal its helper."""
         entry = PendingWrite(path=helper.path, value=helper.value, devices=helper.devices,
-                             pid=helper.pid, start=helper.start, gave_up=helper.gave_up)
+                             pid=helper.pid, start=helper.start, gave_up=helper.gave_up,
+                             pidns=helper.pidns)
         intent = self._intent
         if intent is None:
             intent = self._intent = Intent(operation="pending writes",
@@ -171,16 +174,31 @@ class HostdevManager:
         devices = [d for d in intent.devices if d.address in addresses]
         self.journal.write(Intent(operation="pending writes", pending=keep, devices=devices))
 
-    def _roll_back(self, txn: Transaction, original: Lists, exc: BaseException) -> None:
+    def _roll_back(self, txn: Transaction, original: Lists, exc: BaseException, *,
+                   unsaved: bool = False) -> None:
         """Undo ``txn`` after ``exc``; save the lists if an undo failed.
 
         If that save fails too, the intent journal is kept: it names every
         device the transaction touched, with how it was, so the next transaction
         (or ``reconcile``) puts them back first. Otherwise the journal is closed:
         removed, or left holding only the writes still blocked in the kernel.
+
+        ``unsaved``: the transaction ran to its end and only its final save
+        failed. Steps without an undo (a reattach's give-backs, a VF count
+        change) are then undone from the journal, as recovery would (unless an
+        undo step already failed: that device is tracked or journaled), so that
+        the lists that stay (the old ones) describe the host; what cannot be put
+        back keeps the journal for the next command.
         """
         restored, failures = txn.rollback(original)
         kept = False
+        if unsaved and txn.intent is not None and not failures:
+            undone, undo_failed = self._undo_by_journal(txn, restored)
+            if undone and isinstance(exc, HostdevError):
+                exc.message += "; what it changed on the host was put back: " + "; ".join(undone)
+            if undo_failed:
+                failures.extend(undo_failed)
+                kept = True
         if not restored.same_as(original):
             try:
                 self.store.save(restored)
@@ -197,6 +215,18 @@ class HostdevManager:
             if kept:
                 exc.message += (f"; the intent journal {self.journal.path} was kept: the next"
                                 " hostdev command puts those devices back first")
+
+    def _undo_by_journal(self, txn: Transaction,
+                         restored: Lists) -> tuple[list[str], list[str]]:
+        """Put every device ``txn`` journaled back as it was: (done, not done)."""
+        assert txn.intent is not None
+        # Writes still blocked in the kernel are not undone (their devices are fenced).
+        intent = txn.intent.model_copy(update={"pending": []}, deep=True)
+        undo = Transaction(self.sysfs, restored, txn.guard)
+        try:
+            return recover(undo, intent)
+        except HostdevError as exc:
+            return [], [f"putting the devices back: {exc}"]
 
     def _recover_if_needed(self, guard: Guard) -> Lists:
         """Load the lists; first undo a transaction a dead process left unfinished.

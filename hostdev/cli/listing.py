@@ -109,10 +109,14 @@ def fence_blocked(sysfs: Sysfs, args: argparse.Namespace) -> None:
             doc = json.loads(os.read(fd, 1 << 20))
         finally:
             os.close(fd)
+        from hostdev.linux.binding import WRITE_DONE, pending_write
+
         for entry in doc.get("pending", []):
-            pid, start = int(entry["pid"]), entry.get("start")
-            if sysfs.process_alive(pid, start if isinstance(start, int) else None):
-                sysfs.fence([PciAddress.parse(a) for a in entry["devices"]],
+            pid, start, pidns = int(entry["pid"]), entry.get("start"), entry.get("pidns")
+            devices = [PciAddress.parse(a) for a in entry["devices"]]
+            if pending_write(sysfs, pid, start if isinstance(start, int) else None,
+                             pidns if isinstance(pidns, str) else None, devices) != WRITE_DONE:
+                sysfs.fence(devices,
                             f"a write of ours ({str(entry['value']).strip()!r} to"
                             f" {entry['path']}) is still blocked in the kernel (helper pid"
                             f" {pid}) until the VFIO user releases it")

@@ -13,6 +13,7 @@ from hostdev.address import PciAddress, validate_driver_name
 from hostdev.errors import (
     BindFailed,
     DeviceNotFound,
+    HostdevError,
     InvalidAddress,
     KernelRefused,
     RestoreFailed,
@@ -222,3 +223,60 @@ def reprobe(sysfs: Sysfs, address: PciAddress, current: str | None, override: st
         unbind(sysfs, address, current)
     probe(sysfs, address)
     return current_driver(sysfs, address)
+
+
+#: :func:`pending_write` results.
+WRITE_RUNNING = "running"
+WRITE_UNSEEN = "unseen"
+WRITE_DONE = "done"
+
+
+def pending_write(sysfs: Sysfs, pid: int, start: int | None, pidns: str | None,
+                  devices: list[PciAddress]) -> str:
+    """Whether a journaled helper write (``unbind``, ``sriov_numvfs`` 0) has returned.
+
+    :data:`WRITE_RUNNING`: its helper still runs (seen in ``/proc``).
+    :data:`WRITE_DONE`: it has returned. :data:`WRITE_UNSEEN`: its helper is in
+    another PID namespace (``pidns`` is not ours), so ``/proc`` cannot tell, and
+    the kernel still reports one of ``devices`` open by a VFIO user: the write
+    may still be blocked, and the devices must be left alone.
+
+    Without the helper, only the kernel can tell: the write waits for the last
+    VFIO user of the devices, and the ``driver`` link goes at the start of a
+    blocked unbind (docs/kernel-model.md §4.4), so a device counts as possibly
+    held when it is on a vfio driver that reports it open, or has no driver
+    and its ``enable`` count is above 0 (or unreadable). A device on another
+    driver, or gone, holds nothing up.
+    """
+    if pidns is None or pidns == sysfs.pid_namespace():
+        return WRITE_RUNNING if sysfs.process_alive(pid, start) else WRITE_DONE
+    for address in devices:
+        if _may_be_held(sysfs, address):
+            return WRITE_UNSEEN
+    return WRITE_DONE
+
+
+def _may_be_held(sysfs: Sysfs, address: PciAddress) -> bool:
+    def count(name: str) -> int | None:
+        text = sysfs.read_optional(sysfs.device_path(address, name), address)
+        try:
+            return None if text is None else int(text.strip())
+        except ValueError:
+            return None
+
+    try:
+        if not sysfs.device_exists(address):
+            return False
+        driver = sysfs.read_link_name(sysfs.device_path(address, "driver"), address)
+        enable = count("enable")
+        if driver is None:
+            return enable is None or enable > 0
+        if not is_vfio_driver(driver, sysfs.exists(sysfs.device_path(address, "vfio-dev"))):
+            return False
+        usage = count("power/runtime_usage")
+        # As hostdev.linux.vfio.KernelCount.open: both counts go up with the first open.
+        return enable is None or (enable > 0 and (usage is None or usage > 0))
+    except DeviceNotFound:
+        return False
+    except HostdevError:
+        return True  # cannot tell: do not assume the write returned

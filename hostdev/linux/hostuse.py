@@ -14,6 +14,17 @@ A network interface counts as used when it is up and has a route or an address
 beyond link-local (as ``dpdk-devbind`` calls an interface "Active"; an IPv4
 address shows through the subnet route the kernel adds for it). An interface
 enslaved to an upper device (bond, bridge, VLAN) carries that device's use.
+
+Known limit: ``/proc`` cannot name the interface of an IPv4 address. The only
+per-interface IPv4 table there is ``net/route``, and it shows the main routing
+table alone; ``net/fib_trie`` lists every local address ("/32 host LOCAL") and
+every table (VRFs included) but names no interface; ``net/arp`` and
+``net/igmp`` name interfaces but not their addresses. So an up interface whose
+only IPv4 address adds no main-table route (a /32, an address with
+``noprefixroute``, or one in a VRF, whose routes live in the VRF's table) is
+not seen as used, unless an IPv6 address beyond link-local or another route
+says so. Only netlink (``RTM_GETADDR``) tells, and it neither follows
+``--root`` nor can be modelled in the fake kernel.
 """
 
 from __future__ import annotations

@@ -160,13 +160,44 @@ def choose_stub(sysfs: Sysfs, address: PciAddress) -> str:
     modalias = modalias_of(sysfs, address)
     if modalias is None:
         return VFIO_PCI
-    module = best_variant(modalias, _cached_aliases(alias_file(sysfs)))
+    module = best_variant(modalias, root_aliases(sysfs))
     if module is None or module.replace("-", "_") == "vfio_pci":
         return VFIO_PCI
     try:
         return validate_driver_name(module)
     except ValueError:
         return VFIO_PCI
+
+
+def root_aliases(sysfs: Sysfs) -> list[tuple[str, str]]:
+    """The ``vfio_pci:`` aliases of :func:`alias_file`, if it stays inside the root.
+
+    A ``lib/modules`` tree (or ``modules.alias``) linked out of ``--root`` is not
+    read: it is treated as absent, with a warning naming the link.
+    """
+    path = alias_file(sysfs)
+    base = os.path.realpath(os.fspath(sysfs.root))
+    real = os.path.realpath(path)
+    if base != "/" and not real.startswith(base.rstrip("/") + "/"):
+        import logging
+
+        logging.getLogger("hostdev").warning(
+            "%s leads outside --root %s (to %s); not read: vfio-pci is used",
+            _link_out(os.fspath(sysfs.root), path, base), sysfs.root, real)
+        return []
+    return _cached_aliases(path)
+
+
+def _link_out(root: str, path: str, base: str) -> str:
+    """The first component of ``path`` (under ``root``) whose resolution leaves ``base``."""
+    top = root.rstrip("/")
+    parts = path[len(top):].strip("/").split("/")
+    for i in range(1, len(parts) + 1):
+        part = "/".join([top, *parts[:i]])
+        real = os.path.realpath(part)
+        if real != base and not real.startswith(base.rstrip("/") + "/"):
+            return part
+    return path
 
 
 _CACHE: dict[str, tuple[tuple[int, int, float], list[tuple[str, str]]]] = {}

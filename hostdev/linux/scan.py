@@ -18,7 +18,13 @@ from __future__ import annotations
 from operator import attrgetter
 
 from hostdev.address import PciAddress
-from hostdev.errors import DeviceBusy, DeviceNotFound, InvalidAddress, UnexpectedContent
+from hostdev.errors import (
+    DeviceBusy,
+    DeviceNotFound,
+    InvalidAddress,
+    UnexpectedContent,
+    UnsafePath,
+)
 from hostdev.linux.sysfs import Sysfs
 
 #: Class codes (class << 8 | subclass) whose header is not an endpoint's.
@@ -255,7 +261,8 @@ def scan(sysfs: Sysfs, *, brief: bool = False,
     the bus, so listing each group directory again would only repeat them). A
     device that vanishes meanwhile is left out. ``brief``: see :func:`read_facts`.
     ``warnings`` (when given) receives one line per entry that could not be read
-    as it should (a name that is not a PCI address, a broken SR-IOV link).
+    as it should (a name that is not a PCI address, a broken SR-IOV link, and a
+    device left out for garbage or a link out of the root).
     A device fenced in ``sysfs`` (a write of ours is blocked in the kernel on it,
     and reading it would wait too) is left out, and why is added to ``busy``.
     """
@@ -276,6 +283,14 @@ def scan(sysfs: Sysfs, *, brief: bool = False,
             if busy is None:
                 raise
             busy.append(str(exc))
+        except (UnexpectedContent, UnsafePath) as exc:
+            # One device's garbage (an iommu_group link that is not a number, a
+            # directory or attribute leading out of the root) does not hide the rest.
+            if warnings is None:
+                raise
+            text = str(exc)
+            warnings.append(text if str(addr) in text else f"PCI device {addr}: {text}")
+            warnings[-1] += "; the device is left out"
     index_of: dict[PciAddress, int] = {}
     members: dict[int, list[PciAddress]] = {}
     for facts in found:

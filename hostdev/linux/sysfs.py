@@ -553,6 +553,9 @@ class Sysfs:
             handle = _start_write(path, data)
         helper = HelperWrite(self.relative(path), value, list(blocking), handle.pid,
                              handle.start)
+        # The helper is our child: it shares our PID namespace. A later process in
+        # another one (a new pod sharing the state directory) cannot see it in /proc.
+        helper.pidns = self.pid_namespace()
         self.helpers.append(helper)
         unjournaled: HostdevError | None = None
         try:
@@ -621,6 +624,14 @@ class Sysfs:
             if addr == address or path.startswith(f"{self.pci_devices}/{addr}/"):
                 raise DeviceBusy(f"PCI device {addr} is not touched: {reason}", address=addr)
 
+    def pid_namespace(self) -> str | None:
+        """This process's PID namespace as ``/proc/self/ns/pid`` names it
+        (``pid:[4026531836]``), or None when it cannot be read."""
+        try:
+            return self.read_link(f"{self.proc}/self/ns/pid")
+        except HostdevError:
+            return None
+
     def process_alive(self, pid: int, start: int | None) -> bool:
         """Whether process ``pid`` (started at ``start`` clock ticks) still runs.
 
@@ -682,7 +693,10 @@ class Sysfs:
 #: kernels with the uevent_show fix), and would wait behind a blocked unbind or VF
 #: removal, as every write to such a device would.
 _UNLOCKED_READS = frozenset({"vendor", "device", "class", "subsystem_vendor",
-                             "subsystem_device", "revision"})
+                             "subsystem_device", "revision",
+                             # Counters read without the lock: what tells whether a
+                             # VFIO user still holds a fenced device.
+                             "enable", "runtime_usage"})
 #: Default deadline (s) for a write that may block in the kernel.
 DEFAULT_WRITE_TIMEOUT = 30.0
 
@@ -700,6 +714,8 @@ class HelperWrite:
         self.pid = pid
         #: The helper's start time (clock ticks after boot), against pid reuse.
         self.start = start
+        #: The PID namespace ``pid`` belongs to (see :meth:`Sysfs.pid_namespace`).
+        self.pidns: str | None = None
         #: The caller stopped waiting; the helper may still be blocked in the kernel.
         self.gave_up = False
         #: The write returned while the caller waited.

@@ -35,19 +35,23 @@ def recover(txn: Transaction, intent: Intent, *, complete: bool = False,
     Returns (what was done, what could not be done). A device that cannot be
     put back stays tracked inactive when it is on a stub or lost its driver.
 
-    Writes of ``intent.pending`` still blocked in the kernel (their helper runs)
-    fence their devices, which are left alone (said in ``waiting``); the entries
-    stay, marked given up. Those whose caller gave up and whose helper has
-    exited leave ``intent.pending``, and where their devices ended up is
-    recorded. ``complete``: the transaction itself finished; only its pending
-    writes are looked at.
+    Writes of ``intent.pending`` still blocked in the kernel (their helper runs,
+    or, made from another PID namespace, the kernel still reports a VFIO user of
+    their devices: see :func:`binding.pending_write`) fence their devices,
+    which are left alone (said in ``waiting``); the entries stay, marked given
+    up. Those whose caller gave up and whose helper has exited leave
+    ``intent.pending``, and where their devices ended up is recorded.
+    ``complete``: the transaction itself finished; only its pending writes are
+    looked at.
     """
     done: list[str] = []
     failed: list[str] = []
     handled: set[PciAddress] = set()
     for entry in list(intent.pending):
         what = f"{entry.value.strip()!r} to {entry.path}"
-        if txn.sysfs.process_alive(entry.pid, entry.start):
+        state = binding.pending_write(txn.sysfs, entry.pid, entry.start, entry.pidns,
+                                      entry.devices)
+        if state == binding.WRITE_RUNNING:
             entry.gave_up = True  # whoever waited for it is gone
             handled.update(entry.devices)
             txn.sysfs.fence(entry.devices, f"a write of {what} made by hostdev is still"
@@ -57,6 +61,22 @@ def recover(txn: Transaction, intent: Intent, *, complete: bool = False,
                 waiting.append(f"{entry.devices[0]}: the write of {what} is still blocked in the"
                                f" kernel (helper pid {entry.pid}); left alone until the VFIO"
                                " user releases the device")
+            continue
+        if state == binding.WRITE_UNSEEN:
+            # Made from another PID namespace (a previous pod sharing the state
+            # directory): its helper cannot be seen, so the kernel decides.
+            entry.gave_up = True
+            handled.update(entry.devices)
+            txn.sysfs.fence(entry.devices, f"a write of {what} made by hostdev in another PID"
+                            f" namespace ({entry.pidns}, helper pid {entry.pid} there) may"
+                            " still be blocked in the kernel: the kernel reports the device"
+                            " open by a VFIO user")
+            if waiting is not None:
+                waiting.append(f"{entry.devices[0]}: uncertain: the write of {what} was made in"
+                               f" another PID namespace ({entry.pidns}; helper pid {entry.pid}"
+                               " there, not visible from here) and the kernel still reports"
+                               " the device open by a VFIO user, so it may still be blocked;"
+                               " left alone until the kernel reports it released")
             continue
         intent.pending.remove(entry)
         if entry.gave_up:

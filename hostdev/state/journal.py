@@ -55,7 +55,8 @@ class PendingWrite(BaseModel):
     waiting leaves it behind. While ``pid`` (started at ``start``) runs, the
     kernel holds the lock of ``devices``: nobody may touch them. ``gave_up``:
     the caller stopped waiting, so the next manager records where the devices
-    ended up instead of undoing anything.
+    ended up instead of undoing anything. ``pidns``: the PID namespace of
+    ``pid`` (a process in another one cannot tell from /proc whether it runs).
     """
 
     path: str
@@ -63,6 +64,7 @@ class PendingWrite(BaseModel):
     devices: list[PciAddress] = Field(min_length=1)
     pid: int
     start: int | None
+    pidns: str | None = None
     gave_up: bool = False
 
 

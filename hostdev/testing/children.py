@@ -164,6 +164,8 @@ def init(state: KernelState) -> None:
         vfs.ensure_dir(path)
     host = state.host
     self_dir = vfs.mkdir(state.proc, "self")
+    # The PID namespace this process runs in (FakeKernel.enter_pid_namespace changes it).
+    vfs.link(vfs.mkdir(self_dir, "ns"), "pid", "pid:[4026531836]")
     net_dir = vfs.mkdir(state.proc, "net")
     host.files["mountinfo"] = vfs.file(self_dir, "mountinfo", "", 0o444)
     host.files["swaps"] = vfs.file(state.proc, "swaps", "", 0o444)

@@ -399,6 +399,23 @@ class FakeKernel:
         with self.state.lock:
             return hold(self.state, self._device(address), pid, comm, via, visible)
 
+    def enter_pid_namespace(self, inode: int = 4026532500) -> None:
+        """From now on the caller runs in another PID namespace (a new pod sharing the
+        host's sysfs and state directory): ``/proc/self/ns/pid`` names ``inode``, and
+        every process started so far (helpers of the previous pod included) is no
+        longer in ``/proc``; the kernel still counts their opens and finishes their
+        writes."""
+        with self.state.lock:
+            ns = self.state.vfs.ensure_dir("/proc/self/ns")
+            self.state.vfs.remove(ns, "pid")
+            self.state.vfs.link(ns, "pid", f"pid:[{inode}]")
+            for process in list(self.state.processes.values()):
+                if process.dir is not None:
+                    self.state.vfs.remove(self.state.proc, str(process.pid))
+                    process.dir = process.fd_dir = process.fdinfo_dir = None
+                    process.maps_file = None
+                    process.visible = False
+
     # ------------------------------------------------------------ host use
 
     def add_block(self, address: AddressLike, name: str, partitions: int | Sequence[str] = 0,

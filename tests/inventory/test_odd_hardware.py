@@ -207,3 +207,20 @@ def test_list_json_with_warnings_matches_the_model(
     model = ListOutput.model_validate_json(out)
     assert model.warnings and model.iommu_enabled
     assert model.model_dump_json(by_alias=True, indent=2) + "\n" == out
+
+
+def test_garbage_iommu_group_link_leaves_out_only_that_device(
+        fake_kernel: FakeKernel, fs: FakeFilesystem,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    fake_kernel.load_fixture("vmd-workstation")
+    _relink(fs, VF1, "iommu_group", "../../../../kernel/iommu_groups/etc")
+    code, out, err = run(capsys, "list")
+    assert code == 0
+    assert err == (f"hostdev: warning: PCI device {VF1}: iommu_group link points at 'etc',"
+                   " not a number; the device is left out\n")
+    assert VF0 in out and NVME in out and VF1 not in out
+    code, out, err = run(capsys, "list", "--json")
+    listing = ListOutput.model_validate_json(out)
+    assert len(listing.devices) == 7 and listing.warnings == [err.split("warning: ")[1].strip()]
+    code, out, err = run(capsys, "show", VF1)
+    assert code != 0 and "iommu_group link points at 'etc'" in err

@@ -311,3 +311,77 @@ def test_blocked_unbind_that_finishes_driverless_stays_tracked_and_fails(
     assert host.driver(NIC) is None
     record = _manager().lists().inactive.get(NIC)
     assert record is not None and record.owner is None and record.original_driver == "e1000e"
+
+
+def test_helper_in_another_pid_namespace_is_not_taken_for_finished(
+        host: Host, capsys: pytest.CaptureFixture[str]) -> None:
+    """A blocked write journaled by a previous pod (another PID namespace): its helper
+    is not in our /proc, but the kernel still reports the device open, so the device
+    stays fenced (no probe, no uevent read) until the kernel shows the user gone."""
+    from hostdev.cli.main import main
+
+    host.mgr.node_detach(NIC)
+    holders: list[VfioHolder] = []
+    with before_write("/unbind", lambda: holders.append(host.kernel.hold_vfio(NIC, pid=779))), \
+            pytest.raises(WriteBlocked):
+        _manager().node_reattach(NIC)
+    journal = _journal()
+    assert journal is not None
+    [entry] = journal["pending"]
+    assert entry["pidns"] == "pid:[4026531836]", "the helper's PID namespace is journaled"
+
+    host.kernel.enter_pid_namespace()  # a new pod: the helper and the holder are not seen
+    [blocked] = host.kernel.blocked_writes
+    assert not _manager().sysfs.process_alive(blocked.pid, blocked.start)
+    touched = _writes_to(host.kernel, NIC)
+    report = _manager().reconcile()
+    [line] = [line for line in report.blocked if str(NIC) in line]
+    assert "uncertain" in line and "another PID namespace" in line, line
+    assert not report.recovered and _journal() is not None
+    assert _writes_to(host.kernel, NIC) == touched, "a write reached a device still blocked"
+    with pytest.raises(DeviceBusy, match="another PID namespace"):
+        _manager().node_reattach(NIC)
+    # list reads no lock-taking attribute of the fenced device.
+    sysfs = Sysfs("/")
+    from hostdev.cli.listing import fence_blocked
+    fence_blocked(sysfs, main_args())
+    assert NIC in sysfs.fenced
+    assert main(["--root", "/", "--state-dir", "/run/hostdev", "list"]) == 0
+    capsys.readouterr()
+
+    holders[0].release()  # the kernel finishes the unbind: enable drops to 0
+    assert host.kernel.blocked_writes == []
+    sysfs = Sysfs("/")
+    fence_blocked(sysfs, main_args())
+    assert NIC not in sysfs.fenced
+    report = _manager().reconcile()
+    assert any(f"{NIC}: the write of" in line and "now on e1000e" in line
+               for line in report.recovered), report
+    assert host.driver(NIC) == "e1000e" and _journal() is None
+
+
+def main_args() -> Any:
+    import argparse
+
+    return argparse.Namespace(root="/", state_dir="/run/hostdev")
+
+
+def test_a_fenced_device_still_shows_the_kernel_counts(host: Host) -> None:
+    """``enable`` and ``power/runtime_usage`` are read without the device lock, so a
+    fenced device's counts stay readable: a journaled write from another PID
+    namespace is seen to have finished even when its device is already fenced."""
+    from hostdev.linux.binding import WRITE_DONE, WRITE_UNSEEN, pending_write
+
+    host.mgr.node_detach(NIC)
+    sysfs = Sysfs("/")
+    sysfs.fence([NIC], "a write of ours is blocked")
+    assert sysfs.read_optional(sysfs.device_path(NIC, "enable"), NIC) == "0"
+    assert sysfs.read_optional(sysfs.device_path(NIC, "power/runtime_usage"), NIC) == "0"
+    other = "pid:[4026532999]"
+    assert pending_write(sysfs, 30999, None, other, [NIC]) == WRITE_DONE
+    holder = host.kernel.hold_vfio(NIC, visible=False)
+    assert pending_write(sysfs, 30999, None, other, [NIC]) == WRITE_UNSEEN
+    holder.release()
+    assert pending_write(sysfs, 30999, None, other, [NIC]) == WRITE_DONE
+    with pytest.raises(DeviceBusy):
+        sysfs.read_override(NIC)  # lock-taking reads stay refused

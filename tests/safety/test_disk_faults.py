@@ -5,8 +5,8 @@ transaction of the fault suite's scenarios.
 After every case: the error is one line; no temporary file is left; every device
 that existed before is on the driver and override it had (the transaction's
 kernel writes were undone, or none was made when the journal could not be
-written), or, for a reattach (whose steps are not undone), still recorded; the
-lists are what they were; and the fault suite's invariants hold
+written; a reattach's give-backs, which have no undo step, are put back from the
+journal); the lists are what they were; and the fault suite's invariants hold
 (nothing moved and untracked, reconcile converges). The figures are printed at
 the end.
 """
@@ -41,11 +41,9 @@ STATE_DIR = "/run/hostdev"
 FAULTS = [("write", "ENOSPC"), ("write", "EDQUOT"), ("write", "EIO"), ("fsync", "EIO"),
           ("fsync", "ENOSPC"), ("rename", "EIO"), ("rename", "EDQUOT")]
 FIGURES = {"cases": 0, "consistent": 0, "moved_untracked": 0, "moved_tracked": 0}
-#: Transactions whose every kernel write has an undo step: a failed save puts every
-#: device back. The others (reattach, whose steps are best effort and not undone)
-#: leave a device given back to its host driver still recorded, as before the
-#: transaction: the record is what the failed save did not remove.
-UNDONE = {"prepare", "node_detach", "server-prepare"}
+#: Transactions a failed save must leave with every device as it was: all of them
+#: (steps without an undo, a reattach's give-backs, are put back from the journal).
+UNDONE = {s.name for s in SCENARIOS}
 
 
 def _count_saves(monkeypatch: pytest.MonkeyPatch, action: Callable[[], object]) -> list[str]:
@@ -229,10 +227,33 @@ def test_real_full_disk(fs: FakeFilesystem) -> None:
     assert mgr.lists() == lists
 
 
-def test_figures() -> None:
-    print(f"\ndisk-fault suite: {FIGURES['cases']} cases ran, {FIGURES['consistent']}"
-          f" consistent, {FIGURES['moved_untracked']} devices left moved and untracked,"
-          f" {FIGURES['moved_tracked']} moved but still recorded")
-    assert FIGURES["moved_untracked"] == 0
-    if FIGURES["cases"]:
-        assert FIGURES["consistent"] == FIGURES["cases"]
+def test_reattach_whose_save_fails_is_put_back(fs: FakeFilesystem,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Disk full at the save that ends a reattach: the give-back is undone, so the
+    record that stays active for the owner is true (the device is on its stub)."""
+    fs.reset()
+    kernel = FakeKernel(fs)
+    build_host(kernel)
+    mgr = HostdevManager(root="/", state_dir=STATE_DIR, release_timeout=0)
+    mgr.prepare(VM1, [NIC])
+    before = _snapshot(mgr)[NIC][:2]
+    assert before[0] == "vfio-pci"
+
+    def hook(step: str, path: Path) -> None:
+        if path.name.startswith(".state.json"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(statedir, "fault_hook", hook)
+    with pytest.raises(StateWriteFailed) as caught:
+        mgr.reattach(VM1, [NIC])
+    message = str(caught.value)
+    assert "\n" not in message and "ENOSPC" in message
+    assert f"put back: {NIC}: back on vfio-pci" in message, message
+    monkeypatch.setattr(statedir, "fault_hook", lambda step, path: None)
+    assert _snapshot(mgr)[NIC][:2] == before
+    record = mgr.lists().active.get(NIC)
+    assert record is not None and record.owner == VM1
+    assert not os.path.exists(f"{STATE_DIR}/{INTENT_NAME}") and _leftovers() == []
+    assert not mgr.reconcile().changed
+    mgr.reattach(VM1, [NIC])  # with space again, the reattach goes through
+    assert _snapshot(mgr)[NIC][0] == "e1000e" and mgr.lists().find(NIC) is None

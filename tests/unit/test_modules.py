@@ -105,3 +105,46 @@ def test_vfio_aliases_reads_only_vfio_lines(tmp_path: Path) -> None:
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     assert vfio_aliases(str(fifo)) == []  # not a regular file: ignored, never blocks
+
+
+def test_modules_alias_linked_out_of_the_root_is_not_read(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from hostdev.linux.modules import root_aliases
+    from hostdev.linux.sysfs import Sysfs
+
+    root = tmp_path / "root"
+    (root / "proc/sys/kernel").mkdir(parents=True)
+    (root / "sys").mkdir()
+    (root / "proc/sys/kernel/osrelease").write_text("6.1.0-test\n")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "modules.alias").write_text("alias vfio_pci:v*d*sv*sd*bc*sc*i* evil_vfio\n")
+    inside = root / "lib/modules/6.1.0-test"
+    inside.mkdir(parents=True)
+    (inside / "modules.alias").write_text("alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n")
+    sysfs = Sysfs(root)
+    assert root_aliases(sysfs) == [("vfio_pci:v*d*sv*sd*bc*sc*i*", "vfio_pci")]
+
+    (inside / "modules.alias").unlink()
+    (inside / "modules.alias").symlink_to(outside / "modules.alias")
+    with caplog.at_level("WARNING", logger="hostdev"):
+        assert root_aliases(sysfs) == []
+    assert f"{inside}/modules.alias leads outside --root" in caplog.text
+
+    caplog.clear()
+    (inside / "modules.alias").unlink()
+    inside.rmdir()
+    (root / "lib/modules").rmdir()
+    (root / "lib/modules").symlink_to(outside)
+    (outside / "6.1.0-test").mkdir()
+    (outside / "6.1.0-test/modules.alias").write_text("alias vfio_pci:v*d* evil_vfio\n")
+    with caplog.at_level("WARNING", logger="hostdev"):
+        assert root_aliases(sysfs) == []
+    assert f"{root}/lib/modules leads outside --root" in caplog.text
+    # Links that stay inside the root are followed.
+    (root / "lib/modules").unlink()
+    (root / "alt").mkdir()
+    (root / "alt/6.1.0-test").mkdir()
+    (root / "alt/6.1.0-test/modules.alias").write_text("alias vfio_pci:v1d2 x_vfio_pci\n")
+    (root / "lib/modules").symlink_to(root / "alt")
+    assert root_aliases(sysfs) == [("vfio_pci:v1d2", "x_vfio_pci")]
