@@ -128,8 +128,7 @@ def pair_ratio(data: dict[str, Any], a: str, b: str) -> float:
 
 def in_process(tree_root: Path, runs: int) -> dict[str, float]:
     """The listing in this process on a tree: time, reads and repeated reads per device."""
-    from hostdev.linux.device import list_devices
-    from hostdev.linux.scan import scan
+    from hostdev.linux.scan import list_devices, scan
     from hostdev.linux.sysfs import Sysfs
 
     sysfs = Sysfs(tree_root)
