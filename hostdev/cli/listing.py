@@ -68,10 +68,12 @@ def cmd_list(args: argparse.Namespace) -> int:
             from hostdev.linux.iommu import LIST_NOTE
 
             print(f"Note: {LIST_NOTE}\n")
-        where = {d.address: p for d, p in zip(devices, placed, strict=True)}
+        # Keyed by the snapshot itself (id: a C-level hash, where a PciAddress
+        # hashes in Python); the snapshots outlive the table.
+        where = {id(d): p for d, p in zip(devices, placed, strict=True)}
         columns: list[Column] = [
-            ("LIST", lambda d: where[d.address][0]),
-            ("OWNER", lambda d: _owner_text(where[d.address][1])),
+            ("LIST", lambda d: where[id(d)][0]),
+            ("OWNER", lambda d: _owner_text(where[id(d)][1])),
         ]
         sys.stdout.write(status_table(devices, [*BASE_COLUMNS, *columns]))
     return 0

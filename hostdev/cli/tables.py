@@ -23,6 +23,13 @@ SECTIONS: tuple[Section, ...] = (
 )
 
 
+def _section(dev: PciDevice) -> int:
+    """The index in :data:`SECTIONS` of the one section ``dev`` belongs to."""
+    if dev.driver is None:
+        return 2
+    return 0 if is_stub_driver(dev.driver, dev.vfio_dev) else 1
+
+
 def table(rows: Sequence[Sequence[str]]) -> list[str]:
     """Left-aligned columns separated by two spaces; trailing blanks trimmed."""
     if not rows:
@@ -35,8 +42,12 @@ def table(rows: Sequence[Sequence[str]]) -> list[str]:
 def status_table(devices: Sequence[PciDevice], columns: Sequence[Column] = BASE_COLUMNS) -> str:
     """The grouped listing printed by ``hostdev list``."""
     out: list[str] = []
-    for title, belongs in SECTIONS:
-        members = [d for d in devices if belongs(d)]
+    # One classification per device (the sections do not overlap) rather than a
+    # test per section: ``hostdev list`` prints thousands.
+    grouped: tuple[list[PciDevice], ...] = ([], [], [])
+    for d in devices:
+        grouped[_section(d)].append(d)
+    for (title, _), members in zip(SECTIONS, grouped, strict=True):
         out.append(title)
         out.append("=" * len(title))
         if members:

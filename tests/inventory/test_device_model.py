@@ -170,3 +170,21 @@ def test_membership_is_the_same_in_list_and_show(fake_kernel: FakeKernel,
         seen.add(shown["list"])
     assert seen == {"active", "inactive", "host"}
     assert listed[str(vfs[0])]["owner"] == {"driver": "qemu", "domain": "vm1"}
+
+
+def test_each_device_is_in_exactly_the_section_the_table_puts_it(
+        fake_kernel: FakeKernel) -> None:
+    from hostdev.cli.tables import SECTIONS, _section
+
+    fake_kernel.load_spec(generate_host(2, 3))
+    mgr = HostdevManager(root="/", state_dir=STATE_DIR, release_timeout=0)
+    devices = list_devices(mgr.sysfs)
+    mgr.node_detach(next(d.address for d in devices if d.vf is not None))
+    devices = list_devices(mgr.sysfs)
+    devices.append(devices[0].replace(driver=None))
+    seen = set()
+    for dev in devices:
+        index = _section(dev)
+        assert [n for n, (_, belongs) in enumerate(SECTIONS) if belongs(dev)] == [index]
+        seen.add(index)
+    assert seen == {0, 1, 2}
