@@ -415,7 +415,7 @@ def report(args: argparse.Namespace, info: dict[str, str], trees: dict[int, dict
                 _peer_table(own), ""]
     if inproc:
         out += ["### The same listing in process", "",
-                "`list_devices()` (the library API, validated models) and the scan"
+                "`list_devices()` (the library API, full snapshots) and the scan"
                 " `hostdev list` prints from (`scan(brief=True)`), on the materialized"
                 " trees through `Sysfs(root=tree)`.", ""]
         rows = []

@@ -188,3 +188,17 @@ def test_each_device_is_in_exactly_the_section_the_table_puts_it(
         assert [n for n, (_, belongs) in enumerate(SECTIONS) if belongs(dev)] == [index]
         seen.add(index)
     assert seen == {0, 1, 2}
+
+
+def test_schema_ids_of_the_documents_are_the_one_definition() -> None:
+    """mypy needs the id spelled out in each document's Literal; it must be the
+    constant of hostdev.cli.schema_ids that the fast path writes."""
+    from typing import get_args
+
+    from hostdev.cli.documents import ShowOutput
+    from hostdev.cli.schema_ids import LIST_SCHEMA_ID, SHOW_SCHEMA_ID
+
+    for document, schema_id in ((ListOutput, LIST_SCHEMA_ID), (ShowOutput, SHOW_SCHEMA_ID)):
+        field = document.model_fields["schema_id"]
+        assert get_args(field.annotation) == (schema_id,)
+        assert field.default == schema_id
