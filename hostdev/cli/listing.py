@@ -20,7 +20,7 @@ from hostdev.address import PciAddress
 from hostdev.cli.schema_ids import LIST_SCHEMA_ID
 from hostdev.cli.tables import BASE_COLUMNS, Column, status_table
 from hostdev.errors import HostdevError
-from hostdev.linux.device import PciDevice, json_members
+from hostdev.linux.device import PciDevice, members_writer
 from hostdev.linux.scan import scan
 from hostdev.linux.sysfs import Sysfs
 
@@ -173,7 +173,10 @@ def _strings(values: Sequence[str], indent: str, quote: Quote) -> str:
     return f"[\n{inner}\n{indent}]"
 
 
-def _device(dev: PciDevice, place: Placement, quote: Quote) -> str:
+Members = Callable[[PciDevice, Quote], str]
+
+
+def _device(dev: PciDevice, place: Placement, quote: Quote, members: Members) -> str:
     i = "      "
     owner = place[1]
     if owner is None:
@@ -181,7 +184,7 @@ def _device(dev: PciDevice, place: Placement, quote: Quote) -> str:
     else:
         owner_text = (f'{{\n{i}  "driver": {quote(owner.driver)},\n'
                       f'{i}  "domain": {quote(owner.domain)}\n{i}}}')
-    return (f'    {{\n{json_members(dev, i, quote)},\n{i}"list": "{place[0]}",\n'
+    return (f'    {{\n{members(dev, quote)},\n{i}"list": "{place[0]}",\n'
             f'{i}"owner": {owner_text}\n    }}')
 
 
@@ -191,7 +194,9 @@ def list_json(root: str, note: str | None, devices: Sequence[PciDevice],
     """What ``hostdev list --json`` prints (schema ``hostdev.list/1``), newline included."""
     from json.encoder import encode_basestring as quote
 
-    body = ",\n".join(_device(d, p, quote) for d, p in zip(devices, placed, strict=True))
+    members = members_writer("      ")
+    body = ",\n".join(_device(d, p, quote, members)
+                      for d, p in zip(devices, placed, strict=True))
     listing = f"[\n{body}\n  ]" if devices else "[]"
     return (f'{{\n  "schema": "{LIST_SCHEMA_ID}",\n  "root": {_str(root, quote)},\n'
             f'  "state_note": {_str(note, quote)},\n'

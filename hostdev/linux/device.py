@@ -360,11 +360,15 @@ FIELDS: tuple[Field, ...] = (
 PciDevice._fields = tuple(f.name for f in FIELDS)
 
 
-#: The writers that are never null, as f-string pieces (``@``: the value), so that the
-#: generated writer formats them without a call.
+#: The simple writers as f-string pieces (``@``: the value; ``Q``: a double quote;
+#: ``quote``: the string encoder), so that the generated writer formats them without
+#: a Python call. Each writes what the function does (a test compares the two).
 _INLINE: dict[JsonWriter, str] = {
     _address: '"{@}"', _hex4: '"{@:04x}"', _hex6: '"{@:06x}"',
     _bool: '{"true" if @ else "false"}',
+    _hex4_or_null: '{"null" if @ is None else Q + format(@, "04x") + Q}',
+    _str_or_null: '{"null" if @ is None else quote(@)}',
+    _int_or_null: '{"null" if @ is None else @}',
 }
 _members: dict[str, Callable[[PciDevice, Callable[[str], str]], str]] = {}
 
@@ -372,10 +376,15 @@ _members: dict[str, Callable[[PciDevice, Callable[[str], str]], str]] = {}
 def json_members(dev: PciDevice, indent: str, quote: Callable[[str], str]) -> str:
     """The device's JSON object members (``"key": value`` at ``indent``), joined by
     ``,`` and newlines."""
+    return members_writer(indent)(dev, quote)
+
+
+def members_writer(indent: str) -> Callable[[PciDevice, Callable[[str], str]], str]:
+    """:func:`json_members` at ``indent`` as one function (for a loop over devices)."""
     write = _members.get(indent)
     if write is None:
         write = _members[indent] = _compile_members(indent)
-    return write(dev, quote)
+    return write
 
 
 def _compile_members(indent: str) -> Callable[[PciDevice, Callable[[str], str]], str]:
@@ -389,6 +398,7 @@ def _compile_members(indent: str) -> Callable[[PciDevice, Callable[[str], str]],
     names: dict[str, object] = {f"w{n}": f.json for n, f in enumerate(FIELDS)
                                 if f.json not in _INLINE}
     names["i"] = indent
+    names["Q"] = '"'
 
     def member(n: int, field: Field) -> str:
         inline = _INLINE.get(field.json)
