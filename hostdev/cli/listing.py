@@ -54,7 +54,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     devices = scan(sysfs, brief=not args.json, warnings=warnings, busy=busy)
     iommu = iommu_on(sysfs, devices)
     lists, note = peek_state(args)
-    placed = [placement(d.address, lists) for d in devices]
+    placed = place_all(devices, lists)
     if note:
         print(f"hostdev: note: {note}", file=sys.stderr)
     for line in warnings:
@@ -148,6 +148,16 @@ def placement(address: PciAddress, lists: Lists | None) -> Placement:
     if address in lists.inactive:
         return ("inactive", None)
     return _HOST
+
+
+def place_all(devices: Sequence[PciDevice], lists: Lists | None) -> list[Placement]:
+    """:func:`placement` of each device (without a lookup per device when no list
+    holds anything: the usual host)."""
+    if lists is None:
+        return [_UNKNOWN] * len(devices)
+    if not lists.active and not lists.inactive:
+        return [_HOST] * len(devices)
+    return [placement(d.address, lists) for d in devices]
 
 
 def _owner_text(owner: Owner | None) -> str:

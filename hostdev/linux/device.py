@@ -10,7 +10,9 @@ that declaration, so a new fact is one ``__init__`` argument and one :class:`Fie
 
 Plain slotted classes rather than pydantic models: ``hostdev list`` builds one per
 function and must start fast, so this module imports neither pydantic nor typing
-at run time. The JSON Schema of the documents is in :mod:`hostdev.cli.documents`
+at run time. The attributes are ``Final``: type checkers refuse an assignment (a
+frozen class's guard would cost ``hostdev list`` about 1 µs per device); a changed
+copy is made with ``replace()``. The JSON Schema of the documents is in :mod:`hostdev.cli.documents`
 (a test holds it to :data:`FIELDS`).
 """
 
@@ -22,7 +24,7 @@ from hostdev.linux.pciclass import class_name
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import TypeVar
+    from typing import Final, TypeVar
 
     from hostdev.address import PciAddress
 
@@ -34,23 +36,14 @@ if TYPE_CHECKING:
 #: Class codes (class << 8 | subclass) whose header is not an endpoint's.
 BRIDGE_CLASSES = frozenset({0x0604, 0x0607, 0x0609})
 
-# Instances are read-only: __setattr__ refuses, so constructors (and the scan, which
-# completes a snapshot it is still building) store through object.__setattr__.
-_store = object.__setattr__
 
 
 class _ReadOnly:
-    """Slotted, read-only, compared and printed by its fields (:attr:`_fields`)."""
+    """Slotted, read-only (``Final`` attributes), compared, hashed, pickled and
+    printed by its fields (:attr:`_fields`)."""
 
     __slots__ = ()
     _fields: tuple[str, ...] = ()
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"{type(self).__name__} is a read-only snapshot;"
-                             " use replace() for a changed copy")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"{type(self).__name__} is a read-only snapshot")
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
@@ -91,15 +84,11 @@ class SriovInfo(_ReadOnly):
     __slots__ = ("numvfs", "totalvfs", "vfs")
     _fields = ("totalvfs", "numvfs", "vfs")
 
-    totalvfs: int
-    numvfs: int
-    #: VF addresses from ``virtfn0``, ``virtfn1``... in index order.
-    vfs: list[PciAddress]
-
     def __init__(self, *, totalvfs: int, numvfs: int, vfs: list[PciAddress]) -> None:
-        _store(self, "totalvfs", totalvfs)
-        _store(self, "numvfs", numvfs)
-        _store(self, "vfs", vfs)
+        self.totalvfs: Final[int] = totalvfs
+        self.numvfs: Final[int] = numvfs
+        #: VF addresses from ``virtfn0``, ``virtfn1``... in index order.
+        self.vfs: Final[list[PciAddress]] = vfs
 
 
 class VfInfo(_ReadOnly):
@@ -108,13 +97,10 @@ class VfInfo(_ReadOnly):
     __slots__ = ("index", "pf")
     _fields = ("pf", "index")
 
-    pf: PciAddress
-    #: Position in the PF's ``virtfnN`` links; None if the PF no longer lists it.
-    index: int | None
-
     def __init__(self, *, pf: PciAddress, index: int | None) -> None:
-        _store(self, "pf", pf)
-        _store(self, "index", index)
+        self.pf: Final[PciAddress] = pf
+        #: Position in the PF's ``virtfnN`` links; None if the PF no longer lists it.
+        self.index: Final[int | None] = index
 
 
 class PciDevice(_ReadOnly):
@@ -125,27 +111,6 @@ class PciDevice(_ReadOnly):
         "iommu_group_members", "is_bridge", "numa_node", "reset_methods", "sriov",
         "subsystem_device", "subsystem_vendor", "vendor", "vf", "vfio_dev",
     )
-
-    address: PciAddress
-    vendor: int
-    device: int
-    subsystem_vendor: int | None
-    subsystem_device: int | None
-    #: ``class << 16 | subclass << 8 | prog-if``.
-    class_code: int
-    driver: str | None
-    driver_override: str | None
-    iommu_group: int | None
-    #: Every function of the IOMMU group, this one included, sorted.
-    iommu_group_members: list[PciAddress]
-    numa_node: int | None
-    is_bridge: bool
-    sriov: SriovInfo | None
-    vf: VfInfo | None
-    #: Enabled reset methods in priority order; None when the device has no ``reset``.
-    reset_methods: list[str] | None
-    #: A ``vfio-dev/`` directory exists (bound to vfio-pci or a vfio variant driver).
-    vfio_dev: bool
 
     def __init__(
         self, *, address: PciAddress, vendor: int, device: int,
@@ -158,25 +123,28 @@ class PciDevice(_ReadOnly):
     ) -> None:
         """``is_bridge`` None: taken from the class code; ``iommu_group_members``
         None: an empty list."""
-        s = _store
-        s(self, "address", address)
-        s(self, "vendor", vendor)
-        s(self, "device", device)
-        s(self, "subsystem_vendor", subsystem_vendor)
-        s(self, "subsystem_device", subsystem_device)
-        s(self, "class_code", class_code)
-        s(self, "driver", driver)
-        s(self, "driver_override", driver_override)
-        s(self, "iommu_group", iommu_group)
-        s(self, "iommu_group_members", [] if iommu_group_members is None
-          else iommu_group_members)
-        s(self, "numa_node", numa_node)
-        s(self, "is_bridge", (class_code >> 8) in BRIDGE_CLASSES if is_bridge is None
-          else is_bridge)
-        s(self, "sriov", sriov)
-        s(self, "vf", vf)
-        s(self, "reset_methods", reset_methods)
-        s(self, "vfio_dev", vfio_dev)
+        self.address: Final[PciAddress] = address
+        self.vendor: Final[int] = vendor
+        self.device: Final[int] = device
+        self.subsystem_vendor: Final[int | None] = subsystem_vendor
+        self.subsystem_device: Final[int | None] = subsystem_device
+        #: ``class << 16 | subclass << 8 | prog-if``.
+        self.class_code: Final[int] = class_code
+        self.driver: Final[str | None] = driver
+        self.driver_override: Final[str | None] = driver_override
+        self.iommu_group: Final[int | None] = iommu_group
+        #: Every function of the IOMMU group, this one included, sorted.
+        self.iommu_group_members: Final[list[PciAddress]] = (
+            [] if iommu_group_members is None else iommu_group_members)
+        self.numa_node: Final[int | None] = numa_node
+        self.is_bridge: Final[bool] = ((class_code >> 8) in BRIDGE_CLASSES
+                                       if is_bridge is None else is_bridge)
+        self.sriov: Final[SriovInfo | None] = sriov
+        self.vf: Final[VfInfo | None] = vf
+        #: Enabled reset methods in priority order; None when the device has no ``reset``.
+        self.reset_methods: Final[list[str] | None] = reset_methods
+        #: A ``vfio-dev/`` directory exists (bound to vfio-pci or a vfio variant driver).
+        self.vfio_dev: Final[bool] = vfio_dev
 
     @property
     def ids(self) -> str:

@@ -21,7 +21,8 @@ from hostdev.linux.sysfs import Sysfs
 
 #: Sort key of addresses (a tuple, compared in C rather than by PciAddress.__lt__).
 _ORDER = attrgetter("_key")
-# Completes a snapshot the scan is still building (PciDevice is read-only).
+# Completes a snapshot the scan is still building (its attributes are Final for
+# everyone else).
 _store = object.__setattr__
 
 
