@@ -11,9 +11,9 @@ that declaration, so a new fact is one ``__init__`` argument and one :class:`Fie
 Plain slotted classes rather than pydantic models: ``hostdev list`` builds one per
 function and must start fast, so this module imports neither pydantic nor typing
 at run time. The attributes are ``Final``: type checkers refuse an assignment (a
-frozen class's guard would cost ``hostdev list`` about 1 µs per device); a changed
-copy is made with ``replace()``. The JSON Schema of the documents is in :mod:`hostdev.cli.documents`
-(a test holds it to :data:`FIELDS`).
+frozen class's run-time guard would cost ``hostdev list`` about 1 µs per device);
+a changed copy is made with ``replace()``. The JSON Schema of the documents is in
+:mod:`hostdev.cli.documents` (a test holds it to :data:`FIELDS`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 
 #: Class codes (class << 8 | subclass) whose header is not an endpoint's.
 BRIDGE_CLASSES = frozenset({0x0604, 0x0607, 0x0609})
-
 
 
 class _ReadOnly:
