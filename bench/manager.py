@@ -28,7 +28,7 @@ from typing import Any
 from pyfakefs.fake_filesystem_unittest import Patcher
 
 from hostdev.address import PciAddress
-from hostdev.linux.device import list_devices
+from hostdev.linux.scan import list_devices
 from hostdev.manager import HostdevManager
 from hostdev.state.lists import Lists
 from hostdev.state.records import DeviceRecord, HostdevSpec, Owner

@@ -128,8 +128,7 @@ def pair_ratio(data: dict[str, Any], a: str, b: str) -> float:
 
 def in_process(tree_root: Path, runs: int) -> dict[str, float]:
     """The listing in this process on a tree: time, reads and repeated reads per device."""
-    from hostdev.linux.device import list_devices
-    from hostdev.linux.scan import scan
+    from hostdev.linux.scan import list_devices, scan
     from hostdev.linux.sysfs import Sysfs
 
     sysfs = Sysfs(tree_root)
@@ -416,7 +415,7 @@ def report(args: argparse.Namespace, info: dict[str, str], trees: dict[int, dict
                 _peer_table(own), ""]
     if inproc:
         out += ["### The same listing in process", "",
-                "`list_devices()` (the library API, validated models) and the scan"
+                "`list_devices()` (the library API, full snapshots) and the scan"
                 " `hostdev list` prints from (`scan(brief=True)`), on the materialized"
                 " trees through `Sysfs(root=tree)`.", ""]
         rows = []

@@ -43,8 +43,9 @@ from hostdev.errors import (
 # typing.TYPE_CHECKING, without importing typing at run time (cold start).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from hostdev.linux.device import PciDevice, list_devices, read_device
+    from hostdev.linux.device import PciDevice
     from hostdev.linux.hostuse import HostUse
+    from hostdev.linux.scan import list_devices, read_device
     from hostdev.linux.sysfs import Sysfs
     from hostdev.linux.vfio import Holder
     from hostdev.manager import HostdevManager
@@ -79,8 +80,8 @@ _LAZY = {
     "Holder": "hostdev.linux.vfio",
     "HostUse": "hostdev.linux.hostuse",
     "PciDevice": "hostdev.linux.device",
-    "list_devices": "hostdev.linux.device",
-    "read_device": "hostdev.linux.device",
+    "list_devices": "hostdev.linux.scan",
+    "read_device": "hostdev.linux.scan",
     "Sysfs": "hostdev.linux.sysfs",
 }
 

@@ -62,7 +62,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _walk(fs: Any, spec: HostSpec) -> None:
     from hostdev.address import PciAddress
-    from hostdev.linux.device import list_devices
+    from hostdev.linux.scan import list_devices
     from hostdev.linux.sysfs import Sysfs
     from hostdev.manager import HostdevManager
     from hostdev.state.records import HostdevSpec, Owner

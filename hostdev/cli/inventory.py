@@ -7,27 +7,21 @@ import sys
 
 from hostdev.address import PciAddress
 from hostdev.cli import listing
-from hostdev.cli.documents import ListedDevice, Membership, ShowOutput, VpdOutput
+from hostdev.cli.documents import DeviceDocument, ListedDevice, ShowOutput, VpdOutput
 from hostdev.cli.tables import device_details
 from hostdev.errors import HostdevError
-from hostdev.linux.device import PciDevice, read_device
+from hostdev.linux.device import PciDevice
 from hostdev.linux.drivers import is_vfio_driver
 from hostdev.linux.hostuse import host_uses
+from hostdev.linux.scan import read_device
 from hostdev.linux.sysfs import Sysfs
 from hostdev.linux.vfio import holders
 from hostdev.state.lists import Lists
 
 
 def _listed(dev: PciDevice, lists: Lists | None) -> ListedDevice:
-    membership: Membership = "host"
-    owner = None
-    if lists is None:
-        membership = "unknown"
-    elif (record := lists.active.get(dev.address)) is not None:
-        membership, owner = "active", record.owner
-    elif dev.address in lists.inactive:
-        membership = "inactive"
-    return ListedDevice(**dict(dev), membership=membership, owner=owner)
+    membership, owner = listing.placement(dev.address, lists)
+    return ListedDevice.model_validate({**dev.to_dict(), "list": membership, "owner": owner})
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -40,7 +34,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     dev = read_device(sysfs, address, warnings)
     vpd = read_vpd(sysfs, address)
     lists, note = listing.peek_state(args)
-    listed = _listed(dev, lists)
+    listed = _listed(dev, lists)  # validated here: a fact the schema lacks fails loudly
     found_holders = holders(sysfs, address) if dev.vfio_dev or is_vfio_driver(dev.driver) else []
     members = [_maybe(sysfs, m) for m in dev.iommu_group_members if m != dev.address]
     vfs = [_maybe(sysfs, v) for v in (dev.sriov.vfs if dev.sriov else [])]
@@ -49,7 +43,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     found_vfs = [v for v in vfs if v is not None]
     if args.json:
         out = ShowOutput(device=listed, holders=found_holders, host_use=uses,
-                         group_members=found_members, vfs=found_vfs, vpd=vpd,
+                         group_members=[DeviceDocument.of(m) for m in found_members],
+                         vfs=[DeviceDocument.of(v) for v in found_vfs], vpd=vpd,
                          warnings=warnings)
         sys.stdout.write(out.model_dump_json(by_alias=True, indent=2) + "\n")
     else:

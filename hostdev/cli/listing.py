@@ -1,12 +1,13 @@
 """``hostdev list``: every function, as a table or as JSON, without pydantic.
 
-The listing is read by :func:`hostdev.linux.scan.scan` into plain objects and printed
-from them: no model is built per device, and pydantic is not imported at all
-unless a state file exists (its records are models) or ``--schema`` is asked.
-The JSON written here is byte for byte what
-``ListOutput(...).model_dump_json(by_alias=True, indent=2)`` of
-:mod:`hostdev.cli.documents` describes (the schema ``hostdev.list/1``);
-a test holds the two to that.
+The listing is read by :func:`hostdev.linux.scan.scan` into plain
+:class:`~hostdev.linux.device.PciDevice` snapshots and printed from their field
+declaration; pydantic is not imported at all unless a state file exists (its
+records are models) or ``--schema`` is asked. The JSON written here is byte for
+byte what ``ListOutput(...).model_dump_json(by_alias=True, indent=2)`` of
+:mod:`hostdev.cli.documents` describes (the schema ``hostdev.list/1``); a test
+holds the two to that. Which list holds a device (:func:`placement`) is decided
+here for ``list`` and ``show`` alike.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from hostdev.address import PciAddress
 from hostdev.cli.schema_ids import LIST_SCHEMA_ID
 from hostdev.cli.tables import BASE_COLUMNS, Column, status_table
 from hostdev.errors import HostdevError
-from hostdev.linux.scan import DeviceFacts, scan
+from hostdev.linux.device import PciDevice, members_writer
+from hostdev.linux.scan import scan
 from hostdev.linux.sysfs import Sysfs
 
 # typing.TYPE_CHECKING, without importing typing at run time (cold start).
@@ -52,7 +54,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     devices = scan(sysfs, brief=not args.json, warnings=warnings, busy=busy)
     iommu = iommu_on(sysfs, devices)
     lists, note = peek_state(args)
-    placed = [placement(d.address, lists) for d in devices]
+    placed = place_all(devices, lists)
     if note:
         print(f"hostdev: note: {note}", file=sys.stderr)
     for line in warnings:
@@ -66,16 +68,18 @@ def cmd_list(args: argparse.Namespace) -> int:
             from hostdev.linux.iommu import LIST_NOTE
 
             print(f"Note: {LIST_NOTE}\n")
-        where = {d.address: p for d, p in zip(devices, placed, strict=True)}
+        # Keyed by the snapshot itself (id: a C-level hash, where a PciAddress
+        # hashes in Python); the snapshots outlive the table.
+        where = {id(d): p for d, p in zip(devices, placed, strict=True)}
         columns: list[Column] = [
-            ("LIST", lambda d: where[d.address][0]),
-            ("OWNER", lambda d: _owner_text(where[d.address][1])),
+            ("LIST", lambda d: where[id(d)][0]),
+            ("OWNER", lambda d: _owner_text(where[id(d)][1])),
         ]
         sys.stdout.write(status_table(devices, [*BASE_COLUMNS, *columns]))
     return 0
 
 
-def iommu_on(sysfs: Sysfs, devices: Sequence[DeviceFacts]) -> bool:
+def iommu_on(sysfs: Sysfs, devices: Sequence[PciDevice]) -> bool:
     """False when the host has PCI devices but no IOMMU group at all (IOMMU off)."""
     if not devices or any(d.iommu_group is not None for d in devices):
         return True
@@ -150,6 +154,16 @@ def placement(address: PciAddress, lists: Lists | None) -> Placement:
     return _HOST
 
 
+def place_all(devices: Sequence[PciDevice], lists: Lists | None) -> list[Placement]:
+    """:func:`placement` of each device (without a lookup per device when no list
+    holds anything: the usual host)."""
+    if lists is None:
+        return [_UNKNOWN] * len(devices)
+    if not lists.active and not lists.inactive:
+        return [_HOST] * len(devices)
+    return [placement(d.address, lists) for d in devices]
+
+
 def _owner_text(owner: Owner | None) -> str:
     return "-" if owner is None else f"{owner.driver}/{owner.domain}"
 
@@ -166,73 +180,37 @@ def _str(value: str | None, quote: Quote) -> str:
     return "null" if value is None else quote(value)
 
 
-def _int(value: int | None) -> str:
-    return "null" if value is None else str(value)
-
-
-def _hex4(value: int | None) -> str:
-    return "null" if value is None else f'"{value:04x}"'
-
-
-def _strings(values: Sequence[object] | None, indent: str, quote: Quote) -> str:
-    if values is None:
-        return "null"
+def _strings(values: Sequence[str], indent: str, quote: Quote) -> str:
     if not values:
         return "[]"
-    inner = ",\n".join(f"{indent}  {quote(str(v))}" for v in values)
+    inner = ",\n".join(f"{indent}  {quote(v)}" for v in values)
     return f"[\n{inner}\n{indent}]"
 
 
-def _device(dev: DeviceFacts, place: Placement, quote: Quote) -> str:
+Members = Callable[[PciDevice, Quote], str]
+
+
+def _device(dev: PciDevice, place: Placement, quote: Quote, members: Members) -> str:
     i = "      "
-    sriov = dev.sriov
-    vf = dev.vf
     owner = place[1]
-    if sriov is None:
-        sriov_text = "null"
-    else:
-        sriov_text = (f'{{\n{i}  "totalvfs": {sriov.totalvfs},\n{i}  "numvfs": {sriov.numvfs},'
-                      f'\n{i}  "vfs": {_strings(sriov.vfs, i + "  ", quote)}\n{i}}}')
-    if vf is None:
-        vf_text = "null"
-    else:
-        vf_text = f'{{\n{i}  "pf": "{vf.pf}",\n{i}  "index": {_int(vf.index)}\n{i}}}'
     if owner is None:
         owner_text = "null"
     else:
         owner_text = (f'{{\n{i}  "driver": {quote(owner.driver)},\n'
                       f'{i}  "domain": {quote(owner.domain)}\n{i}}}')
-    return (
-        f'    {{\n'
-        f'{i}"address": "{dev.address}",\n'
-        f'{i}"vendor": "{dev.vendor:04x}",\n'
-        f'{i}"device": "{dev.device:04x}",\n'
-        f'{i}"subsystem_vendor": {_hex4(dev.subsystem_vendor)},\n'
-        f'{i}"subsystem_device": {_hex4(dev.subsystem_device)},\n'
-        f'{i}"class_code": "{dev.class_code:06x}",\n'
-        f'{i}"driver": {_str(dev.driver, quote)},\n'
-        f'{i}"driver_override": {_str(dev.driver_override, quote)},\n'
-        f'{i}"iommu_group": {_int(dev.iommu_group)},\n'
-        f'{i}"iommu_group_members": {_strings(dev.iommu_group_members, i, quote)},\n'
-        f'{i}"numa_node": {_int(dev.numa_node)},\n'
-        f'{i}"is_bridge": {"true" if dev.is_bridge else "false"},\n'
-        f'{i}"sriov": {sriov_text},\n'
-        f'{i}"vf": {vf_text},\n'
-        f'{i}"reset_methods": {_strings(dev.reset_methods, i, quote)},\n'
-        f'{i}"vfio_dev": {"true" if dev.vfio_dev else "false"},\n'
-        f'{i}"list": "{place[0]}",\n'
-        f'{i}"owner": {owner_text}\n'
-        f'    }}'
-    )
+    return (f'    {{\n{members(dev, quote)},\n{i}"list": "{place[0]}",\n'
+            f'{i}"owner": {owner_text}\n    }}')
 
 
-def list_json(root: str, note: str | None, devices: Sequence[DeviceFacts],
+def list_json(root: str, note: str | None, devices: Sequence[PciDevice],
               placed: Sequence[Placement], iommu_enabled: bool = True,
               warnings: Sequence[str] = ()) -> str:
     """What ``hostdev list --json`` prints (schema ``hostdev.list/1``), newline included."""
     from json.encoder import encode_basestring as quote
 
-    body = ",\n".join(_device(d, p, quote) for d, p in zip(devices, placed, strict=True))
+    members = members_writer("      ")
+    body = ",\n".join(_device(d, p, quote, members)
+                      for d, p in zip(devices, placed, strict=True))
     listing = f"[\n{body}\n  ]" if devices else "[]"
     return (f'{{\n  "schema": "{LIST_SCHEMA_ID}",\n  "root": {_str(root, quote)},\n'
             f'  "state_note": {_str(note, quote)},\n'

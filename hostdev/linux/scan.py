@@ -1,10 +1,7 @@
-"""Reading PCI functions from sysfs into plain objects, without pydantic.
-
-This is the reading half of :mod:`hostdev.linux.device`: :func:`read_facts` and
-:func:`scan` return :class:`DeviceFacts`, plain slotted objects with the same
-attribute names as :class:`hostdev.linux.device.PciDevice`. ``hostdev.linux.device`` builds its
-validated models from them; ``hostdev list`` prints them directly, so that the
-command neither imports pydantic nor builds a model per device.
+"""Reading PCI functions from sysfs into :class:`~hostdev.linux.device.PciDevice`
+snapshots: :func:`read_device` (one function) and :func:`list_devices` (the host),
+built on :func:`read_facts` and :func:`scan`. No pydantic: ``hostdev list``
+prints what :func:`scan` returns.
 
 Reading one device costs one directory listing, one read of ``uevent`` (driver,
 class and ids in one go), and one read per other attribute present (a PF adds
@@ -25,83 +22,14 @@ from hostdev.errors import (
     UnexpectedContent,
     UnsafePath,
 )
+from hostdev.linux.device import PciDevice, SriovInfo, VfInfo
 from hostdev.linux.sysfs import Sysfs
 
-#: Class codes (class << 8 | subclass) whose header is not an endpoint's.
-BRIDGE_CLASSES = frozenset({0x0604, 0x0607, 0x0609})
 #: Sort key of addresses (a tuple, compared in C rather than by PciAddress.__lt__).
 _ORDER = attrgetter("_key")
-
-
-class SriovFacts:
-    """SR-IOV facts of a physical function (see :class:`hostdev.linux.device.SriovInfo`)."""
-
-    __slots__ = ("numvfs", "totalvfs", "vfs")
-
-    def __init__(self, totalvfs: int, numvfs: int, vfs: list[PciAddress]) -> None:
-        self.totalvfs = totalvfs
-        self.numvfs = numvfs
-        self.vfs = vfs
-
-
-class VfFacts:
-    """What a virtual function knows of its parent (see :class:`hostdev.linux.device.VfInfo`)."""
-
-    __slots__ = ("index", "pf")
-
-    def __init__(self, pf: PciAddress, index: int | None) -> None:
-        self.pf = pf
-        self.index = index
-
-
-class DeviceFacts:
-    """One PCI function as sysfs showed it (see :class:`hostdev.linux.device.PciDevice`)."""
-
-    __slots__ = (
-        "address", "class_code", "device", "driver", "driver_override", "iommu_group",
-        "iommu_group_members", "is_bridge", "numa_node", "reset_methods", "sriov",
-        "subsystem_device", "subsystem_vendor", "vendor", "vf", "vfio_dev",
-    )
-
-    def __init__(
-        self,
-        address: PciAddress,
-        vendor: int,
-        device: int,
-        subsystem_vendor: int | None,
-        subsystem_device: int | None,
-        class_code: int,
-        driver: str | None,
-        driver_override: str | None,
-        iommu_group: int | None,
-        iommu_group_members: list[PciAddress],
-        numa_node: int | None,
-        sriov: SriovFacts | None,
-        vf: VfFacts | None,
-        reset_methods: list[str] | None,
-        vfio_dev: bool,
-    ) -> None:
-        self.address = address
-        self.vendor = vendor
-        self.device = device
-        self.subsystem_vendor = subsystem_vendor
-        self.subsystem_device = subsystem_device
-        self.class_code = class_code
-        self.driver = driver
-        self.driver_override = driver_override
-        self.iommu_group = iommu_group
-        self.iommu_group_members = iommu_group_members
-        self.numa_node = numa_node
-        self.is_bridge = (class_code >> 8) in BRIDGE_CLASSES
-        self.sriov = sriov
-        self.vf = vf
-        self.reset_methods = reset_methods
-        self.vfio_dev = vfio_dev
-
-    @property
-    def ids(self) -> str:
-        """``vvvv:dddd`` in lower-case hex."""
-        return f"{self.vendor:04x}:{self.device:04x}"
+# Completes a snapshot the scan is still building (its attributes are Final for
+# everyone else).
+_store = object.__setattr__
 
 
 class GroupCache:
@@ -161,7 +89,7 @@ def _link_address(sysfs: Sysfs, path: str, addr: PciAddress,
 
 
 def read_facts(sysfs: Sysfs, addr: PciAddress, groups: GroupCache | None,
-               brief: bool = False, warnings: list[str] | None = None) -> DeviceFacts:
+               brief: bool = False, warnings: list[str] | None = None) -> PciDevice:
     """Read one function; DeviceNotFound if it vanished.
 
     A ``physfn`` or ``virtfnN`` link whose target is not a PCI address is ignored
@@ -214,7 +142,7 @@ def read_facts(sysfs: Sysfs, addr: PciAddress, groups: GroupCache | None,
             reset_methods = text.split()
     sriov = None
     if "sriov_totalvfs" in entries:
-        sriov = SriovFacts(
+        sriov = SriovInfo(
             totalvfs=read_int(prefix + "sriov_totalvfs", addr),
             numvfs=read_int(prefix + "sriov_numvfs", addr),
             vfs=_read_vfs(sysfs, addr, prefix, entries, warnings),
@@ -223,16 +151,19 @@ def read_facts(sysfs: Sysfs, addr: PciAddress, groups: GroupCache | None,
     if "physfn" in entries:
         pf = _link_address(sysfs, prefix + "physfn", addr, warnings)
         if pf is not None:
-            vf = VfFacts(pf=pf, index=None)
+            vf = VfInfo(pf=pf, index=None)
     override = sysfs.read_override(addr) if "driver_override" in entries else None
     members: list[PciAddress] = []
     if group is None:
         members = [addr]
     elif groups is not None:
         members = groups.get(group)
-    return DeviceFacts(addr, vendor, device, subsystem_vendor, subsystem_device, class_code,
-                       driver, override, group, members, numa, sriov, vf, reset_methods,
-                       "vfio-dev" in entries)
+    return PciDevice(address=addr, vendor=vendor, device=device,
+                     subsystem_vendor=subsystem_vendor, subsystem_device=subsystem_device,
+                     class_code=class_code, driver=driver, driver_override=override,
+                     iommu_group=group, iommu_group_members=members, numa_node=numa,
+                     sriov=sriov, vf=vf, reset_methods=reset_methods,
+                     vfio_dev="vfio-dev" in entries)
 
 
 def _uevent(sysfs: Sysfs, prefix: str, addr: PciAddress
@@ -251,9 +182,37 @@ def _uevent(sysfs: Sysfs, prefix: str, addr: PciAddress
     return values.get("DRIVER") or None, class_code, vendor, device, sub_vendor, sub_device
 
 
+def read_device(sysfs: Sysfs, address: PciAddress | str,
+                warnings: list[str] | None = None) -> PciDevice:
+    """Snapshot one function; DeviceNotFound if it is not on the host.
+
+    ``warnings`` receives a line per link that could not be read (see
+    :func:`read_facts`)."""
+    addr = PciAddress.parse(address)
+    if not sysfs.device_exists(addr):
+        raise DeviceNotFound(
+            f"PCI device {addr} not found: it is not on this host;"
+            " check the address with 'hostdev list'",
+            address=addr,
+        )
+    dev = read_facts(sysfs, addr, GroupCache(sysfs), warnings=warnings)
+    if dev.vf is not None:
+        _store(dev.vf, "index", vf_index(sysfs, dev))
+    return dev
+
+
+def list_devices(sysfs: Sysfs, warnings: list[str] | None = None) -> list[PciDevice]:
+    """Snapshot every function on the host, sorted by address.
+
+    A device that vanishes while the listing runs is left out; ``warnings``
+    receives a line per entry that could not be read (see :func:`scan`).
+    """
+    return scan(sysfs, warnings=warnings)
+
+
 def scan(sysfs: Sysfs, *, brief: bool = False,
          warnings: list[str] | None = None, busy: list[str] | None = None,
-         ) -> list[DeviceFacts]:
+         ) -> list[PciDevice]:
     """Read every function on the host, sorted by address.
 
     VF indexes come from the PFs' ``virtfnN`` links, and IOMMU group members from
@@ -270,7 +229,7 @@ def scan(sysfs: Sysfs, *, brief: bool = False,
     # Each device directory's links are resolved (and checked to stay inside the
     # root's sys) once, by its directory listing; its attribute reads reuse that.
     sysfs.forget_checked_paths()
-    found: list[DeviceFacts] = []
+    found: list[PciDevice] = []
     names = sysfs.list_dir(sysfs.pci_devices)
     addresses = sorted(parse_names(names, warnings, sysfs.relative(sysfs.pci_devices)),
                        key=_ORDER)
@@ -302,11 +261,11 @@ def scan(sysfs: Sysfs, *, brief: bool = False,
             if group is None:
                 members[facts.iommu_group] = facts.iommu_group_members
             else:
-                facts.iommu_group_members = group
+                _store(facts, "iommu_group_members", group)
             members[facts.iommu_group].append(facts.address)  # in address order already
     for facts in found:
         if facts.vf is not None:
-            facts.vf.index = index_of.get(facts.address)
+            _store(facts.vf, "index", index_of.get(facts.address))
     return found
 
 
@@ -325,7 +284,7 @@ def _read_vfs(sysfs: Sysfs, addr: PciAddress, prefix: str, entries: set[str],
     return vfs
 
 
-def vf_index(sysfs: Sysfs, facts: DeviceFacts) -> int | None:
+def vf_index(sysfs: Sysfs, facts: PciDevice) -> int | None:
     """A VF's index, computed from the PF's offset and stride and confirmed by
     the PF's ``virtfnN`` link (three reads, whatever the number of VFs)."""
     assert facts.vf is not None

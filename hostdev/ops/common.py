@@ -6,8 +6,9 @@ from collections.abc import Sequence
 
 from hostdev.address import PciAddress
 from hostdev.errors import BadInput, DeviceInUse, DeviceNotFound, NotAssignable
-from hostdev.linux.device import PciDevice, read_device
+from hostdev.linux.device import PciDevice
 from hostdev.linux.drivers import is_vfio_driver
+from hostdev.linux.scan import read_device
 from hostdev.ops.identity import Presence, check
 from hostdev.ops.transaction import Transaction
 from hostdev.state.records import DeviceRecord, HostdevSpec

@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from hostdev.address import PciAddress
 from hostdev.errors import DeviceInUse, DeviceNotFound, NotAssignable
 from hostdev.linux import binding
-from hostdev.linux.device import PciDevice, read_device
+from hostdev.linux.device import PciDevice
 from hostdev.linux.drivers import is_group_safe, is_stub_driver, is_vfio_driver
 from hostdev.linux.hostuse import check_host_use
+from hostdev.linux.scan import read_device
 from hostdev.ops.common import check_pf, drop_stale, in_use_message, snapshot, unique_specs
 from hostdev.ops.stub import detach_to_stub, new_record, require_stub_loaded
 from hostdev.ops.transaction import Transaction

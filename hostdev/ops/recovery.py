@@ -16,8 +16,8 @@ import logging
 from hostdev.address import PciAddress
 from hostdev.errors import HostdevError
 from hostdev.linux import binding
-from hostdev.linux.device import read_device
 from hostdev.linux.drivers import is_stub_driver
+from hostdev.linux.scan import read_device
 from hostdev.ops.identity import Presence, check
 from hostdev.ops.transaction import Transaction
 from hostdev.ops.vf_count import restore_count

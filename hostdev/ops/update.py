@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from hostdev.errors import DeviceInUse, NotAssignable
-from hostdev.linux.device import read_device
 from hostdev.linux.drivers import is_stub_driver
+from hostdev.linux.scan import read_device
 from hostdev.ops.common import in_use_message, unique_specs
 from hostdev.ops.identity import Presence, check
 from hostdev.ops.stub import new_record

@@ -16,8 +16,8 @@ import logging
 from hostdev.address import PciAddress
 from hostdev.errors import BadInput, DeviceInUse, NotAssignable
 from hostdev.linux import binding
-from hostdev.linux.device import read_device
 from hostdev.linux.hostuse import check_host_use
+from hostdev.linux.scan import read_device
 from hostdev.ops.common import in_use_message, snapshot
 from hostdev.ops.identity import Presence, check
 from hostdev.ops.transaction import Transaction, UndoStep

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from pyfakefs.fake_file import FakeDirectory
 
-from hostdev.linux.device import list_devices
+from hostdev.linux.scan import list_devices
 from hostdev.linux.sysfs import Sysfs
 from hostdev.testing import read_host_spec
 from hostdev.testing.__main__ import main as materialize_cli

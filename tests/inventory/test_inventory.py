@@ -15,7 +15,7 @@ import pytest
 
 from hostdev.address import PciAddress
 from hostdev.errors import DeviceNotFound, NotASysfsTree
-from hostdev.linux.device import list_devices, read_device
+from hostdev.linux.scan import list_devices, read_device
 from hostdev.linux.sysfs import Sysfs
 from hostdev.testing import FakeKernel
 from hostdev.testing.hostspec import HostSpec

@@ -11,7 +11,7 @@ from pyfakefs.fake_filesystem import FakeFilesystem
 
 from hostdev.cli.documents import ListOutput, ShowOutput
 from hostdev.cli.main import main
-from hostdev.linux.device import list_devices
+from hostdev.linux.scan import list_devices
 from hostdev.linux.sysfs import Sysfs
 from hostdev.testing import FakeKernel
 

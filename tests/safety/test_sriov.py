@@ -87,11 +87,12 @@ def test_reattach_gives_vfs_back_before_their_pf(host: Host) -> None:
 
 
 def test_prepare_takes_pf_before_its_vfs() -> None:
+    from hostdev.address import PciAddress
     from hostdev.linux.device import PciDevice, VfInfo
     from hostdev.ops.prepare import _is_vf_of
 
     pf = PciDevice(address=PF, vendor=0x8086, device=0x1572, class_code=0x020000)
-    vf = PciDevice(address="0000:01:00.1", vendor=0x8086, device=0x154C,  # type: ignore[arg-type]
+    vf = PciDevice(address=PciAddress.parse("0000:01:00.1"), vendor=0x8086, device=0x154C,
                    class_code=0x020000, vf=VfInfo(pf=PF, index=0))
     batch = {vf.address: vf, pf.address: pf}
     assert sorted(batch.values(), key=lambda d: _is_vf_of(d, batch)) == [pf, vf]

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from hostdev.errors import DeviceNotFound
-from hostdev.linux.device import list_devices, read_device
+from hostdev.linux.scan import list_devices, read_device
 from hostdev.linux.sysfs import Sysfs
 
 from . import guest
