@@ -326,17 +326,18 @@ class Sysfs:
         except _AttributeMissing:
             raise self._missing(path, address) from None
 
+    def _before_read(self, path: str) -> None:
+        """Count the read, and check that its directory stays inside the root."""
+        self.stats.note_read(path)
+        directory = path[:path.rfind("/")]
+        if directory not in self._safe_dirs:
+            self._check_dir(directory)
+
     def _read(self, path: str, address: PciAddress | None) -> str:
         """Read ``path``; _AttributeMissing when it is absent on a live device."""
         if self.fenced and path.rpartition("/")[2] not in _UNLOCKED_READS:
             self._check_fence(path)
-        stats = self.stats
-        stats.reads += 1
-        if stats.trace is not None:
-            stats.trace.append(path)
-        directory = path[:path.rfind("/")]
-        if directory not in self._safe_dirs:
-            self._check_dir(directory)
+        self._before_read(path)
         try:
             fd = os.open(path, _READ_FLAGS)
             try:
@@ -396,10 +397,7 @@ class Sysfs:
                     limit: int = 65536) -> bytes | None:
         """Raw bytes of a binary attribute (``vpd``, ``config``), at most ``limit``;
         None when it is absent. Errors as for :meth:`read_text`."""
-        self.stats.note_read(path)
-        directory = path[:path.rfind("/")]
-        if directory not in self._safe_dirs:
-            self._check_dir(directory)
+        self._before_read(path)
         try:
             fd = os.open(path, _READ_FLAGS)
             try:
@@ -433,13 +431,7 @@ class Sysfs:
 
     def read_link(self, path: str, address: PciAddress | None = None) -> str | None:
         """Raw symlink target, or None when absent."""
-        stats = self.stats
-        stats.reads += 1
-        if stats.trace is not None:
-            stats.trace.append(path)
-        directory = path[:path.rfind("/")]
-        if directory not in self._safe_dirs:
-            self._check_dir(directory)
+        self._before_read(path)
         try:
             return os.readlink(path)
         except OSError as exc:
@@ -466,10 +458,7 @@ class Sysfs:
 
     def read_table(self, path: str) -> str | None:
         """A whole /proc table (any length, unlike attributes), or None when absent."""
-        self.stats.note_read(path)
-        directory = path[:path.rfind("/")]
-        if directory not in self._safe_dirs:
-            self._check_dir(directory)
+        self._before_read(path)
         try:
             fd = os.open(path, _READ_FLAGS)
             try:

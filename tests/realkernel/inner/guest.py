@@ -8,12 +8,14 @@ write that returned its full length, otherwise the errno name (``"EBUSY"``...).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import select
+import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, TypeVar
 
@@ -311,3 +313,19 @@ def within(seconds: float, call: Callable[[], T], on_hang: Callable[[], object] 
     if "error" in box:
         raise box["error"]  # type: ignore[misc]
     return box["result"]  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def hard_limit(seconds: int) -> Iterator[None]:
+    """Fail with TimeoutError if the block runs longer than ``seconds`` (SIGALRM), so a
+    regression fails the test instead of hanging the guest."""
+    def expire(signum: int, frame: object) -> None:
+        raise TimeoutError(f"test ran past its hard limit of {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

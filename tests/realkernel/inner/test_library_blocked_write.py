@@ -19,12 +19,11 @@ import functools
 import json
 import os
 import select
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,19 +47,6 @@ WRITE_TIMEOUT = 2.0
 HARD_LIMIT = 150
 
 
-@contextlib.contextmanager
-def hard_limit(seconds: int) -> Iterator[None]:
-    """Fail with TimeoutError if the block runs longer than ``seconds``."""
-    def expire(signum: int, frame: object) -> None:
-        raise TimeoutError(f"test ran past its hard limit of {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def _process_state(pid: int) -> tuple[str, int] | None:
@@ -165,7 +151,7 @@ def _release(proc: subprocess.Popen[str]) -> None:
 def test_blocked_unbind_returns_at_the_deadline(pf: str, manager: HostdevManager,
                                                 observe: Observer) -> None:
     """(d) unbind blocked by a late VFIO user: control back at the deadline, then recorded."""
-    with hard_limit(HARD_LIMIT):
+    with guest.hard_limit(HARD_LIMIT):
         vf = guest.enable_vfs(1, autoprobe=False)[0]
         manager.node_detach(vf)
         assert guest.driver_of(vf) == "vfio-pci"
@@ -233,7 +219,7 @@ def test_blocked_unbind_returns_at_the_deadline(pf: str, manager: HostdevManager
 
 def test_cost_of_the_helper(pf: str, manager: HostdevManager, observe: Observer) -> None:
     """How much the helper process adds to a node detach + reattach (recorded only)."""
-    with hard_limit(120):
+    with guest.hard_limit(120):
         vf = guest.enable_vfs(1, autoprobe=False)[0]
         rounds = 2
 

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 
 import pytest
 
@@ -34,16 +32,8 @@ LIMIT = 120
 @pytest.fixture(autouse=True)
 def hard_limit() -> Iterator[None]:
     """Raise TimeoutError in the test when it runs longer than LIMIT seconds."""
-    def expire(signum: int, frame: FrameType | None) -> None:
-        raise TimeoutError(f"test ran over its {LIMIT} s limit")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(LIMIT)
-    try:
+    with guest.hard_limit(LIMIT):
         yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def counts(addr: str) -> dict[str, str]:
