@@ -14,8 +14,6 @@ import errno
 import json
 import math
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -26,29 +24,9 @@ from hostdev.linux.sysfs import Sysfs
 from hostdev.manager import HostdevManager
 from hostdev.testing import FakeKernel, VfioHolder, VfioWouldBlock
 from tests.smallhost import NIC, NVME, PF, VM1, Host
+from tests.writehooks import before_write
 
 WRITE_TIMEOUT = 0.2
-
-
-@contextmanager
-def before_write(suffix: str, hook: Callable[[], None]) -> Iterator[list[str]]:
-    """Run ``hook`` just before the first sysfs write to a path ending in ``suffix``."""
-    original = Sysfs.write
-    seen: list[str] = []
-
-    def write(self: Sysfs, path: str, value: str, address: PciAddress | None = None,
-              **options: Any) -> None:
-        seen.append(path)
-        if path.endswith(suffix) and seen.count(path) == 1 and not any(
-                p.endswith(suffix) for p in seen[:-1]):
-            hook()
-        original(self, path, value, address, **options)
-
-    Sysfs.write = write  # type: ignore[method-assign]
-    try:
-        yield seen
-    finally:
-        Sysfs.write = original  # type: ignore[method-assign]
 
 
 def _manager(timeout: float = WRITE_TIMEOUT) -> HostdevManager:
