@@ -13,6 +13,7 @@ import errno
 import os
 import select
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -329,3 +330,16 @@ def hard_limit(seconds: int) -> Iterator[None]:
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def release_holder(proc: subprocess.Popen[str]) -> None:
+    """Tell a ``vfio_holder.py`` process to let go, and wait for it (killed after 30 s)."""
+    with contextlib.suppress(OSError):
+        assert proc.stdin is not None
+        proc.stdin.write("close\n")
+        proc.stdin.flush()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=30)

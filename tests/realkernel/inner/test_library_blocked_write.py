@@ -136,18 +136,6 @@ def _start_holder(vf: str) -> subprocess.Popen[str]:
     return proc
 
 
-def _release(proc: subprocess.Popen[str]) -> None:
-    with contextlib.suppress(OSError):
-        assert proc.stdin is not None
-        proc.stdin.write("close\n")
-        proc.stdin.flush()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=30)
-
-
 def test_blocked_unbind_returns_at_the_deadline(pf: str, manager: HostdevManager,
                                                 observe: Observer) -> None:
     """(d) unbind blocked by a late VFIO user: control back at the deadline, then recorded."""
@@ -195,7 +183,7 @@ def test_blocked_unbind_returns_at_the_deadline(pf: str, manager: HostdevManager
             journal = json.loads((Path(state_dir) / "intent.json").read_text())
             assert [p["pid"] for p in journal["pending"]] == [helper]
         finally:
-            _release(holder)
+            guest.release_holder(holder)
         assert guest.wait_until(lambda: _process_state(helper) is None
                                 or _process_state(helper) == ("Z", 1), 30.0), \
             f"helper {helper} still there after the user let go: {_process_state(helper)}"

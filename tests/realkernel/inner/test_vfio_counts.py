@@ -63,14 +63,7 @@ def holder(vf: str, mode: str = "") -> Iterator[tuple[subprocess.Popen[str], dic
         assert line is not None, "the holder said nothing within 60 s"
         yield proc, json.loads(line)
     finally:
-        with contextlib.suppress(OSError):
-            proc.stdin.write("close\n")
-            proc.stdin.flush()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=30)
+        guest.release_holder(proc)
 
 
 def vfio_vf() -> str:
