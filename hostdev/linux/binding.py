@@ -20,6 +20,7 @@ from hostdev.errors import (
     UnexpectedContent,
     WriteBlocked,
 )
+from hostdev.linux import vfio
 from hostdev.linux.drivers import is_stub_driver, is_vfio_driver
 from hostdev.linux.sysfs import Sysfs
 
@@ -257,25 +258,18 @@ def pending_write(sysfs: Sysfs, pid: int, start: int | None, pidns: str | None,
 
 
 def _may_be_held(sysfs: Sysfs, address: PciAddress) -> bool:
-    def count(name: str) -> int | None:
-        text = sysfs.read_optional(sysfs.device_path(address, name), address)
-        try:
-            return None if text is None else int(text.strip())
-        except ValueError:
-            return None
-
     try:
         if not sysfs.device_exists(address):
             return False
-        driver = sysfs.read_link_name(sysfs.device_path(address, "driver"), address)
-        enable = count("enable")
-        if driver is None:
-            return enable is None or enable > 0
-        if not is_vfio_driver(driver, sysfs.exists(sysfs.device_path(address, "vfio-dev"))):
+        count = vfio.kernel_count(sysfs, address)
+        if count is not None:  # on a vfio driver: the rule every holder check uses
+            return count.open
+        if sysfs.read_link_name(sysfs.device_path(address, "driver"), address) is not None:
             return False
-        usage = count("power/runtime_usage")
-        # As hostdev.linux.vfio.KernelCount.open: both counts go up with the first open.
-        return enable is None or (enable > 0 and (usage is None or usage > 0))
+        # No driver: the link goes at the start of a blocked unbind, while vfio-pci
+        # keeps the device enabled until its last user lets go.
+        enable = vfio.read_count(sysfs, sysfs.device_path(address, "enable"), address)
+        return enable is None or enable > 0
     except DeviceNotFound:
         return False
     except HostdevError:

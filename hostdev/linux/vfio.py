@@ -123,12 +123,14 @@ def kernel_count(sysfs: Sysfs, address: PciAddress) -> KernelCount | None:
     driver = sysfs.read_link_name(sysfs.device_path(address, "driver"), address)
     if not is_vfio_driver(driver, sysfs.exists(sysfs.device_path(address, "vfio-dev"))):
         return None
-    return KernelCount(_read_count(sysfs, sysfs.device_path(address, "enable"), address),
-                       _read_count(sysfs, sysfs.device_path(address, "power/runtime_usage"),
+    return KernelCount(read_count(sysfs, sysfs.device_path(address, "enable"), address),
+                       read_count(sysfs, sysfs.device_path(address, "power/runtime_usage"),
                                    address))
 
 
-def _read_count(sysfs: Sysfs, path: str, address: PciAddress) -> int | None:
+def read_count(sysfs: Sysfs, path: str, address: PciAddress) -> int | None:
+    """A count attribute (``enable``, ``power/runtime_usage``); None when absent or
+    unreadable; DeviceNotFound when the device is gone."""
     try:
         text = sysfs.read_optional(path, address)
     except DeviceNotFound:
