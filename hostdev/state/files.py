@@ -64,6 +64,18 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
+def _require(info: os.stat_result, what: str, path: Path, *, directory: bool = False) -> None:
+    """StateUnusable unless ``info`` is a plain directory (or a regular file) owned by
+    the caller and writable by no one else."""
+    if not (stat.S_ISDIR if directory else stat.S_ISREG)(info.st_mode):
+        kind = "plain directory" if directory else "regular file"
+        raise StateUnusable(f"{what} {path} is {_kind(info.st_mode)}, not a {kind};"
+                            " move it aside")
+    problem = _owner_problem(info)
+    if problem:
+        raise StateUnusable(f"{what} {path} {problem}")
+
+
 def check_dir(directory: Path) -> bool:
     """False when ``directory`` does not exist; StateUnusable unless it is a plain
     directory owned by the caller and writable by no one else."""
@@ -74,12 +86,7 @@ def check_dir(directory: Path) -> bool:
     except OSError as exc:
         raise StateUnusable(f"state directory {directory} cannot be examined: {exc.strerror};"
                             " pass a state directory of your own (--state-dir)") from None
-    if not stat.S_ISDIR(info.st_mode):
-        raise StateUnusable(f"state directory {directory} is {_kind(info.st_mode)}, not a plain"
-                            " directory; move it aside")
-    problem = _owner_problem(info)
-    if problem:
-        raise StateUnusable(f"state directory {directory} {problem}")
+    _require(info, "state directory", directory, directory=True)
     return True
 
 
@@ -116,12 +123,7 @@ def read_file(path: Path, what: str) -> tuple[bytes, FileKey] | None:
                                if exc.errno in (_errno.EACCES, _errno.EPERM) else "")) from None
     try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):  # swapped between lstat and open
-            raise StateUnusable(f"{what} {path} is {_kind(info.st_mode)}, not a regular file;"
-                                " move it aside")
-        problem = _owner_problem(info)
-        if problem:
-            raise StateUnusable(f"{what} {path} {problem}")
+        _require(info, what, path)  # the type again: it may have been swapped since lstat
         if info.st_size > MAX_FILE_SIZE:
             raise _too_big(path, what)
         chunks = []
@@ -250,12 +252,7 @@ def locked(path: Path, timeout: float, directory: Path) -> Iterator[None]:
         raise StateUnusable(f"lock file {path} cannot be opened: {exc.strerror}{hint}") from None
     try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise StateUnusable(f"lock file {path} is {_kind(info.st_mode)}, not a regular file;"
-                                " move it aside")
-        problem = _owner_problem(info)
-        if problem:
-            raise StateUnusable(f"lock file {path} {problem}")
+        _require(info, "lock file", path)
         deadline = time.monotonic() + timeout
         while True:
             try:
