@@ -54,6 +54,7 @@ class Manager(RuleBasedStateMachine):
         self.entries: dict[PciAddress, Entry] = {}
         self.on_stub: set[PciAddress] = set()
         self.holders: dict[PciAddress, VfioHolder] = {}
+        self.holds_made = 0
 
     def teardown(self) -> None:
         self.patcher.tearDown()
@@ -135,7 +136,10 @@ class Manager(RuleBasedStateMachine):
     def hold(self, data: st.DataObject, pid: int, via: str, visible: bool) -> None:
         free = sorted(a for a in self.on_stub if a not in self.holders)
         addr = data.draw(st.sampled_from(free))
-        self.holders[addr] = self.kernel.hold_vfio(addr, pid=pid + len(self.holders) * 1000,
+        # Every hold is a new process: a pid reused with another visibility is a
+        # contradiction the fake kernel refuses (a process cannot be both).
+        self.holds_made += 1
+        self.holders[addr] = self.kernel.hold_vfio(addr, pid=pid + self.holds_made * 1000,
                                                    via=via, visible=visible)
 
     @precondition(lambda self: bool(self.holders))
