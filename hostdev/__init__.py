@@ -30,6 +30,7 @@ from hostdev.errors import (
     ModuleLoadFailed,
     NotAssignable,
     NotASysfsTree,
+    NotEnoughFreeVfs,
     RestoreFailed,
     StateBusy,
     StateCorrupt,
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
     from hostdev.linux.vfio import Holder
     from hostdev.manager import HostdevManager
     from hostdev.reports import (
+        AllocationReport,
         DriverChange,
         NodeResult,
         PrepareReport,
@@ -69,6 +71,7 @@ _LAZY = {
     "Owner": "hostdev.state.records",
     "HostdevSpec": "hostdev.state.records",
     "DeviceRecord": "hostdev.state.records",
+    "AllocationReport": "hostdev.reports",
     "DriverChange": "hostdev.reports",
     "NodeResult": "hostdev.reports",
     "PrepareReport": "hostdev.reports",
@@ -86,6 +89,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "AllocationReport",
     "BadInput",
     "BindFailed",
     "DeviceBusy",
@@ -106,6 +110,7 @@ __all__ = [
     "NodeResult",
     "NotASysfsTree",
     "NotAssignable",
+    "NotEnoughFreeVfs",
     "Owner",
     "PciAddress",
     "PciDevice",

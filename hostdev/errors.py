@@ -21,6 +21,7 @@ The tree, with each error's exit code::
     +-- DeviceInUse               1  an owner holds the device
     +-- NotAssignable             1  a bridge, a group that is not viable, a PF with VFs
     |   +-- DeviceUsedByHost      1  it carries what the host uses (force overrides)
+    |   +-- NotEnoughFreeVfs      1  allocate found fewer free VFs than asked (says why)
     +-- DeviceBusy                1  a VFIO user holds the device (names the holders)
     |   +-- WriteBlocked          1  a write of ours waits in the kernel for that user
     +-- BindFailed                1  a probe left the device on another driver
@@ -139,6 +140,24 @@ class DeviceUsedByHost(NotAssignable):
         super().__init__(message, address=address)
         #: What the host uses through the device.
         self.uses: list[HostUse] = list(uses)
+
+
+class NotEnoughFreeVfs(NotAssignable):
+    """:meth:`~hostdev.manager.HostdevManager.allocate` found fewer free VFs than it
+    was asked for; nothing was changed."""
+
+    def __init__(self, message: str, *, requested: int, candidates: int,
+                 free: Sequence[PciAddress] = (),
+                 not_free: dict[PciAddress, str] | None = None) -> None:
+        super().__init__(message)
+        #: How many VFs were asked for.
+        self.requested = requested
+        #: How many VFs matched the request's filters.
+        self.candidates = candidates
+        #: The candidates that were free (fewer than ``requested``).
+        self.free: list[PciAddress] = list(free)
+        #: Why each other candidate was not free, in a few words.
+        self.not_free: dict[PciAddress, str] = dict(not_free or {})
 
 
 class DeviceBusy(HostdevError):

@@ -22,6 +22,7 @@ from hostdev.linux.hostuse import HostUse, host_uses
 from hostdev.linux.modules import AUTO, MODPROBE_TIMEOUT, ModuleLoader, choose_stub, is_real_root
 from hostdev.linux.modules import modprobe as run_modprobe
 from hostdev.linux.sysfs import DEFAULT_WRITE_TIMEOUT, HelperWrite, Sysfs
+from hostdev.ops.allocate import VfRequest, choose
 from hostdev.ops.node import node_detach, node_reattach, node_reset
 from hostdev.ops.prepare import prepare
 from hostdev.ops.reattach import reattach
@@ -32,6 +33,7 @@ from hostdev.ops.transaction import Transaction
 from hostdev.ops.update import update_active
 from hostdev.ops.vf_count import set_num_vfs as change_num_vfs
 from hostdev.reports import (
+    AllocationReport,
     NodeResult,
     PrepareReport,
     ReattachReport,
@@ -284,6 +286,38 @@ class HostdevManager:
             return PrepareReport()
         return self._run(lambda txn: prepare(txn, owner, _resolve_auto(txn, parsed),
                                              force=force))
+
+    def allocate(self, owner: Owner, count: int, *, pf: AddressLike | None = None,
+                 numa_node: int | None = None, vendor_device: str | None = None,
+                 stub_driver: str = "vfio-pci") -> AllocationReport:
+        """Give ``owner`` ``count`` free VFs, chosen here, prepared in one transaction.
+
+        ``pf`` (only VFs of that PF) and ``vendor_device`` (``"VVVV:DDDD"``, only
+        VFs with that id) are filters; ``numa_node`` is a preference: VFs on it
+        come first, others make up the count (``off_node`` in the report). A VF
+        is free when it is in neither list, its IOMMU group is viable, no VFIO
+        user holds it and the host uses nothing it carries; free VFs are taken
+        by NUMA preference, then PF address, then VF index
+        (:mod:`hostdev.ops.allocate`). All or nothing, as :meth:`prepare`: with
+        fewer free VFs than ``count``, :class:`~hostdev.errors.NotEnoughFreeVfs`
+        says how many of how many candidates were free and why the others were
+        not, and nothing is changed.
+        """
+        request = VfRequest.parse(count, pf=pf, numa_node=numa_node,
+                                  vendor_device=vendor_device)
+        stub = validate_driver_name(stub_driver)
+
+        def run(txn: Transaction) -> AllocationReport:
+            selection = choose(txn, owner, request, stub)
+            specs = [HostdevSpec(address=address, stub_driver=stub)
+                     for address in selection.chosen]
+            done = prepare(txn, owner, _resolve_auto(txn, specs))
+            return AllocationReport(prepared=done.prepared, pruned=done.pruned,
+                                    chosen=selection.chosen,
+                                    candidates=selection.candidates,
+                                    free=len(selection.free), off_node=selection.off_node)
+
+        return self._run(run)
 
     def reattach(self, owner: Owner, specs: Sequence[SpecLike], *,
                  release_timeout: float | None = None) -> ReattachReport:

@@ -51,6 +51,19 @@ class PrepareReport(BaseModel):
     pruned: list[DeviceRecord] = Field(default_factory=list)
 
 
+class AllocationReport(PrepareReport):
+    """Outcome of :meth:`HostdevManager.allocate`: the VFs chosen, prepared as
+    :class:`PrepareReport` says."""
+
+    #: The VFs chosen, in preference order (``prepared`` holds their records).
+    chosen: list[PciAddress] = Field(default_factory=list)
+    #: How many VFs matched the filters, and how many of them were free.
+    candidates: int = 0
+    free: int = 0
+    #: Chosen VFs that are not on the NUMA node asked for (too few free there).
+    off_node: list[PciAddress] = Field(default_factory=list)
+
+
 class UpdateReport(BaseModel):
     """Outcome of :meth:`HostdevManager.update_active`."""
 

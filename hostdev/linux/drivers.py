@@ -4,6 +4,9 @@ from __future__ import annotations
 
 #: Drivers that hold a device for user space without driving it.
 STUB_DRIVERS = frozenset({"vfio-pci", "pci-stub", "pciback", "xen-pciback"})
+#: Drivers that hand a device to a user-space program outside VFIO (DPDK's uio
+#: drivers): nothing in ``/proc`` tells whether a program is using it.
+USER_SPACE_DRIVERS = frozenset({"uio_pci_generic", "igb_uio"})
 
 
 def is_vfio_driver(name: str | None, has_vfio_dev: bool = False) -> bool:

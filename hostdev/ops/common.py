@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
 
 from hostdev.address import PciAddress
 from hostdev.errors import BadInput, DeviceInUse, DeviceNotFound, NotAssignable
 from hostdev.linux.device import PciDevice
-from hostdev.linux.drivers import is_vfio_driver
+from hostdev.linux.drivers import is_group_safe, is_vfio_driver
 from hostdev.linux.scan import read_device
 from hostdev.ops.identity import Presence, check
 from hostdev.ops.transaction import Transaction
-from hostdev.state.records import DeviceRecord, HostdevSpec
+from hostdev.state.lists import Lists
+from hostdev.state.records import DeviceRecord, HostdevSpec, Owner
 
 
 def unique_specs(specs: Sequence[HostdevSpec]) -> list[HostdevSpec]:
@@ -76,3 +78,46 @@ def refuse_active(txn: Transaction, address: PciAddress) -> None:
     record = txn.lists.active.get(address)
     if record is not None:
         raise DeviceInUse(in_use_message(address, record), address=address)
+
+
+@dataclass
+class GroupCheck:
+    """What stops a device's IOMMU group from going to one owner."""
+
+    #: The first other member an owner other than the one asking holds, with its record.
+    taken: tuple[PciAddress, DeviceRecord] | None = None
+    #: Other members on a driver VFIO cannot share a group with: ``ADDR on DRIVER``.
+    on_host: list[str] = field(default_factory=list)
+
+    @property
+    def viable(self) -> bool:
+        """Nothing stops it."""
+        return self.taken is None and not self.on_host
+
+
+def check_group(lists: Lists, owner: Owner, dev: PciDevice, batch: Collection[PciAddress],
+                read: Callable[[PciAddress], PciDevice | None]) -> GroupCheck:
+    """Check the other members of ``dev``'s IOMMU group (those in ``batch`` go with it).
+
+    ``read`` gives a member as it is now (None when it is gone): a fresh read in
+    prepare, the scan's snapshot when choosing VFs to allocate.
+    """
+    result = GroupCheck()
+    for member in dev.iommu_group_members:
+        if member == dev.address or member in batch:
+            continue
+        other = lists.active.get(member)
+        if other is not None and other.owner != owner and result.taken is None:
+            result.taken = (member, other)
+        mdev = read(member)
+        if mdev is not None and not is_group_safe(mdev.driver, mdev.vfio_dev):
+            result.on_host.append(f"{member} on {mdev.driver}")
+    return result
+
+
+def read_if_present(txn: Transaction, address: PciAddress) -> PciDevice | None:
+    """The device as it is now, or None when it is not on the host."""
+    try:
+        return read_device(txn.sysfs, address)
+    except DeviceNotFound:
+        return None

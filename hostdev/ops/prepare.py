@@ -10,13 +10,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from hostdev.address import PciAddress
-from hostdev.errors import DeviceInUse, DeviceNotFound, NotAssignable
+from hostdev.errors import DeviceInUse, NotAssignable
 from hostdev.linux import binding
 from hostdev.linux.device import PciDevice
-from hostdev.linux.drivers import is_group_safe, is_stub_driver, is_vfio_driver
+from hostdev.linux.drivers import is_stub_driver, is_vfio_driver
 from hostdev.linux.hostuse import check_host_use
-from hostdev.linux.scan import read_device
-from hostdev.ops.common import check_pf, drop_stale, in_use_message, snapshot, unique_specs
+from hostdev.ops.common import (
+    check_group,
+    check_pf,
+    drop_stale,
+    in_use_message,
+    read_if_present,
+    snapshot,
+    unique_specs,
+)
 from hostdev.ops.stub import detach_to_stub, new_record, require_stub_loaded
 from hostdev.ops.transaction import Transaction
 from hostdev.reports import PrepareReport
@@ -77,26 +84,17 @@ def _check(txn: Transaction, owner: Owner, spec: HostdevSpec, dev: PciDevice,
     record = txn.lists.active.get(addr)
     if record is not None:
         raise DeviceInUse(in_use_message(addr, record), address=addr)
-    on_host: list[str] = []
-    for member in dev.iommu_group_members:
-        if member == addr or member in batch:
-            continue
-        other = txn.lists.active.get(member)
-        if other is not None and other.owner != owner:
-            raise DeviceInUse(
-                f"{in_use_message(member, other)} (IOMMU group {dev.iommu_group} of {addr})",
-                address=member,
-            )
-        try:
-            mdev = read_device(txn.sysfs, member)
-        except DeviceNotFound:
-            continue
-        if not is_group_safe(mdev.driver, mdev.vfio_dev):
-            on_host.append(f"{member} on {mdev.driver}")
-    if on_host:
+    group = check_group(txn.lists, owner, dev, batch, lambda m: read_if_present(txn, m))
+    if group.taken is not None:
+        member, other = group.taken
+        raise DeviceInUse(
+            f"{in_use_message(member, other)} (IOMMU group {dev.iommu_group} of {addr})",
+            address=member,
+        )
+    if group.on_host:
         raise NotAssignable(
             f"PCI device {addr} cannot be assigned: its IOMMU group {dev.iommu_group} is not"
-            f" viable, members still on host drivers: {', '.join(on_host)};"
+            f" viable, members still on host drivers: {', '.join(group.on_host)};"
             " detach them first or assign them in the same call",
             address=addr,
         )

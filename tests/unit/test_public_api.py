@@ -52,6 +52,8 @@ def _samples() -> list[errors.HostdevError]:
         errors.DeviceUsedByHost("used", address=ADDR, uses=[]),
         errors.StateWriteFailed("disk full", errno=28),
         errors.RestoreFailed("driverless", address=ADDR),
+        errors.NotEnoughFreeVfs("too few", requested=2, candidates=3, free=[ADDR],
+                                not_free={ADDR: "assigned: qemu/vm1"}),
     ]
 
 
