@@ -201,7 +201,7 @@ def _refusal(dev: PciDevice, lists: Lists, owner: Owner, stub: str,
     group = check_group(lists, owner, dev, (), by_address.get)
     if group.taken is not None:
         member, other = group.taken
-        whose = "" if other.owner is None else f" of {other.owner.driver}/{other.owner.domain}"
+        whose = "" if other.owner is None else f" to {other.owner.driver}/{other.owner.domain}"
         return ("IOMMU group not viable", f"{member} assigned{whose}")
     if group.on_host:
         return ("IOMMU group not viable", ", ".join(group.on_host))
