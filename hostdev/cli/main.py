@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler="hostdev.cli.manage:cmd_reset")
     p.add_argument("address")
 
-    p = sub.add_parser("assign", help="prepare devices for an owner (active list)")
+    p = sub.add_parser("assign", help="prepare devices for an owner (active list), or"
+                                      " --count N free VFs chosen by hostdev")
     p.set_defaults(handler="hostdev.cli.manage:cmd_assign")
     p.add_argument("--owner", required=True, metavar="DRIVER/DOMAIN")
     p.add_argument("--unmanaged", action="store_true",
@@ -93,7 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--driver", default="vfio-pci", help=_DRIVER_HELP)
     p.add_argument("--force", action="store_true", help=_FORCE_HOST_USE)
     p.add_argument("--json", action="store_true", help="machine-readable report")
-    p.add_argument("addresses", nargs="+", metavar="ADDRESS")
+    p.add_argument("--count", type=int, metavar="N",
+                   help="instead of addresses: N free VFs (untracked, not held, not used by"
+                        " the host, in a viable IOMMU group), all or none")
+    p.add_argument("--pf", metavar="ADDR", help="with --count: only VFs of this PF")
+    p.add_argument("--numa", type=int, metavar="NODE",
+                   help="with --count: VFs on this NUMA node first (others make up the count)")
+    p.add_argument("--id", dest="vendor_device", metavar="VVVV:DDDD",
+                   help="with --count: only VFs with this vendor:device id")
+    p.add_argument("addresses", nargs="*", metavar="ADDRESS")
 
     p = sub.add_parser("release", help="take an owner's devices back (reattach)")
     p.set_defaults(handler="hostdev.cli.manage:cmd_release")

@@ -1,4 +1,5 @@
-"""Commands that change the host: detach, reattach, reset, assign, release, prune."""
+"""Commands that change the host: detach, reattach, reset, assign (addresses or
+``--count``), release, prune."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Sequence
 from pydantic import BaseModel
 
 from hostdev.address import PciAddress
+from hostdev.errors import BadInput
 from hostdev.manager import HostdevManager
 from hostdev.state.records import HostdevSpec, Owner
 
@@ -64,16 +66,46 @@ def cmd_reset(args: argparse.Namespace) -> int:
 
 
 def cmd_assign(args: argparse.Namespace) -> int:
-    """Prepare devices for an owner."""
+    """Prepare devices for an owner (``--count``: free VFs that ``allocate`` chooses)."""
     owner = Owner.parse(args.owner)
     from hostdev.address import validate_driver_name
 
     stub = validate_driver_name(args.driver)
+    if args.count is not None:
+        return _allocate(args, owner, stub)
+    extra = [o for o, v in (("--pf", args.pf), ("--numa", args.numa),
+                            ("--id", args.vendor_device)) if v is not None]
+    if extra:
+        raise BadInput(f"{extra[0]} chooses among free VFs: use it with --count N")
+    if not args.addresses:
+        raise BadInput("assign needs the devices' addresses, or --count N to let hostdev"
+                       " choose free VFs")
     specs = [HostdevSpec(address=a, managed=not args.unmanaged, stub_driver=stub)
              for a in _addresses(args.addresses)]
     report = manager(args).prepare(owner, specs, force=args.force)
     lines = [f"{r.address}: assigned to {owner} on {r.stub_driver}" for r in report.prepared]
     lines += [f"{r.address}: stale record pruned (device re-created)" for r in report.pruned]
+    _emit(args, report, lines)
+    return 0
+
+
+def _allocate(args: argparse.Namespace, owner: Owner, stub: str) -> int:
+    """``assign --count N``: allocate free VFs."""
+    if args.addresses:
+        raise BadInput("give the devices' addresses or --count N, not both")
+    for option, given in (("--unmanaged", args.unmanaged), ("--force", args.force)):
+        if given:
+            raise BadInput(f"{option} does not apply to --count (VFs the host uses are"
+                           " skipped, and chosen VFs are always managed)")
+    report = manager(args).allocate(owner, args.count, pf=args.pf, numa_node=args.numa,
+                                    vendor_device=args.vendor_device, stub_driver=stub)
+    lines = []
+    for r in report.prepared:
+        vf = f" (VF {r.vf_index} of {r.pf})" if r.pf is not None else ""
+        lines.append(f"{r.address}: assigned to {owner} on {r.stub_driver}{vf}")
+    lines += [f"{r.address}: stale record pruned (device re-created)" for r in report.pruned]
+    lines += [f"{a}: not on NUMA node {args.numa} (too few free VFs there)"
+              for a in report.off_node]
     _emit(args, report, lines)
     return 0
 

@@ -244,7 +244,8 @@ def _not_enough(request: VfRequest, owner: Owner, candidates: list[PciDevice],
             named = ", ".join(str(a) for a in addresses[:_NAMED])
             more = f", {len(addresses) - _NAMED} more" if len(addresses) > _NAMED else ""
             parts.append(f"{len(addresses)} {kind} ({named}{more})")
-        message += "; not free: " + "; ".join(parts)
+        if parts:
+            message += "; not free: " + "; ".join(parts)
     return NotEnoughFreeVfs(
         message, requested=request.count, candidates=len(candidates),
         free=[d.address for d in free],

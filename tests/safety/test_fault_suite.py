@@ -113,12 +113,19 @@ def _setup_detached(mgr: HostdevManager, kernel: FakeKernel) -> list[PciAddress]
     return vfs
 
 
+def _setup_one_vf_detached(mgr: HostdevManager, kernel: FakeKernel) -> list[PciAddress]:
+    vfs = _vfs(mgr, 3)
+    mgr.node_detach(vfs[0])  # tracked: allocate must pass over it
+    return vfs
+
+
 SCENARIOS = [
     Scenario("prepare", _setup_plain, lambda m, v: m.prepare(VM1, _prepare_specs(v))),
     Scenario("reattach", _setup_prepared, lambda m, v: m.reattach(VM1, [NIC, NVME, v[0]])),
     Scenario("node_detach", _setup_plain, lambda m, v: m.node_detach(NIC)),
     Scenario("node_reattach", _setup_detached, lambda m, v: m.node_reattach(NIC)),
     Scenario("set_num_vfs", _setup_detached, lambda m, v: m.set_num_vfs(PF, 3)),
+    Scenario("allocate", _setup_one_vf_detached, lambda m, v: m.allocate(VM1, 2, pf=PF)),
     Scenario("server-prepare", _server_plain, lambda m, v: m.prepare(VM1, _server_specs(v)),
              _server, SERVER_PF),
     Scenario("server-reattach", _server_prepared,
