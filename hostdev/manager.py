@@ -296,7 +296,8 @@ class HostdevManager:
         VFs with that id) are filters; ``numa_node`` is a preference: VFs on it
         come first, others make up the count (``off_node`` in the report). A VF
         is free when it is in neither list, its IOMMU group is viable, no VFIO
-        user holds it and the host uses nothing it carries; free VFs are taken
+        user holds it, the host uses nothing it carries and it is not on a uio
+        driver (a DPDK program may be using it); free VFs are taken
         by NUMA preference, then PF address, then VF index
         (:mod:`hostdev.ops.allocate`). All or nothing, as :meth:`prepare`: with
         fewer free VFs than ``count``, :class:`~hostdev.errors.NotEnoughFreeVfs`

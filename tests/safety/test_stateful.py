@@ -17,7 +17,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from pyfakefs.fake_filesystem_unittest import Patcher
 
 from hostdev.address import PciAddress
-from hostdev.errors import DeviceBusy, DeviceInUse, HostdevError
+from hostdev.errors import DeviceBusy, DeviceInUse, HostdevError, NotEnoughFreeVfs
 from hostdev.linux import vfio
 from hostdev.linux.binding import current_driver
 from hostdev.manager import HostdevManager
@@ -79,6 +79,24 @@ class Manager(RuleBasedStateMachine):
         self.mgr.prepare(owner, [HostdevSpec(address=addr)])
         self.entries[addr] = Entry(owner, entry.leaves_stub if entry else True)
         self.on_stub.add(addr)
+
+    @rule(owner=st.sampled_from(OWNERS), count=st.integers(1, 3))
+    def allocate(self, owner: Owner, count: int) -> None:
+        # Untracked VFs are on their host driver and held by nobody: all free, taken
+        # in index order.
+        free = [a for a in self.vfs if a not in self.entries]
+        if len(free) < count:
+            try:
+                self.mgr.allocate(owner, count)
+            except NotEnoughFreeVfs as exc:
+                assert exc.free == free
+                return
+            raise AssertionError(f"allocated {count} VFs with {len(free)} free")
+        report = self.mgr.allocate(owner, count)
+        assert report.chosen == free[:count]
+        for addr in report.chosen:
+            self.entries[addr] = Entry(owner, True)
+            self.on_stub.add(addr)
 
     @rule(data=st.data(), owner=st.sampled_from(OWNERS))
     def reattach(self, data: st.DataObject, owner: Owner) -> None:
