@@ -3,7 +3,8 @@
 (f) numvfs 0 under a VF tracked inactive: prune_missing reports the record;
 (g) numvfs back up: the new VF at the old address is not taken for the old record.
 Those two write the VF counts to sysfs directly (an operator acting behind the library's
-back); the last test changes them through the library's ``set_num_vfs``.
+back); the last two change them through the library's ``set_num_vfs``, the very last to
+let ``allocate`` choose among the VFs.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 
 import pytest
 
-from hostdev.errors import DeviceInUse
+from hostdev.errors import DeviceInUse, NotEnoughFreeVfs
 from hostdev.manager import HostdevManager
 from hostdev.state.records import HostdevSpec, Owner
 
@@ -115,3 +116,24 @@ def test_set_num_vfs_through_the_library(pf: str, manager: HostdevManager,
     observe.record("set_num_vfs 2 -> 3 VFs", [str(v) for v in grown.vfs])
     assert manager.set_num_vfs(pf, 0).after == 0
     assert guest.read(dev(pf) / "sriov_numvfs") == "0\n"
+
+
+def test_allocate_through_the_library(pf: str, manager: HostdevManager) -> None:
+    """allocate takes the free VFs of the PF in index order, passes over a tracked one,
+    refuses without touching anything when too few are free, and they go back."""
+    guest.must(dev(pf) / "sriov_drivers_autoprobe", "0")  # VFs stay driverless
+    vfs = [str(v) for v in manager.set_num_vfs(pf, 3).vfs]
+    manager.node_detach(vfs[0])
+    owner = Owner(driver="qemu", domain="alloc")
+    with pytest.raises(NotEnoughFreeVfs, match="2 of 3 candidate VFs are free"):
+        manager.allocate(owner, 3, pf=pf)
+    assert [guest.driver_of(v) for v in vfs[1:]] == [None, None]
+    assert [str(r.address) for r in manager.active()] == []
+    report = manager.allocate(owner, 2, pf=pf)
+    assert [str(a) for a in report.chosen] == vfs[1:]
+    assert [guest.driver_of(v) for v in vfs] == ["vfio-pci"] * 3
+    back = manager.reattach(owner, report.chosen)
+    assert back.failed == [] and [str(a) for a in back.reattached] == vfs[1:]
+    assert [guest.driver_of(v) for v in vfs[1:]] == [None, None]
+    manager.node_reattach(vfs[0])
+    assert manager.set_num_vfs(pf, 0).after == 0
