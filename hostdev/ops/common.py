@@ -89,11 +89,6 @@ class GroupCheck:
     #: Other members on a driver VFIO cannot share a group with: ``ADDR on DRIVER``.
     on_host: list[str] = field(default_factory=list)
 
-    @property
-    def viable(self) -> bool:
-        """Nothing stops it."""
-        return self.taken is None and not self.on_host
-
 
 def check_group(lists: Lists, owner: Owner, dev: PciDevice, batch: Collection[PciAddress],
                 read: Callable[[PciAddress], PciDevice | None]) -> GroupCheck:
