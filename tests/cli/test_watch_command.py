@@ -1,0 +1,90 @@
+"""``hostdev watch`` in process on the fake kernel, stopped by a real SIGTERM.
+
+The fake kernel lives in this process (pyfakefs), so the command cannot run in a
+subprocess here; the signal is sent to this process instead, from inside the
+watch's wait for uevents, once its handler is known to be installed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+
+import pytest
+
+from hostdev.cli.main import main
+from hostdev.cli.watching import STOP_SIGNALS, stop_handler, stopping_on_signals
+from hostdev.linux.uevents import BATCH_LIMIT, Batch
+from hostdev.testing.uevents import FakeMonitor
+from tests.smallhost import VM1, Host
+
+STATE = ["--state-dir", "/run/hostdev", "--no-load-modules"]
+
+
+def test_stop_handler_sets_the_event() -> None:
+    stop = threading.Event()
+    stop_handler(stop)(signal.SIGTERM, None)
+    assert stop.is_set()
+
+
+def test_signals_are_routed_only_while_watching() -> None:
+    before = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    stop = threading.Event()
+    with stopping_on_signals(stop):
+        assert all(signal.getsignal(sig) not in (before[sig], signal.SIG_DFL)
+                   for sig in STOP_SIGNALS)
+    assert {sig: signal.getsignal(sig) for sig in STOP_SIGNALS} == before
+
+
+@pytest.mark.parametrize("signum", STOP_SIGNALS, ids=lambda s: signal.Signals(s).name)
+def test_watch_prunes_then_stops_on_a_signal(host: Host, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str],
+                                             signum: int) -> None:
+    vf0, _ = host.vfs(2)
+    host.mgr.prepare(VM1, [vf0])
+    before = signal.getsignal(signum)
+    real = FakeMonitor.drain
+    waits: list[float] = []
+
+    def drain(self: FakeMonitor, timeout: float, limit: int = BATCH_LIMIT) -> Batch:
+        if timeout:  # the watch waits for uevents (not the drain under the lock)
+            waits.append(timeout)
+            if len(waits) == 1:
+                host.vfs(0)  # someone else removes the VFs
+            elif len(waits) == 2:
+                handler = signal.getsignal(signum)
+                assert callable(handler) and handler is not before, \
+                    "the watch must install its own handler before it waits"
+                os.kill(os.getpid(), signum)
+        return real(self, timeout, limit)
+
+    monkeypatch.setattr(FakeMonitor, "drain", drain)
+    root = logging.getLogger()
+    handler = logging.StreamHandler()  # stands in for the basicConfig the CLI does
+    root.addHandler(handler)
+    try:
+        code = main([*STATE, "watch", "--json"])
+    finally:
+        root.removeHandler(handler)
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert len(waits) == 2, "the watch ends at the first look after the signal"
+    events = [json.loads(line) for line in out.splitlines()]
+    assert [(e["kind"], e["address"], e["owner"]) for e in events] == [
+        ("pruned", str(vf0), {"driver": "qemu", "domain": "vm1"})]
+    assert f"{vf0}: gone" in err and "held by driver qemu, domain vm1" in err
+    assert "watching PCI uevents" in err
+    assert signal.getsignal(signum) is before
+    assert host.kernel.state.monitors == []
+    assert host.mgr.active() == []
+
+
+def test_watch_needs_the_running_kernel(capsys: pytest.CaptureFixture[str],
+                                        tmp_path: object) -> None:
+    os.makedirs(f"{tmp_path}/sys/bus/pci/devices")
+    code = main(["--root", str(tmp_path), "--state-dir", f"{tmp_path}/state", "watch"])
+    _, err = capsys.readouterr()
+    assert code == 2 and "--root must be /" in err
