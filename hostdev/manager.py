@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
 from hostdev.address import AddressLike, PciAddress, validate_driver_name
-from hostdev.errors import BadInput, DeviceBusy, HostdevError, StateWriteFailed
+from hostdev.errors import BadInput, DeviceBusy, HostdevError, StateBusy, StateWriteFailed
 from hostdev.linux import vfio
 from hostdev.linux.binding import Guard
 from hostdev.linux.drivers import is_vfio_driver
@@ -390,8 +390,10 @@ class HostdevManager:
         with None, until interrupted. A burst is taken in batches (see
         :mod:`hostdev.ops.watch`), one transaction each, never a rescan per
         event; when the kernel dropped uevents the whole host is reconciled.
-        Raises :class:`~hostdev.errors.UeventsUnavailable` when uevents cannot
-        be followed here.
+        A batch that cannot take the state lock in time (``StateBusy``) is
+        logged and made up for by a full reconcile at the next look. Raises
+        :class:`~hostdev.errors.UeventsUnavailable` when uevents cannot be
+        followed here.
         """
         from hostdev.linux.uevents import open_events
         from hostdev.ops import watch as watching
@@ -413,19 +415,31 @@ class HostdevManager:
 
             done, last = self._run(start)
             _hand_over(done, callback)
+            behind = False  # a batch could not be handled: look at the whole host
             while not stopped():
                 batch = source.drain(interval)
-                if batch.events or batch.lost:
-                    last = self._watch_batch(source, batch, last, callback)
+                if not (batch.events or batch.lost or behind):
+                    continue
+                try:
+                    last = self._watch_batch(source, batch, last, callback, behind=behind)
+                    behind = False
+                except StateBusy as exc:
+                    # Another process's transaction outlasted the lock timeout: the
+                    # batch is not lost, it is made up for by a reconcile next time.
+                    watching.log.warning("%s; the whole host is reconciled at the next try",
+                                         exc, extra={watching.EVENT_LOG_FLAG: True})
+                    behind = True
         finally:
             source.close()
 
     def _watch_batch(self, source: EventSource, batch: Batch, last: str | None,
-                     callback: Callable[[WatchEvent], object] | None) -> str | None:
+                     callback: Callable[[WatchEvent], object] | None, *,
+                     behind: bool = False) -> str | None:
         """Act on one batch in one transaction; returns the lists' last transaction.
 
         ``last``: the lists' last transaction at the previous batch (another one
         since means a transaction of ours wrote to the host in between).
+        ``behind``: an earlier batch was not handled, so the whole host is reconciled.
         """
         from hostdev.ops import watch as watching
 
@@ -437,7 +451,9 @@ class HostdevManager:
             more = source.drain(0)
             seen = watching.coalesce(batch.events + more.events)
             if batch.lost or more.lost:
-                done = watching.from_reconcile(reconcile(txn), lost=True)
+                done = watching.from_reconcile(reconcile(txn), resync=watching.LOST)
+            elif behind:
+                done = watching.from_reconcile(reconcile(txn), resync=watching.BEHIND)
             else:
                 done = watching.settle(txn, seen, ours=txn.lists.last_transaction != last)
             return done, watching.wished(txn, seen), txn.lists.last_transaction

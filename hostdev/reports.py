@@ -129,7 +129,8 @@ class WatchEvent(BaseModel):
     #: device sits at the address now, the record was dropped; ``drift``: a tracked
     #: device's driver changed behind hostdev's back (reported, not changed);
     #: ``wish``: an added device was given its persistent wish; ``resync``: the
-    #: kernel dropped uevents, so the whole host was reconciled.
+    #: kernel dropped uevents (or a batch could not take the state lock), so the
+    #: whole host was reconciled.
     kind: Literal["pruned", "stale", "drift", "wish", "resync"]
     address: PciAddress | None = None
     #: Who held the device (an active record's owner; None for an inactive one).

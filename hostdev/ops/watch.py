@@ -39,6 +39,10 @@ EVENT_LOG_FLAG = "hostdev_event"
 
 _BINDING = frozenset({"bind", "unbind"})
 
+#: Why a batch gave way to a reconcile of the whole host.
+LOST = "the kernel dropped uevents (its socket buffer overflowed)"
+BEHIND = "a batch was not handled (the state lock was busy)"
+
 
 def coalesce(events: Iterable[Uevent]) -> dict[PciAddress, list[str]]:
     """The actions of each address, oldest first, a repeat of the previous one left out."""
@@ -88,12 +92,11 @@ def settle(txn: Transaction, seen: dict[PciAddress, list[str]], *,
     return done
 
 
-def from_reconcile(report: ReconcileReport, *, lost: bool = False) -> list[WatchEvent]:
-    """What a reconcile (at start, or after the kernel dropped uevents) acted on."""
+def from_reconcile(report: ReconcileReport, *, resync: str | None = None) -> list[WatchEvent]:
+    """What a reconcile (at start, or in place of a batch: ``resync`` says why) acted on."""
     done: list[WatchEvent] = []
-    if lost:
-        done.append(WatchEvent(kind="resync", message="the kernel dropped uevents (its socket"
-                               " buffer overflowed): reconciled the whole host"))
+    if resync is not None:
+        done.append(WatchEvent(kind="resync", message=f"{resync}: reconciled the whole host"))
     done += [_dropped("pruned", r, []) for r in report.pruned]
     done += [_dropped("stale", r, []) for r in report.stale]
     for change in report.driver_changed:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from hostdev.address import PciAddress
-from hostdev.errors import BadInput
+from hostdev.errors import BadInput, StateBusy
 from hostdev.linux.sysfs import Sysfs
 from hostdev.linux.uevents import BATCH_LIMIT, Batch
 from hostdev.manager import HostdevManager
@@ -228,7 +228,7 @@ def test_lost_events_make_a_full_reconcile(host: Host) -> None:
     events = watch(host.mgr, lambda: host.vfs(0))
     assert [(e.kind, e.address) for e in events] == [
         ("resync", None), ("pruned", vf0), ("pruned", vf1)]
-    assert events[1].owner == VM1
+    assert "dropped uevents" in events[0].message and events[1].owner == VM1
     assert host.mgr.active() == [] and host.mgr.inactive() == []
 
 
@@ -304,3 +304,22 @@ def test_our_events_split_across_drains_are_still_ours(host: Host,
     events = watch(host.mgr, lambda: host.mgr.node_detach(vf1), lambda: None, lambda: None)
     assert events == []
     assert [r.address for r in host.mgr.inactive()] == [vf0, vf1]
+
+
+def test_a_busy_lock_is_made_up_for_by_a_reconcile(host: Host,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    vf0, _ = host.vfs(2)
+    host.mgr.node_detach(vf0)
+    real = HostdevManager._watch_batch
+    busy = [True]
+
+    def once_busy(self: HostdevManager, *args: Any, **kwargs: Any) -> Any:
+        if busy.pop() if busy else False:
+            raise StateBusy("state lock held by pid 4242 for 10 s")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(HostdevManager, "_watch_batch", once_busy)
+    events = watch(host.mgr, lambda: host.vfs(0), lambda: None)
+    assert [(e.kind, e.address) for e in events] == [("resync", None), ("pruned", vf0)]
+    assert "state lock was busy" in events[0].message
+    assert host.mgr.inactive() == []
