@@ -395,14 +395,15 @@ class HostdevManager:
         :class:`~hostdev.errors.UeventsUnavailable` when uevents cannot be
         followed here.
         """
-        from hostdev.linux.uevents import open_events
+        from hostdev.linux import uevents
         from hostdev.ops import watch as watching
 
         stopped = _stop_check(stop)
         interval = vfio.check_timeout(poll_interval, "poll interval")
         if interval == 0:
             raise BadInput("poll interval must be a finite number of seconds above 0, not 0")
-        source = open_events(self.sysfs)  # before the first look: nothing after it is missed
+        # Opened before the first look, so that nothing after it is missed.
+        source = uevents.open_events(self.sysfs)
         try:
             reconcile = self._reconciler()
 
@@ -417,7 +418,7 @@ class HostdevManager:
             _hand_over(done, callback)
             behind = False  # a batch could not be handled: look at the whole host
             while not stopped():
-                batch = source.drain(interval)
+                batch = uevents.gather(source, interval)
                 if not (batch.events or batch.lost or behind):
                     continue
                 try:
@@ -451,6 +452,8 @@ class HostdevManager:
             more = source.drain(0)
             seen = watching.coalesce(batch.events + more.events)
             if batch.lost or more.lost:
+                # Added devices whose uevents were lost are not in ``seen``: no wish
+                # is applied to them here.
                 done = watching.from_reconcile(reconcile(txn), resync=watching.LOST)
             elif behind:
                 done = watching.from_reconcile(reconcile(txn), resync=watching.BEHIND)

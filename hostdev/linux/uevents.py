@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import time
 from collections.abc import Callable, Mapping
 from typing import NamedTuple, Protocol
 
@@ -35,6 +36,13 @@ ACTIONS = frozenset({"add", "remove", "bind", "unbind", "change"})
 #: How many messages one batch takes at most, so that a burst is handled in
 #: steps and a stop request is seen between them.
 BATCH_LIMIT = 4096
+#: Once a first event came, a batch goes on while more come within this many seconds:
+#: the kernel sends a function's ``unbind`` and ``remove`` (or ``add`` and ``bind``) a
+#: moment apart, and acting between the two would take a VF being deleted for one
+#: unbound behind our back.
+QUIET = 0.05
+#: ... but never longer than this in all, so that a steady stream is still acted on.
+LINGER = 0.5
 #: Receive buffer asked for the socket (a VF count change on a few PFs sends
 #: thousands of messages at once); needs CAP_NET_ADMIN, else the default stays.
 RECEIVE_BUFFER = 16 * 1024 * 1024
@@ -91,6 +99,27 @@ def open_events(sysfs: Sysfs) -> EventSource:
         raise BadInput(f"watch follows the running kernel's uevents, so --root must be /"
                        f" (not {sysfs.root})")
     return PyudevSource()
+
+
+def gather(source: EventSource, timeout: float, limit: int = BATCH_LIMIT) -> Batch:
+    """One batch from ``source``: wait up to ``timeout`` for a first event, then take
+    what follows until the line is quiet for :data:`QUIET` seconds (at most
+    :data:`LINGER` in all, and ``limit`` events)."""
+    first = source.drain(timeout, limit)
+    if not first.events:
+        return first
+    events, lost = list(first.events), first.lost
+    deadline = time.monotonic() + LINGER
+    while len(events) < limit:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        more = source.drain(min(QUIET, left), limit - len(events))
+        events += more.events
+        lost = lost or more.lost
+        if not more.events:
+            break
+    return Batch(events, lost)
 
 
 def parse(device: object) -> Uevent | None:

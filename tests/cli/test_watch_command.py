@@ -2,7 +2,7 @@
 
 The fake kernel lives in this process (pyfakefs), so the command cannot run in a
 subprocess here; the signal is sent to this process instead, from inside the
-watch's wait for uevents, once its handler is known to be installed.
+watch's wait for a batch of uevents, once its handler is known to be installed.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import pytest
 
 from hostdev.cli.main import main
 from hostdev.cli.watching import STOP_SIGNALS, stop_handler, stopping_on_signals
-from hostdev.linux.uevents import BATCH_LIMIT, Batch
-from hostdev.testing.uevents import FakeMonitor
+from hostdev.linux import uevents
+from hostdev.linux.uevents import BATCH_LIMIT, Batch, EventSource
 from tests.smallhost import VM1, Host
 
 STATE = ["--state-dir", "/run/hostdev", "--no-load-modules"]
@@ -46,22 +46,21 @@ def test_watch_prunes_then_stops_on_a_signal(host: Host, monkeypatch: pytest.Mon
     vf0, _ = host.vfs(2)
     host.mgr.prepare(VM1, [vf0])
     before = signal.getsignal(signum)
-    real = FakeMonitor.drain
+    real = uevents.gather
     waits: list[float] = []
 
-    def drain(self: FakeMonitor, timeout: float, limit: int = BATCH_LIMIT) -> Batch:
-        if timeout:  # the watch waits for uevents (not the drain under the lock)
-            waits.append(timeout)
-            if len(waits) == 1:
-                host.vfs(0)  # someone else removes the VFs
-            elif len(waits) == 2:
-                handler = signal.getsignal(signum)
-                assert callable(handler) and handler is not before, \
-                    "the watch must install its own handler before it waits"
-                os.kill(os.getpid(), signum)
-        return real(self, timeout, limit)
+    def gather(source: EventSource, timeout: float, limit: int = BATCH_LIMIT) -> Batch:
+        waits.append(timeout)
+        if len(waits) == 1:
+            host.vfs(0)  # someone else removes the VFs
+        elif len(waits) == 2:
+            handler = signal.getsignal(signum)
+            assert callable(handler) and handler is not before, \
+                "the watch must install its own handler before it waits"
+            os.kill(os.getpid(), signum)
+        return real(source, timeout, limit)
 
-    monkeypatch.setattr(FakeMonitor, "drain", drain)
+    monkeypatch.setattr(uevents, "gather", gather)
     root = logging.getLogger()
     handler = logging.StreamHandler()  # stands in for the basicConfig the CLI does
     root.addHandler(handler)

@@ -16,15 +16,15 @@ import pytest
 
 from hostdev.address import PciAddress
 from hostdev.errors import BadInput, StateBusy
+from hostdev.linux import uevents
 from hostdev.linux.sysfs import Sysfs
-from hostdev.linux.uevents import BATCH_LIMIT, Batch
+from hostdev.linux.uevents import BATCH_LIMIT, Batch, EventSource
 from hostdev.manager import HostdevManager
 from hostdev.ops import identity, recovery
 from hostdev.ops.identity import Presence
 from hostdev.reports import WatchEvent
 from hostdev.state.records import DeviceRecord
 from hostdev.testing import FakeKernel
-from hostdev.testing.uevents import FakeMonitor
 from tests.smallhost import PF, VM1, Host
 
 Step = Callable[[], object]
@@ -293,14 +293,13 @@ def test_our_events_split_across_drains_are_still_ours(host: Host,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     vf0, vf1 = host.vfs(2)
     host.mgr.node_detach(vf0)
-    real = FakeMonitor.drain
 
-    def one_at_a_time(self: FakeMonitor, timeout: float, limit: int = BATCH_LIMIT) -> Batch:
-        # The first wait of a batch takes one event: the rest of our transaction's
-        # events are still queued when the batch takes the lock.
-        return real(self, timeout, 1 if timeout else limit)
+    def one_at_a_time(source: EventSource, timeout: float, limit: int = BATCH_LIMIT) -> Batch:
+        # A batch takes one event: the rest of our transaction's events are still
+        # queued when the batch takes the lock.
+        return source.drain(timeout, 1)
 
-    monkeypatch.setattr(FakeMonitor, "drain", one_at_a_time)
+    monkeypatch.setattr(uevents, "gather", one_at_a_time)
     events = watch(host.mgr, lambda: host.mgr.node_detach(vf1), lambda: None, lambda: None)
     assert events == []
     assert [r.address for r in host.mgr.inactive()] == [vf0, vf1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from collections.abc import Iterator
 from types import SimpleNamespace
 
@@ -135,3 +136,53 @@ def test_missing_pyudev_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(__import__("sys").modules, "pyudev", None)
     with pytest.raises(UeventsUnavailable, match="pip install pyudev"):
         PyudevSource()
+
+
+class ScriptedSource:
+    """An EventSource handing out scripted batches, recording each drain's timeout."""
+
+    def __init__(self, *batches: list[str], lost_at: int = -1) -> None:
+        self.batches = [[Uevent(a, PciAddress.parse(VF)) for a in b] for b in batches]
+        self.lost_at = lost_at
+        self.timeouts: list[float] = []
+        self.limits: list[int] = []
+
+    def drain(self, timeout: float, limit: int = uevents.BATCH_LIMIT) -> uevents.Batch:
+        self.timeouts.append(timeout)
+        self.limits.append(limit)
+        index = len(self.timeouts) - 1
+        events = self.batches.pop(0) if self.batches else []
+        return uevents.Batch(events[:limit], index == self.lost_at)
+
+    def close(self) -> None:
+        pass
+
+
+def test_gather_takes_what_follows_until_the_line_is_quiet() -> None:
+    src = ScriptedSource(["unbind"], ["remove"], [], ["add"])
+    batch = uevents.gather(src, 0.5)
+    assert [e.action for e in batch.events] == ["unbind", "remove"] and not batch.lost
+    assert src.timeouts[0] == 0.5 and all(0 < t <= uevents.QUIET for t in src.timeouts[1:])
+    assert [e.action for e in uevents.gather(src, 0.5).events] == ["add"]
+
+
+def test_gather_returns_at_once_when_nothing_came() -> None:
+    src = ScriptedSource([], ["add"])
+    assert uevents.gather(src, 0.2) == ([], False) and src.timeouts == [0.2]
+
+
+def test_gather_keeps_a_loss_and_its_limit() -> None:
+    src = ScriptedSource(["add", "bind"], ["unbind", "remove", "add"], lost_at=1)
+    batch = uevents.gather(src, 0.1, limit=4)
+    assert batch.lost and len(batch.events) == 4 and src.limits == [4, 2]
+
+
+def test_gather_stops_lingering_on_a_steady_stream() -> None:
+    class Steady(ScriptedSource):
+        def drain(self, timeout: float, limit: int = uevents.BATCH_LIMIT) -> uevents.Batch:
+            time.sleep(uevents.QUIET)  # an event arrives just before each wait runs out
+            return super().drain(timeout, limit)
+
+    src = Steady(*[["change"]] * 1000)
+    batch = uevents.gather(src, 0.1)
+    assert 1 < len(batch.events) < 1000, "a batch ends though events keep coming"

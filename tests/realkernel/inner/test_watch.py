@@ -68,8 +68,9 @@ def test_pyudev_hears_the_kernel_without_udevd(pf: str, observe: Observer) -> No
         source.close()
     about_vf = [(e.action, e.driver) for e in heard if str(e.address) == vf]
     observe.record("uevents of a VF: add, bind to vfio-pci, unbind, numvfs 0", about_vf)
-    assert about_vf == [("add", None), ("bind", "vfio-pci"), ("unbind", None),
-                        ("remove", None)]
+    # docs/kernel-model.md §9 (a ``change`` would be news, but not wrong for the watch)
+    assert [a for a in about_vf if a[0] != "change"] == [
+        ("add", None), ("bind", "vfio-pci"), ("unbind", None), ("remove", None)]
 
 
 def _start_watch(state_dir: Path) -> tuple[subprocess.Popen[bytes], guest.LineReader,
@@ -110,12 +111,11 @@ def test_watch_prunes_a_parked_vf_at_numvfs_zero(pf: str, manager: HostdevManage
         result, seconds = guest.timed_write(dev(pf) / "sriov_numvfs", "0")
         assert result == "ok"
         written = time.monotonic()
-        line = out.readline(1.0)
+        events = [json.loads(line) for line in _wait_for(out, '"pruned"', 1.0)]
         pruned_after = time.monotonic() - written
-        assert line is not None, "no event within a second of the VF count change"
-        event = json.loads(line)
-        assert (event["kind"], event["address"]) == ("pruned", vf)
-        assert "remove" in event["uevents"]
+        assert [(e["kind"], e["address"]) for e in events] == [("pruned", vf)], \
+            f"one prune within a second of the VF count change, no drift: {events}"
+        assert "remove" in events[0]["uevents"]
         assert manager.inactive() == [] and manager.active() == []
         observe.record("numvfs 0 write (s), then the watch's prune after it returned (s)",
                        [round(seconds, 3), round(pruned_after, 3)])
