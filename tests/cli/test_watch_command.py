@@ -10,13 +10,20 @@ from __future__ import annotations
 import json
 import logging
 import os
+import select
+import shutil
 import signal
+import subprocess
+import sys
+import tempfile
 import threading
+from pathlib import Path
 
 import pytest
 
 from hostdev.cli.main import main
 from hostdev.cli.watching import STOP_SIGNALS, stop_handler, stopping_on_signals
+from hostdev.errors import UeventsUnavailable
 from hostdev.linux import uevents
 from hostdev.linux.uevents import BATCH_LIMIT, Batch, EventSource
 from tests.smallhost import VM1, Host
@@ -82,8 +89,61 @@ def test_watch_prunes_then_stops_on_a_signal(host: Host, monkeypatch: pytest.Mon
 
 
 def test_watch_needs_the_running_kernel(capsys: pytest.CaptureFixture[str],
-                                        tmp_path: object) -> None:
+                                        tmp_path: Path) -> None:
     os.makedirs(f"{tmp_path}/sys/bus/pci/devices")
     code = main(["--root", str(tmp_path), "--state-dir", f"{tmp_path}/state", "watch"])
     _, err = capsys.readouterr()
     assert code == 2 and "--root must be /" in err
+
+
+def _reachable_by_others(path: str) -> bool:
+    """Every directory down to ``path`` can be entered by any user."""
+    path = os.path.realpath(path)
+    while True:
+        if not os.stat(path).st_mode & 0o001:
+            return False
+        parent = os.path.dirname(path)
+        if parent == path:
+            return True
+        path = parent
+
+
+def test_watch_on_this_machine_stops_on_sigterm(tmp_path: Path) -> None:
+    """`hostdev watch` in a subprocess on this machine's kernel: it starts listening and
+    SIGTERM ends it with exit 0. It runs as nobody (when we are root), so it cannot write
+    this machine's /sys whatever it does."""
+    if not os.path.isdir("/sys/bus/pci/devices"):
+        pytest.skip("this machine has no /sys/bus/pci")
+    try:
+        uevents.PyudevSource().close()
+    except UeventsUnavailable as exc:
+        pytest.skip(f"no kernel uevents here: {exc}")
+    user: dict[str, object] = {}
+    if os.geteuid() == 0:
+        here = Path(__file__).resolve().parents[2]
+        if not all(_reachable_by_others(p) for p in (str(here), sys.executable)):
+            pytest.skip("the checkout or the interpreter is not readable by nobody")
+        user = {"user": 65534, "group": 65534, "extra_groups": []}
+    shared = Path(tempfile.mkdtemp(prefix="hostdev-watch-"))
+    try:
+        shared.chmod(0o777)  # nobody creates the state directory in it
+        argv = [sys.executable, "-m", "hostdev.cli.main", "--state-dir", str(shared / "state"),
+                "--no-load-modules", "watch"]
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+                                **user)  # type: ignore[call-overload]
+        try:
+            assert proc.stderr is not None
+            ready, _, _ = select.select([proc.stderr], [], [], 60)
+            line = proc.stderr.readline() if ready else ""
+            assert "watching PCI uevents" in line, (line, proc.poll())
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=30)
+            assert proc.returncode == 0, err
+            assert out == ""
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate(timeout=30)
+    finally:
+        shutil.rmtree(shared)
