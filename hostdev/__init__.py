@@ -36,6 +36,7 @@ from hostdev.errors import (
     StateCorrupt,
     StateUnusable,
     StateWriteFailed,
+    UeventsUnavailable,
     UnexpectedContent,
     UnsafePath,
     WriteBlocked,
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
         ReconcileReport,
         SriovReport,
         UpdateReport,
+        WatchEvent,
     )
     from hostdev.state.records import DeviceRecord, HostdevSpec, Owner
 
@@ -80,6 +82,7 @@ _LAZY = {
     "ReconcileReport": "hostdev.reports",
     "SriovReport": "hostdev.reports",
     "UpdateReport": "hostdev.reports",
+    "WatchEvent": "hostdev.reports",
     "Holder": "hostdev.linux.vfio",
     "HostUse": "hostdev.linux.hostuse",
     "PciDevice": "hostdev.linux.device",
@@ -125,9 +128,11 @@ __all__ = [
     "StateUnusable",
     "StateWriteFailed",
     "Sysfs",
+    "UeventsUnavailable",
     "UnexpectedContent",
     "UnsafePath",
     "UpdateReport",
+    "WatchEvent",
     "WriteBlocked",
     "list_devices",
     "read_device",

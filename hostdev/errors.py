@@ -29,6 +29,7 @@ The tree, with each error's exit code::
     +-- ModuleLoadFailed          1  modprobe could not load the stub driver
     +-- StateWriteFailed          1  the disk refused the state file or journal
     +-- StateBusy                 1  another process held the state lock too long
+    +-- UeventsUnavailable        1  the kernel's uevents cannot be followed (watch mode)
 """
 
 from __future__ import annotations
@@ -224,3 +225,8 @@ class RestoreFailed(HostdevError):
 
 class ModuleLoadFailed(HostdevError):
     """``modprobe`` could not load a module (missing, failed, or too slow)."""
+
+
+class UeventsUnavailable(HostdevError):
+    """The kernel's uevents cannot be followed here: pyudev or libudev is missing,
+    or the netlink socket was refused (watch mode needs it)."""

@@ -9,12 +9,13 @@ process using the same state directory.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from hostdev.address import AddressLike, PciAddress, validate_driver_name
-from hostdev.errors import BadInput, DeviceBusy, HostdevError, StateWriteFailed
+from hostdev.errors import BadInput, DeviceBusy, HostdevError, StateBusy, StateWriteFailed
 from hostdev.linux import vfio
 from hostdev.linux.binding import Guard
 from hostdev.linux.drivers import is_vfio_driver
@@ -40,11 +41,15 @@ from hostdev.reports import (
     ReconcileReport,
     SriovReport,
     UpdateReport,
+    WatchEvent,
 )
 from hostdev.state.journal import DeviceBefore, Intent, Journal, PendingWrite
 from hostdev.state.lists import Lists
 from hostdev.state.records import DeviceRecord, HostdevSpec, Owner
 from hostdev.state.store import StateStore, default_state_dir
+
+if TYPE_CHECKING:
+    from hostdev.linux.uevents import Batch, EventSource
 
 T = TypeVar("T")
 SpecLike = HostdevSpec | AddressLike
@@ -387,6 +392,10 @@ class HostdevManager:
         """Bring the lists in line with the host: finish recovery of a crashed
         transaction (what it could not put back is in ``failed``), prune vanished
         and re-created devices, report driver changes and unfinished give-backs."""
+        return self._run(self._reconciler())
+
+    def _reconciler(self) -> Callable[[Transaction], ReconcileReport]:
+        """A reconcile to run in a transaction (what recovery does on the way is reported)."""
         seen, seen_failed = len(self.recovered), len(self.recovery_failed)
 
         def run(txn: Transaction) -> ReconcileReport:
@@ -395,7 +404,112 @@ class HostdevManager:
                                      blocked=list(self.blocked))
             return reconcile_lists(txn, report)
 
-        return self._run(run)
+        return run
+
+    # ------------------------------------------------------------------- watch
+    def watch(self, callback: Callable[[WatchEvent], object] | None = None,
+              stop: threading.Event | Callable[[], bool] | None = None, *,
+              poll_interval: float = 0.5) -> None:
+        """Follow the kernel's PCI uevents and keep the lists in line as they come.
+
+        Reconciles once at start, then, for each batch of uevents: prunes the
+        record of a tracked function that vanished or was re-created (naming its
+        owner), reports a tracked device whose driver changed behind hostdev's
+        back as drift, and gives an added device its persistent wish. Each thing
+        done is logged (logger ``hostdev``, one line) and handed to ``callback``
+        as a :class:`~hostdev.reports.WatchEvent`, after its transaction ended
+        (the callback may call the manager; what it raises ends the watch).
+
+        Runs until ``stop`` (a :class:`threading.Event`, or a callable returning
+        True) is set, which is looked at least every ``poll_interval`` seconds;
+        with None, until interrupted. A burst is taken in batches (see
+        :mod:`hostdev.ops.watch`), one transaction each, never a rescan per
+        event; when the kernel dropped uevents the whole host is reconciled.
+        A batch that cannot take the state lock in time (``StateBusy``) is
+        logged and made up for by a full reconcile at the next look. Raises
+        :class:`~hostdev.errors.UeventsUnavailable` when uevents cannot be
+        followed here.
+        """
+        from hostdev.linux import uevents
+        from hostdev.ops import watch as watching
+
+        stopped = _stop_check(stop)
+        interval = vfio.check_timeout(poll_interval, "poll interval")
+        if interval == 0:
+            raise BadInput("poll interval must be a finite number of seconds above 0, not 0")
+        # Opened before the first look, so that nothing after it is missed.
+        source = uevents.open_events(self.sysfs)
+        try:
+            reconcile = self._reconciler()
+
+            def start(txn: Transaction) -> tuple[list[WatchEvent], str | None]:
+                done = watching.from_reconcile(reconcile(txn))
+                watching.log.info("watching PCI uevents; %d devices tracked",
+                                  len(txn.lists.active) + len(txn.lists.inactive),
+                                  extra={watching.EVENT_LOG_FLAG: True})
+                return done, txn.lists.last_transaction
+
+            done, last = self._run(start)
+            _hand_over(done, callback)
+            behind = False  # a batch could not be handled: look at the whole host
+            while not stopped():
+                batch = uevents.gather(source, interval)
+                if not (batch.events or batch.lost or behind):
+                    continue
+                try:
+                    last = self._watch_batch(source, batch, last, callback, behind=behind)
+                    behind = False
+                except StateBusy as exc:
+                    # Another process's transaction outlasted the lock timeout: the
+                    # batch is not lost, it is made up for by a reconcile next time.
+                    watching.log.warning("%s; the whole host is reconciled at the next try",
+                                         exc, extra={watching.EVENT_LOG_FLAG: True})
+                    behind = True
+        finally:
+            source.close()
+
+    def _watch_batch(self, source: EventSource, batch: Batch, last: str | None,
+                     callback: Callable[[WatchEvent], object] | None, *,
+                     behind: bool = False) -> str | None:
+        """Act on one batch in one transaction; returns the lists' last transaction.
+
+        ``last``: the lists' last transaction at the previous batch (another one
+        since means a transaction of ours wrote to the host in between).
+        ``behind``: an earlier batch was not handled, so the whole host is reconciled.
+        """
+        from hostdev.ops import watch as watching
+
+        reconcile = self._reconciler()
+
+        def act(txn: Transaction) -> tuple[list[WatchEvent], list[PciAddress], str | None]:
+            # Drained again under the lock: every event of a transaction of ours
+            # that finished before it is in this batch (see hostdev.ops.watch).
+            more = source.drain(0)
+            seen = watching.coalesce(batch.events + more.events)
+            if batch.lost or more.lost:
+                # Added devices whose uevents were lost are not in ``seen``: no wish
+                # is applied to them here.
+                done = watching.from_reconcile(reconcile(txn), resync=watching.LOST)
+            elif behind:
+                done = watching.from_reconcile(reconcile(txn), resync=watching.BEHIND)
+            else:
+                done = watching.settle(txn, seen, ours=txn.lists.last_transaction != last)
+            return done, watching.wished(txn, seen), txn.lists.last_transaction
+
+        done, added, now = self._run(act)
+        _hand_over(done, callback)
+        for address in added:
+            _hand_over(self._apply_wish(address), callback)
+        return now
+
+    def _apply_wish(self, address: PciAddress) -> list[WatchEvent]:
+        """Give a device the watch saw added its persistent wish, if it has one.
+
+        Does nothing yet: persistent wishes (``apply_persistent(only=[address])``)
+        come with their own change and are wired here when it lands. Returns what
+        was done, as ``wish`` events.
+        """
+        return []
 
     # ----------------------------------------------------------------- queries
     def used_by(self, address: AddressLike) -> Owner | None:
@@ -476,3 +590,22 @@ def _specs(specs: Sequence[SpecLike]) -> list[HostdevSpec]:
         else:
             out.append(HostdevSpec(address=PciAddress.parse(spec)))
     return out
+
+
+def _stop_check(stop: threading.Event | Callable[[], bool] | None) -> Callable[[], bool]:
+    """``stop`` as a question asked between batches."""
+    if stop is None:
+        return lambda: False
+    if isinstance(stop, threading.Event):
+        return stop.is_set
+    if callable(stop):
+        return lambda: bool(stop())
+    raise BadInput(f"stop must be a threading.Event or a callable, not {type(stop).__name__}")
+
+
+def _hand_over(events: list[WatchEvent], callback: Callable[[WatchEvent], object] | None,
+               ) -> None:
+    if callback is not None:
+        for event in events:
+            callback(event)
+

@@ -6,10 +6,12 @@ them as JSON (``report.model_dump_json()``).
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from hostdev.address import PciAddress
-from hostdev.state.records import DeviceRecord
+from hostdev.state.records import DeviceRecord, Owner
 
 
 class ReattachFailure(BaseModel):
@@ -129,3 +131,30 @@ class ReconcileReport(BaseModel):
     def changed(self) -> bool:
         """Anything was fixed (a second reconcile should report False)."""
         return bool(self.recovered or self.failed or self.pruned or self.stale)
+
+
+class WatchEvent(BaseModel):
+    """One thing :meth:`HostdevManager.watch` acted on (each is one line of its log)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    #: ``pruned``: the device vanished, its record was dropped; ``stale``: another
+    #: device sits at the address now, the record was dropped; ``drift``: a tracked
+    #: device's driver changed behind hostdev's back (reported, not changed);
+    #: ``wish``: an added device was given its persistent wish; ``resync``: the
+    #: kernel dropped uevents (or a batch could not take the state lock), so the
+    #: whole host was reconciled.
+    kind: Literal["pruned", "stale", "drift", "wish", "resync"]
+    address: PciAddress | None = None
+    #: Who held the device (an active record's owner; None for an inactive one).
+    owner: Owner | None = None
+    #: What the kernel said about the address since the last look, oldest first
+    #: (``add``, ``remove``, ``bind``, ``unbind``, ``change``); empty when found by
+    #: the reconcile at start or after lost events.
+    uevents: list[str] = Field(default_factory=list)
+    #: The driver the record expects, and the one bound now (``drift``).
+    expected: str | None = None
+    found: str | None = None
+    #: The log line.
+    message: str
+

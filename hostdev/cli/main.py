@@ -129,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler="hostdev.cli.manage:cmd_reconcile")
     p.add_argument("--json", action="store_true", help="machine-readable report")
 
+    p = sub.add_parser("watch", help="follow PCI uevents: prune vanished devices' records,"
+                                     " report drift, until SIGTERM or Ctrl-C")
+    p.set_defaults(handler="hostdev.cli.watching:cmd_watch")
+    p.add_argument("--json", action="store_true",
+                   help="print each event acted on as one JSON line (the log stays on stderr)")
+
     p = sub.add_parser("demo", help="narrated walk-through on a bundled fake host")
     p.add_argument("--host", default="two-socket-server", help="fixture host name")
     p.set_defaults(handler="hostdev.cli.demo:cmd_demo")
@@ -170,12 +176,14 @@ def _configure_logging() -> None:
 
 
 def _wait_flagged(record: object) -> bool:
-    # The flag hostdev.linux.vfio.WAIT_LOG_FLAG sets (not imported: it would load pydantic here).
-    return bool(getattr(record, "hostdev_wait", False))
+    # The flags hostdev.linux.vfio.WAIT_LOG_FLAG and hostdev.ops.watch.EVENT_LOG_FLAG set
+    # (not imported: it would load pydantic here).
+    return bool(getattr(record, "hostdev_wait", False) or getattr(record, "hostdev_event", False))
 
 
 class _WaitOrWarning:
-    """Logger filter: warnings and up, plus the release-wait messages."""
+    """Logger filter: warnings and up, plus the release-wait messages and what watch
+    mode acts on."""
 
     def filter(self, record: object) -> bool:
         """Whether ``record`` is shown."""

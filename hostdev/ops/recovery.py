@@ -12,6 +12,7 @@ is back they describe it again.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 from hostdev.address import PciAddress
 from hostdev.errors import HostdevError
@@ -207,14 +208,18 @@ def _track(txn: Transaction, addr: PciAddress, driver: str | None,
     return True
 
 
-def prune(txn: Transaction) -> tuple[list[DeviceRecord], list[DeviceRecord]]:
+def prune(txn: Transaction, only: Iterable[PciAddress] | None = None,
+          ) -> tuple[list[DeviceRecord], list[DeviceRecord]]:
     """Drop every record whose device vanished, or was re-created at its address.
 
-    Returns (vanished, re-created), each in address order.
+    ``only``: look at these addresses alone (those the kernel said something
+    about), not at every record. Returns (vanished, re-created), each in address
+    order.
     """
     vanished: list[DeviceRecord] = []
     recreated: list[DeviceRecord] = []
-    for addr in sorted(set(txn.lists.active) | set(txn.lists.inactive)):
+    tracked = set(txn.lists.active) | set(txn.lists.inactive)
+    for addr in sorted(tracked if only is None else tracked.intersection(only)):
         record = txn.lists.find(addr)
         assert record is not None
         presence = check(txn.sysfs, record)

@@ -7,6 +7,8 @@ kernel's errno (docs/kernel-model.md is the contract). Tests can also inject fai
 (``fail_write``, ``fail_probe``, ``crash_after_writes``), fake VFIO users
 (``hold_vfio``), and give drivers disks, interfaces and mount tags that the host
 uses (``add_block``, ``add_netdev``, ``add_mount_tag``, ``add_mount``, ``add_swap``...).
+It sends add, remove, bind and unbind uevents for what it does (``uevents``), which
+the library's watch mode hears as it would a real kernel's.
 
 The names below are imported on first use, so importing this package (as the
 pytest plugin does for every project) needs no pyfakefs; only using them does.

@@ -26,21 +26,18 @@ from __future__ import annotations
 import errno
 import os
 import threading
-import weakref
 from collections.abc import Iterator
 
 from pyfakefs.fake_file import FakeFile
-from pyfakefs.fake_filesystem import FakeFilesystem
 from pyfakefs.fake_os import FakeOsModule
 
 from hostdev.linux import sysfs as sysfs_module
+from hostdev.testing.active import active_state, track
 from hostdev.testing.dispatch import SysfsNode, write
 from hostdev.testing.events import WriteParked
 from hostdev.testing.model import KernelState
 from hostdev.testing.vfio_users import VfioProcess
 
-#: Fake kernels by filesystem (only these are taken over).
-_STATES: weakref.WeakKeyDictionary[FakeFilesystem, KernelState] = weakref.WeakKeyDictionary()
 _INSTALL_LOCK = threading.Lock()
 #: Pids of fake helper processes (above the range fake VFIO users get).
 _FIRST_HELPER_PID = 30000
@@ -51,14 +48,12 @@ def register(state: KernelState) -> None:
     with _INSTALL_LOCK:
         if _starter not in sysfs_module.write_starters:
             sysfs_module.write_starters.append(_starter)
-        _STATES[state.fs] = state
+    track(state)
 
 
 def _starter(path: str, data: bytes) -> FakeHelperWrite | None:
     """The seam: a write through a filesystem with a fake kernel runs here."""
-    # While pyfakefs is active, the library's ``os`` is its fake os module.
-    fs = getattr(vars(sysfs_module).get("os"), "filesystem", None)
-    state = _STATES.get(fs) if isinstance(fs, FakeFilesystem) else None
+    state = active_state()
     if state is None:
         return None
     return FakeHelperWrite(state, path, data)

@@ -33,6 +33,7 @@ from hostdev.testing.tree import (
     unlink_driver,
     unlink_vf,
 )
+from hostdev.testing.uevents import emit
 from hostdev.testing.vfio_users import ensure_not_blocking, group_claimed, register, unregister
 
 EPROBE_DEFER = 517
@@ -133,6 +134,7 @@ def attach_now(state: KernelState, dev: Device, drv: Driver) -> None:
         register(state, dev)
     refresh(state, dev, Change.BINDING)
     children.on_bind(state, dev)
+    emit(state, "bind", dev.address, drv.name)
 
 
 def really_probe(state: KernelState, dev: Device, drv: Driver) -> int:
@@ -202,6 +204,7 @@ def release(state: KernelState, dev: Device) -> None:
     dev.driver = None
     drv.bound.pop(dev.address, None)
     refresh(state, dev, Change.BINDING)
+    emit(state, "unbind", dev.address)
 
 
 def disable_vfs(state: KernelState, pf: Device) -> None:

@@ -15,7 +15,18 @@ from pydantic import ValidationError
 from pyfakefs.fake_filesystem import FakeFilesystem
 
 from hostdev.address import AddressLike, PciAddress
-from hostdev.testing import attrs, blocking, children, drivers, hotplug, opens, registry, sriov
+from hostdev.linux.uevents import Uevent
+from hostdev.testing import (
+    attrs,
+    blocking,
+    children,
+    drivers,
+    hotplug,
+    opens,
+    registry,
+    sriov,
+    uevents,
+)
 from hostdev.testing.dispatch import BusNode
 from hostdev.testing.events import FakeKernelSetupError, WouldBlockEvent, WriteRecord
 from hostdev.testing.faults import ProbeFault, WriteFault
@@ -90,6 +101,7 @@ class FakeKernel:
         self.modules: dict[str, ModuleSpec] = {}
         _install_handlers(state)
         blocking.register(state)
+        uevents.register()
         vfs = state.vfs
         bus = vfs.ensure_dir("/sys/bus/pci")
         vfs.file(bus, "drivers_probe", "", 0o200, BusNode(state, "drivers_probe"))
@@ -125,6 +137,25 @@ class FakeKernel:
     def would_block_events(self) -> list[WouldBlockEvent]:
         """Every write that raised VfioWouldBlock, even if the caller caught it."""
         return self.state.would_block_events
+
+    @property
+    def uevents(self) -> list[Uevent]:
+        """Every uevent sent (add, remove, bind, unbind...), oldest first."""
+        return self.state.uevents
+
+    def limit_uevents(self, count: int | None) -> None:
+        """Let each uevent monitor queue at most ``count`` events (None: no limit); past
+        it they are dropped and the monitor's next batch says events were lost, as a
+        netlink socket whose buffer overflowed does."""
+        if count is not None and count < 0:
+            raise ValueError("count must be >= 0 or None")
+        self.state.uevent_capacity = count
+
+    def send_uevent(self, action: str, address: AddressLike, driver: str | None = None) -> None:
+        """Send a uevent that no change of the fake kernel makes (``change``, or a
+        message about a device that is not there) to every open monitor."""
+        with self.state.lock:
+            uevents.emit(self.state, action, PciAddress.parse(address), driver)
 
     # ------------------------------------------------------------------ building
 

@@ -25,7 +25,9 @@ from hostdev.testing.hostspec import DeviceSpec
 from hostdev.testing.vfs import Vfs
 
 if TYPE_CHECKING:
+    from hostdev.linux.uevents import Uevent
     from hostdev.testing.blocking import FakeHelperWrite
+    from hostdev.testing.uevents import FakeMonitor
     from hostdev.testing.vfio_users import VfioHolder, VfioProcess
 
 #: driver_managed_dma drivers other than the vfio family (they never block VFIO use).
@@ -309,6 +311,11 @@ class KernelState:
         self.root_buses: dict[str, FakeDirectory] = {}
         #: Disks, interfaces and mount tags drivers make, and the host's use of them.
         self.host = HostState()
+        #: Every uevent sent, oldest first, and the monitors open now (see testing.uevents).
+        self.uevents: list[Uevent] = []
+        self.monitors: list[FakeMonitor] = []
+        #: How many uevents a monitor queues before it drops more (None: no limit).
+        self.uevent_capacity: int | None = None
 
     def index_ids(self, dev: Device) -> None:
         """Add ``dev`` to the (vendor, device) index."""

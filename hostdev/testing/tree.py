@@ -13,6 +13,7 @@ from pyfakefs.fake_file import FakeDirectory
 from hostdev.testing.dispatch import DeviceNode
 from hostdev.testing.hostspec import DeviceSpec
 from hostdev.testing.model import Change, Device, Driver, KernelState, SriovState
+from hostdev.testing.uevents import emit
 from hostdev.testing.vfs import relpath, set_contents
 
 _RO = 0o444
@@ -80,6 +81,7 @@ def create_device(
         parent_dev.children[t.address] = dev
     if dev.numa_node >= 0:
         state.online_nodes.add(dev.numa_node)
+    emit(state, "add", dev.address)
     return dev
 
 
@@ -94,6 +96,7 @@ def delete_device(state: KernelState, dev: Device) -> None:
     if dev.parent_dev is not None and dev.physfn is None:
         dev.parent_dev.children.pop(dev.address, None)
     dev.alive = False
+    emit(state, "remove", dev.address)
 
 
 def refresh(state: KernelState, dev: Device, change: Change) -> None:
