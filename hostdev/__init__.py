@@ -52,14 +52,17 @@ if TYPE_CHECKING:
     from hostdev.reports import (
         DriverChange,
         NodeResult,
+        PersistentReport,
         PrepareReport,
         ReattachFailure,
         ReattachReport,
         ReconcileReport,
         SriovReport,
         UpdateReport,
+        WishOutcome,
     )
     from hostdev.state.records import DeviceRecord, HostdevSpec, Owner
+    from hostdev.state.wishes import DetachWish, DeviceIdentity, VfCountWish, Wishes
 
 __version__ = "0.1.0"
 
@@ -71,6 +74,12 @@ _LAZY = {
     "DeviceRecord": "hostdev.state.records",
     "DriverChange": "hostdev.reports",
     "NodeResult": "hostdev.reports",
+    "PersistentReport": "hostdev.reports",
+    "WishOutcome": "hostdev.reports",
+    "Wishes": "hostdev.state.wishes",
+    "DetachWish": "hostdev.state.wishes",
+    "VfCountWish": "hostdev.state.wishes",
+    "DeviceIdentity": "hostdev.state.wishes",
     "PrepareReport": "hostdev.reports",
     "ReattachFailure": "hostdev.reports",
     "ReattachReport": "hostdev.reports",
@@ -88,7 +97,9 @@ _LAZY = {
 __all__ = [
     "BadInput",
     "BindFailed",
+    "DetachWish",
     "DeviceBusy",
+    "DeviceIdentity",
     "DeviceInUse",
     "DeviceNotFound",
     "DeviceRecord",
@@ -109,6 +120,7 @@ __all__ = [
     "Owner",
     "PciAddress",
     "PciDevice",
+    "PersistentReport",
     "PrepareReport",
     "ReattachFailure",
     "ReattachReport",
@@ -123,6 +135,9 @@ __all__ = [
     "UnexpectedContent",
     "UnsafePath",
     "UpdateReport",
+    "VfCountWish",
+    "WishOutcome",
+    "Wishes",
     "WriteBlocked",
     "list_devices",
     "read_device",
