@@ -313,3 +313,22 @@ def test_config_dir_follows_root_and_can_be_given(fake_kernel: FakeKernel) -> No
         Path("/srv/host/etc/hostdev")
     assert HostdevManager(state_dir="/run/x", config_dir="/cfg").wish_store.path == \
         Path("/cfg/wishes.json")
+
+
+def test_device_held_by_a_vfio_user_is_reported(host: Host) -> None:
+    host.mgr.node_detach(NIC, "pci-stub", persistent=True)
+    reboot(host)
+    # Someone else put it on vfio-pci and a guest opened it.
+    sysfs = host.mgr.sysfs
+    sysfs.write(sysfs.device_path(NIC, "driver_override"), "vfio-pci")
+    sysfs.write(sysfs.device_path(NIC, "driver/unbind"), str(NIC))
+    sysfs.write(sysfs.drivers_probe_path, str(NIC))
+    holder = host.kernel.hold_vfio(NIC, pid=4242)
+    before = snapshot(host)
+    report = host.mgr.apply_persistent()
+    assert [o.address for o in report.failed] == [NIC]
+    assert "4242" in report.failed[0].detail
+    assert snapshot(host) == before and host.mgr.inactive() == []
+    holder.release()
+    assert [o.address for o in host.mgr.apply_persistent().done] == [NIC]
+    assert host.driver(NIC) == "pci-stub"
