@@ -44,11 +44,20 @@ def fault_hook(step: str, path: Path) -> None:
     with one that raises the ``OSError`` a full or failing disk would."""
 
 
-def _owner_problem(info: os.stat_result) -> str | None:
+#: The files of the configuration directory, which another option relocates.
+_CONFIG_FILES = frozenset({"wishes file", "configuration directory"})
+
+
+def _option(what: str) -> str:
+    """The command-line option that puts ``what`` elsewhere."""
+    return "--config-dir" if what in _CONFIG_FILES else "--state-dir"
+
+
+def _owner_problem(info: os.stat_result, what: str) -> str | None:
     uid = os.geteuid()
     if info.st_uid != uid:
         return (f"is owned by uid {info.st_uid}, not by uid {uid} running hostdev;"
-                " use a state directory of your own (--state-dir)")
+                f" use a directory of your own ({_option(what)})")
     if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         return (f"is writable by other users (mode {stat.S_IMODE(info.st_mode):04o});"
                 " it cannot be trusted: check it, then chmod go-w it")
@@ -71,7 +80,7 @@ def _require(info: os.stat_result, what: str, path: Path, *, directory: bool = F
         kind = "plain directory" if directory else "regular file"
         raise StateUnusable(f"{what} {path} is {_kind(info.st_mode)}, not a {kind};"
                             " move it aside")
-    problem = _owner_problem(info)
+    problem = _owner_problem(info, what)
     if problem:
         raise StateUnusable(f"{what} {path} {problem}")
 
@@ -85,7 +94,7 @@ def check_dir(directory: Path, what: str = "state directory") -> bool:
         return False
     except OSError as exc:
         raise StateUnusable(f"{what} {directory} cannot be examined: {exc.strerror};"
-                            " pass a directory of your own (--state-dir, --config-dir)") from None
+                            f" pass a directory of your own ({_option(what)})") from None
     _require(info, what, directory, directory=True)
     return True
 
@@ -208,8 +217,8 @@ def replace_file(path: Path, data: bytes, what: str, mode: int = 0o600) -> None:
         err = exc.errno or _errno.EIO
         hint = {_errno.ENOSPC: "free space on its file system",
                 _errno.EDQUOT: "free space within your quota",
-                _errno.EROFS: "remount it read-write or pass another --state-dir",
-                _errno.EACCES: "run as its owner or pass another --state-dir"}.get(
+                _errno.EROFS: f"remount it read-write or pass another {_option(what)}",
+                _errno.EACCES: f"run as its owner or pass another {_option(what)}"}.get(
                     err, "check the disk and the kernel log")
         raise StateWriteFailed(
             f"cannot write {what} {path} ({step}): {_errno.errorcode.get(err, str(err))}"

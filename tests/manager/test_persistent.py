@@ -290,12 +290,13 @@ def test_duplicate_address_in_wishes_file_is_refused(host: Host) -> None:
         host.mgr.apply_persistent()
 
 
-def test_wish_that_cannot_be_written_undoes_the_detach(
-        host: Host, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("failing", ["write", "fsync", "rename"])
+def test_wish_that_cannot_be_written_undoes_the_change(
+        host: Host, monkeypatch: pytest.MonkeyPatch, failing: str) -> None:
     before = snapshot(host)
 
     def full(step: str, path: Path) -> None:
-        if step == "write" and "wishes" in path.name:
+        if step == failing and "wishes" in path.name:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(statedir, "fault_hook", full)
@@ -304,7 +305,8 @@ def test_wish_that_cannot_be_written_undoes_the_detach(
     with pytest.raises(StateWriteFailed, match="wishes file"):
         host.mgr.set_num_vfs(PF, 2, persistent=True)
     assert snapshot(host) == before and host.mgr.inactive() == []
-    assert not CONFIG.exists()
+    assert not CONFIG.exists() and os.listdir(CONFIG.parent) == []
+    assert host.mgr.reconcile().changed is False
 
 
 def test_config_dir_follows_root_and_can_be_given(fake_kernel: FakeKernel) -> None:

@@ -80,3 +80,18 @@ def test_identity_mismatch_wording() -> None:
         update={"device": 0x1572})))
     # A wish without a serial matches any serial: the device had none to go by.
     assert wanted.model_copy(update={"serial": None}).mismatch(wanted) is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file away needs root")
+def test_file_or_directory_of_another_user_is_refused(tmp_path: Path) -> None:
+    store = WishStore(tmp_path / "hostdev")
+    store.save(_wishes())
+    os.chown(store.path, 1000, 1000)
+    with pytest.raises(StateUnusable, match=r"wishes file .* is owned by uid 1000, not by uid 0"
+                                            r" running hostdev; use a directory of your own"
+                                            r" \(--config-dir\)"):
+        store.load()
+    os.chown(store.path, 0, 0)
+    os.chown(store.dir, 1000, 1000)
+    with pytest.raises(StateUnusable, match="configuration directory .* is owned by uid 1000"):
+        store.load()
