@@ -55,6 +55,7 @@ if TYPE_CHECKING:
         AllocationReport,
         DriverChange,
         NodeResult,
+        PersistentReport,
         PrepareReport,
         ReattachFailure,
         ReattachReport,
@@ -62,8 +63,10 @@ if TYPE_CHECKING:
         SriovReport,
         UpdateReport,
         WatchEvent,
+        WishOutcome,
     )
     from hostdev.state.records import DeviceRecord, HostdevSpec, Owner
+    from hostdev.state.wishes import DetachWish, DeviceIdentity, VfCountWish, Wishes
 
 __version__ = "0.1.0"
 
@@ -76,6 +79,12 @@ _LAZY = {
     "AllocationReport": "hostdev.reports",
     "DriverChange": "hostdev.reports",
     "NodeResult": "hostdev.reports",
+    "PersistentReport": "hostdev.reports",
+    "WishOutcome": "hostdev.reports",
+    "Wishes": "hostdev.state.wishes",
+    "DetachWish": "hostdev.state.wishes",
+    "VfCountWish": "hostdev.state.wishes",
+    "DeviceIdentity": "hostdev.state.wishes",
     "PrepareReport": "hostdev.reports",
     "ReattachFailure": "hostdev.reports",
     "ReattachReport": "hostdev.reports",
@@ -95,7 +104,9 @@ __all__ = [
     "AllocationReport",
     "BadInput",
     "BindFailed",
+    "DetachWish",
     "DeviceBusy",
+    "DeviceIdentity",
     "DeviceInUse",
     "DeviceNotFound",
     "DeviceRecord",
@@ -117,6 +128,7 @@ __all__ = [
     "Owner",
     "PciAddress",
     "PciDevice",
+    "PersistentReport",
     "PrepareReport",
     "ReattachFailure",
     "ReattachReport",
@@ -132,7 +144,10 @@ __all__ = [
     "UnexpectedContent",
     "UnsafePath",
     "UpdateReport",
+    "VfCountWish",
     "WatchEvent",
+    "WishOutcome",
+    "Wishes",
     "WriteBlocked",
     "list_devices",
     "read_device",

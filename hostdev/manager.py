@@ -12,10 +12,18 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
 from hostdev.address import AddressLike, PciAddress, validate_driver_name
-from hostdev.errors import BadInput, DeviceBusy, HostdevError, StateBusy, StateWriteFailed
+from hostdev.errors import (
+    BadInput,
+    DeviceBusy,
+    DeviceNotFound,
+    HostdevError,
+    StateBusy,
+    StateWriteFailed,
+)
 from hostdev.linux import vfio
 from hostdev.linux.binding import Guard
 from hostdev.linux.drivers import is_vfio_driver
@@ -25,6 +33,7 @@ from hostdev.linux.modules import modprobe as run_modprobe
 from hostdev.linux.sysfs import DEFAULT_WRITE_TIMEOUT, HelperWrite, Sysfs
 from hostdev.ops.allocate import VfRequest, choose
 from hostdev.ops.node import node_detach, node_reattach, node_reset
+from hostdev.ops.persistent import Outcome, apply_detach, apply_vf_count, identity_of
 from hostdev.ops.prepare import prepare
 from hostdev.ops.reattach import reattach
 from hostdev.ops.recovery import prune as prune_records
@@ -36,17 +45,20 @@ from hostdev.ops.vf_count import set_num_vfs as change_num_vfs
 from hostdev.reports import (
     AllocationReport,
     NodeResult,
+    PersistentReport,
     PrepareReport,
     ReattachReport,
     ReconcileReport,
     SriovReport,
     UpdateReport,
     WatchEvent,
+    WishOutcome,
 )
 from hostdev.state.journal import DeviceBefore, Intent, Journal, PendingWrite
 from hostdev.state.lists import Lists
 from hostdev.state.records import DeviceRecord, HostdevSpec, Owner
 from hostdev.state.store import StateStore, default_state_dir
+from hostdev.state.wishes import DetachWish, Wishes, WishStore, default_config_dir
 
 if TYPE_CHECKING:
     from hostdev.linux.uevents import Batch, EventSource
@@ -71,6 +83,9 @@ class HostdevManager:
     user lets go (unbind, removing VFs), even one that appeared after every
     check: past it the call raises (or reports) :class:`WriteBlocked`, and the
     write is left to a helper process that exits once it returns.
+    ``config_dir`` holds the persistent wishes (``wishes.json``): ``/etc/hostdev``
+    on the real root, ``<root>/etc/hostdev`` otherwise; it is read only by the
+    calls that use it (``persistent=True``, :meth:`apply_persistent`, :meth:`wishes`).
     """
 
     def __init__(self, root: str | os.PathLike[str] = "/",
@@ -78,7 +93,8 @@ class HostdevManager:
                  lock_timeout: float = 10.0, release_timeout: float = 10.0,
                  load_modules: bool = True, modprobe_timeout: float = MODPROBE_TIMEOUT,
                  module_loader: ModuleLoader | None = None,
-                 write_timeout: float = DEFAULT_WRITE_TIMEOUT) -> None:
+                 write_timeout: float = DEFAULT_WRITE_TIMEOUT,
+                 config_dir: str | os.PathLike[str] | None = None) -> None:
         # Every bound on a wait is checked first: nan or inf would wait forever.
         release_timeout = vfio.check_timeout(release_timeout)
         lock_timeout = vfio.check_timeout(lock_timeout, "lock timeout")
@@ -96,6 +112,12 @@ class HostdevManager:
                                 lock_timeout)
         self.release_timeout = release_timeout
         self.journal = Journal(self.store.dir)
+        self.wish_store = WishStore(config_dir if config_dir is not None
+                                    else default_config_dir(root))
+        #: Run after a transaction's lists are saved, inside it: a failure there
+        #: undoes the transaction as a failed save would (a wish is recorded only
+        #: with the change it describes).
+        self._on_commit: list[Callable[[], None]] = []
         #: What recovery of unfinished transactions did, oldest first.
         self.recovered: list[str] = []
         #: What recovery could not put back, oldest first.
@@ -124,11 +146,12 @@ class HostdevManager:
             self.sysfs.fenced.clear()  # recovery fences again what is still blocked
             self.sysfs.helpers.clear()
             self._intent, self._carried, self._carried_befores = None, [], []
+            self._on_commit = []
             original = self._recover_if_needed(guard)
             txn = Transaction(self.sysfs, original.copy(), guard, self._record_intent,
                               module_loader=self.module_loader)
             self.sysfs.on_helper = self._journal_helper
-            saving = False
+            saving = saved = False
             try:
                 yield txn
                 # Saving is part of the transaction: if the state file cannot be
@@ -139,8 +162,12 @@ class HostdevManager:
                 if not txn.lists.same_as(original):
                     saving = True
                     self.store.save(txn.lists)
+                    saved = True
+                for commit in self._on_commit:
+                    saving = True
+                    commit()
             except (Exception, KeyboardInterrupt) as exc:
-                self._roll_back(txn, original, exc, unsaved=saving)
+                self._roll_back(txn, original, exc, unsaved=saving, saved=saved)
                 raise
             finally:
                 self.sysfs.on_helper = None
@@ -182,7 +209,7 @@ class HostdevManager:
         self.journal.write(Intent(operation="pending writes", pending=keep, devices=devices))
 
     def _roll_back(self, txn: Transaction, original: Lists, exc: BaseException, *,
-                   unsaved: bool = False) -> None:
+                   unsaved: bool = False, saved: bool = False) -> None:
         """Undo ``txn`` after ``exc``; save the lists if an undo failed.
 
         If that save fails too, the intent journal is kept: it names every
@@ -196,6 +223,9 @@ class HostdevManager:
         undo step already failed: that device is tracked or journaled), so that
         the lists that stay (the old ones) describe the host; what cannot be put
         back keeps the journal for the next command.
+
+        ``saved``: the new lists were saved before a commit step (a wish) failed;
+        the lists as restored are saved over them whatever they are.
         """
         restored, failures = txn.rollback(original)
         kept = False
@@ -206,7 +236,7 @@ class HostdevManager:
             if undo_failed:
                 failures.extend(undo_failed)
                 kept = True
-        if not restored.same_as(original):
+        if saved or not restored.same_as(original):
             try:
                 self.store.save(restored)
             except StateWriteFailed as save_error:
@@ -343,33 +373,65 @@ class HostdevManager:
 
     # -------------------------------------------------------------- node side
     def node_detach(self, address: AddressLike, stub_driver: str = "vfio-pci", *,
-                    force: bool = False) -> NodeResult:
+                    force: bool = False, persistent: bool = False) -> NodeResult:
         """Move a free device onto ``stub_driver`` and track it inactive.
 
         ``"auto"``: the device's vfio variant driver if one claims it, else vfio-pci.
         Refuses (:class:`~hostdev.errors.DeviceUsedByHost`) a device that carries
         something the host uses, unless ``force``.
+        ``persistent``: also record the wish (the device, named by address, ids and
+        serial number, on the driver it ended up on) in the configuration
+        directory, for :meth:`apply_persistent` at the next boot. The wish is
+        recorded only if the detach succeeded; if it cannot be written, the
+        detach is undone.
         """
         addr = PciAddress.parse(address)
         stub = validate_driver_name(stub_driver)
 
         def run(txn: Transaction) -> NodeResult:
+            wishes = self.wish_store.load() if persistent else None
             chosen = choose_stub(txn.sysfs, addr) if stub == AUTO and \
                 txn.sysfs.device_exists(addr) else stub
-            return node_detach(txn, addr, chosen, force=force)
+            result = node_detach(txn, addr, chosen, force=force)
+            if wishes is not None:
+                wishes.set_detach(DetachWish(device=identity_of(txn.sysfs, addr),
+                                             stub_driver=chosen))
+                self._save_wishes(wishes)
+            return result
 
         return self._run(run)
 
-    def node_reattach(self, address: AddressLike, *,
-                      release_timeout: float | None = None) -> NodeResult:
+    def node_reattach(self, address: AddressLike, *, release_timeout: float | None = None,
+                      persistent: bool = False) -> NodeResult:
         """Give a free device back to the host (works for untracked devices too).
 
         A tracked device its original driver does not take back goes back on its
         stub, still tracked, and ``RestoreFailed`` says so.
+        ``persistent``: also drop the device's persistent detach wish, once it is
+        back (or at once when the device is not on the host: a wish for a card
+        that was removed can always be dropped).
         """
         addr = PciAddress.parse(address)
         self._timeout(release_timeout)  # bad input fails before the lock is taken
-        return self._run(lambda txn: node_reattach(txn, addr), release_timeout)
+
+        def run(txn: Transaction) -> NodeResult:
+            if not persistent:
+                return node_reattach(txn, addr)
+            wishes = self.wish_store.load()
+            if not txn.sysfs.device_exists(addr) and addr not in txn.lists.inactive:
+                if not wishes.forget_detach(addr):
+                    raise DeviceNotFound(
+                        f"PCI device {addr} not found and has no persistent detach; check the"
+                        " address with 'hostdev list' or 'hostdev wishes'", address=addr)
+                self._save_wishes(wishes)
+                return NodeResult(address=addr, driver=None,
+                                  action="not on this host; its persistent detach was removed")
+            result = node_reattach(txn, addr)
+            if wishes.forget_detach(addr):
+                self._save_wishes(wishes)
+            return result
+
+        return self._run(run, release_timeout)
 
     def node_reset(self, address: AddressLike) -> NodeResult:
         """Reset a device no owner holds (skipped on a vfio driver, which resets it itself)."""
@@ -377,16 +439,93 @@ class HostdevManager:
         return self._run(lambda txn: node_reset(txn, addr))
 
     def set_num_vfs(self, pf: AddressLike, count: int, *, force: bool = False,
-                    release_timeout: float | None = None) -> SriovReport:
+                    release_timeout: float | None = None,
+                    persistent: bool = False) -> SriovReport:
         """Set a PF's VF count; refuses while a VF that would vanish is assigned, or
         the host uses something a vanishing VF carries (both unless
-        ``force``), or a VF is held by a VFIO user. Reconciles the lists after."""
+        ``force``), or a VF is held by a VFIO user. Reconciles the lists after.
+
+        ``persistent``: also record ``count`` as the PF's wished VF count, once it
+        is set (a count of 0 drops the wish: 0 VFs is what a PF has after boot;
+        for a PF that is not on the host, 0 only drops the wish).
+        """
         addr = PciAddress.parse(pf)
         if isinstance(count, bool) or not isinstance(count, int):
             raise BadInput(f"VF count must be an integer, not {count!r}")
         self._timeout(release_timeout)
-        return self._run(lambda txn: change_num_vfs(txn, addr, count, force=force),
-                         release_timeout)
+
+        def run(txn: Transaction) -> SriovReport:
+            if not persistent:
+                return change_num_vfs(txn, addr, count, force=force)
+            wishes = self.wish_store.load()
+            if count == 0 and not txn.sysfs.device_exists(addr):
+                known = any(w.device.address == addr for w in wishes.sriov)
+                if not known:
+                    raise DeviceNotFound(
+                        f"PCI device {addr} not found and has no persistent VF count; check"
+                        " the address with 'hostdev list' or 'hostdev wishes'",
+                        address=addr)
+                wishes.sriov = [w for w in wishes.sriov if w.device.address != addr]
+                self._save_wishes(wishes)
+                return SriovReport(pf=addr, before=0, after=0)
+            report = change_num_vfs(txn, addr, count, force=force)
+            wishes.set_vf_count(identity_of(txn.sysfs, addr), count)
+            self._save_wishes(wishes)
+            return report
+
+        return self._run(run, release_timeout)
+
+    # -------------------------------------------------------------- persistent
+    def wishes(self) -> Wishes:
+        """The persistent wishes of the configuration directory (none when it is absent)."""
+        return self.wish_store.load()
+
+    def apply_persistent(self, only: Iterable[AddressLike] | AddressLike | None = None
+                         ) -> PersistentReport:
+        """Make the host match the persistent wishes; never forces anything.
+
+        VF counts first (so that the VFs exist), then detaches, each device
+        tracked inactive exactly as after :meth:`node_detach`. Each wish is its
+        own transaction: one that cannot be applied (another device at the
+        address, a device the host uses, a VFIO holder, a kernel refusal) is
+        reported in ``failed`` and leaves the others be. A device that is not on
+        the host is reported in ``missing``. Running it again changes nothing.
+        ``only``: apply only the wishes of these addresses (a device that just
+        appeared). A wishes file that cannot be trusted raises before anything
+        is done.
+        """
+        if only is None:
+            chosen = None
+        elif isinstance(only, str | PciAddress):
+            chosen = {PciAddress.parse(only)}
+        else:
+            chosen = {PciAddress.parse(a) for a in only}
+        wishes = self.wish_store.load()
+        report = PersistentReport()
+        for sriov in wishes.sriov:
+            if chosen is None or sriov.device.address in chosen:
+                self._apply_wish(report, sriov.device.address, f"{sriov.num_vfs} VFs",
+                                 partial(apply_vf_count, wish=sriov))
+        for detach in wishes.detach:
+            if chosen is None or detach.device.address in chosen:
+                self._apply_wish(report, detach.device.address, f"on {detach.stub_driver}",
+                                 partial(apply_detach, wish=detach))
+        return report
+
+    def _apply_wish(self, report: PersistentReport, address: PciAddress, wish: str,
+                    action: Callable[[Transaction], tuple[Outcome, str]]) -> None:
+        try:
+            outcome, detail = self._run(action)
+        except DeviceNotFound as exc:  # vanished between the look and the act
+            outcome, detail = Outcome.MISSING, str(exc)
+        except HostdevError as exc:
+            outcome, detail = Outcome.FAILED, str(exc)
+        getattr(report, outcome.value).append(WishOutcome(address=address, wish=wish,
+                                                          detail=detail))
+
+    def _save_wishes(self, wishes: Wishes) -> None:
+        """Write ``wishes`` once the running transaction's change is saved."""
+        self._on_commit.append(lambda: self.wish_store.save(wishes))
 
     def reconcile(self) -> ReconcileReport:
         """Bring the lists in line with the host: finish recovery of a crashed
@@ -499,17 +638,24 @@ class HostdevManager:
         done, added, now = self._run(act)
         _hand_over(done, callback)
         for address in added:
-            _hand_over(self._apply_wish(address), callback)
+            _hand_over(self._wish_for_added(address), callback)
         return now
 
-    def _apply_wish(self, address: PciAddress) -> list[WatchEvent]:
+    def _wish_for_added(self, address: PciAddress) -> list[WatchEvent]:
         """Give a device the watch saw added its persistent wish, if it has one.
 
-        Does nothing yet: persistent wishes (``apply_persistent(only=[address])``)
-        come with their own change and are wired here when it lands. Returns what
-        was done, as ``wish`` events.
+        Returns what was done (or could not be), as ``wish`` events. A wishes file
+        that cannot be read is logged, not raised: the watch goes on pruning.
         """
-        return []
+        from hostdev.ops import watch as watching
+
+        try:
+            report = self.apply_persistent(only=[address])
+        except HostdevError as exc:
+            watching.log.warning("%s: persistent wishes not applied: %s", address, exc,
+                                 extra={watching.EVENT_LOG_FLAG: True})
+            return []
+        return watching.from_wishes(report)
 
     # ----------------------------------------------------------------- queries
     def used_by(self, address: AddressLike) -> Owner | None:

@@ -158,3 +158,35 @@ class WatchEvent(BaseModel):
     #: The log line.
     message: str
 
+class WishOutcome(BaseModel):
+    """What became of one persistent wish."""
+
+    address: PciAddress
+    #: The wish, in a few words (``8 VFs``, ``on vfio-pci``).
+    wish: str
+    #: What was done, found, or what stood in the way.
+    detail: str
+
+
+class PersistentReport(BaseModel):
+    """Outcome of :meth:`HostdevManager.apply_persistent`: every wish in one list."""
+
+    #: Wishes applied now.
+    done: list[WishOutcome] = Field(default_factory=list)
+    #: Wishes the host already matched (nothing written).
+    already: list[WishOutcome] = Field(default_factory=list)
+    #: Wishes whose device is not on the host (yet): applied when it appears.
+    missing: list[WishOutcome] = Field(default_factory=list)
+    #: Wishes that could not be applied (another device at the address, a device
+    #: the host uses, a VFIO holder, a kernel refusal...): nothing is forced.
+    failed: list[WishOutcome] = Field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Nothing failed (a missing device is not a failure: it gets its wish later)."""
+        return not self.failed
+
+    @property
+    def changed(self) -> bool:
+        """Something was applied (a second run right after reports False)."""
+        return bool(self.done)

@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--state-dir", default=None, metavar="DIR",
                         help="state directory (default /run/hostdev as root,"
                              " else $XDG_RUNTIME_DIR/hostdev)")
+    parser.add_argument("--config-dir", default=None, metavar="DIR",
+                        help="where persistent wishes are kept (default /etc/hostdev, under"
+                             " --root when it is not /)")
     parser.add_argument("--release-timeout", type=_seconds, default=10.0, metavar="SECONDS",
                         help="how long to wait for a VFIO user (e.g. QEMU) to let go of a"
                              " device before refusing to unbind it (a finite number >= 0;"
@@ -76,10 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("addresses", nargs="+", metavar="ADDRESS")
     p.add_argument("--driver", default="vfio-pci", help=_DRIVER_HELP)
     p.add_argument("--force", action="store_true", help=_FORCE_HOST_USE)
+    p.add_argument("--persistent", action="store_true",
+                   help="also keep them on the stub after a reboot (see 'hostdev boot')")
 
     p = sub.add_parser("reattach", help="give free devices back to their host drivers")
     p.set_defaults(handler="hostdev.cli.manage:cmd_reattach")
     p.add_argument("addresses", nargs="+", metavar="ADDRESS")
+    p.add_argument("--persistent", action="store_true",
+                   help="also drop their persistent detach (works for a device no longer"
+                        " present)")
 
     p = sub.add_parser("reset", help="reset a device no owner holds")
     p.set_defaults(handler="hostdev.cli.manage:cmd_reset")
@@ -122,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="proceed even if assigned VFs vanish (their records are dropped) or"
                         " the host uses a disk, interface or mount tag a vanishing VF"
                         " carries")
+    p.add_argument("--persistent", action="store_true",
+                   help="also give the PF N VFs after a reboot (0 drops that wish)")
     p.add_argument("--json", action="store_true", help="machine-readable report")
 
     p = sub.add_parser("reconcile",
@@ -134,6 +144,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler="hostdev.cli.watching:cmd_watch")
     p.add_argument("--json", action="store_true",
                    help="print each event acted on as one JSON line (the log stays on stderr)")
+    p = sub.add_parser("boot", help="apply the persistent wishes: VF counts, then detaches"
+                                    " (exit 1 if one could not be applied)")
+    p.set_defaults(handler="hostdev.cli.persistent:cmd_boot")
+    p.add_argument("--only", action="append", metavar="ADDRESS",
+                   help="apply only the wishes of this device (repeatable)")
+    p.add_argument("--json", action="store_true", help="machine-readable report")
+
+    p = sub.add_parser("wishes", help="list the persistent wishes")
+    p.set_defaults(handler="hostdev.cli.persistent:cmd_wishes")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("install-units",
+                       help="write the systemd unit and udev rule that apply the wishes at"
+                            " boot and on hot-plug")
+    p.set_defaults(handler="hostdev.cli.units:cmd_install_units")
+    p.add_argument("--root", dest="unit_root", default="/", metavar="DIR",
+                   help="install under this directory (an image being built; default /)")
+    p.add_argument("--command", dest="command_path", default=None, metavar="PATH",
+                   help="absolute path of the hostdev command the unit runs (default: this"
+                        " one)")
 
     p = sub.add_parser("demo", help="narrated walk-through on a bundled fake host")
     p.add_argument("--host", default="two-socket-server", help="fixture host name")

@@ -20,7 +20,8 @@ def manager(args: argparse.Namespace) -> HostdevManager:
     """A manager for the global ``--root`` and ``--state-dir`` options."""
     mgr = HostdevManager(root=args.root, state_dir=args.state_dir,
                          release_timeout=args.release_timeout,
-                         load_modules=getattr(args, "load_modules", True))
+                         load_modules=getattr(args, "load_modules", True),
+                         config_dir=getattr(args, "config_dir", None))
     mgr.sysfs.check_tree()
     return mgr
 
@@ -42,8 +43,9 @@ def cmd_detach(args: argparse.Namespace) -> int:
     addrs = _addresses(args.addresses)
     mgr = manager(args)
     for addr in addrs:
-        result = mgr.node_detach(addr, stub_driver=args.driver, force=args.force)
-        print(f"{addr}: {result.action}")
+        result = mgr.node_detach(addr, stub_driver=args.driver, force=args.force,
+                                 persistent=args.persistent)
+        print(f"{addr}: {result.action}" + (" (persistent)" if args.persistent else ""))
     return 0
 
 
@@ -52,7 +54,7 @@ def cmd_reattach(args: argparse.Namespace) -> int:
     addrs = _addresses(args.addresses)
     mgr = manager(args)
     for addr in addrs:
-        result = mgr.node_reattach(addr)
+        result = mgr.node_reattach(addr, persistent=args.persistent)
         print(f"{addr}: {result.action}")
     return 0
 
@@ -140,10 +142,13 @@ def cmd_prune(args: argparse.Namespace) -> int:
 def cmd_sriov(args: argparse.Namespace) -> int:
     """Set a PF's VF count."""
     pf = PciAddress.parse(args.pf)
-    report = manager(args).set_num_vfs(pf, args.count, force=args.force)
+    report = manager(args).set_num_vfs(pf, args.count, force=args.force,
+                                       persistent=args.persistent)
     lines = [f"{pf}: {report.before} -> {report.after} VFs"
              + (" (through 0: the kernel refuses a direct change)"
-                if report.went_through_zero else "")]
+                if report.went_through_zero else "")
+             + ((" (persistent)" if args.count else " (persistent VF count dropped)")
+                if args.persistent else "")]
     lines += [f"{r.address}: record pruned (VF vanished)" for r in report.pruned]
     lines += [f"{r.address}: ORPHANED: was assigned to {r.owner}" for r in report.orphaned]
     _emit(args, report, lines)

@@ -21,6 +21,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from hostdev.errors import HostdevError
+
+# typing.TYPE_CHECKING, without importing typing at run time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from hostdev.address import PciAddress
+    from hostdev.linux.sysfs import Sysfs
+
 _ID_STRING = 0x02
 _VPD_R = 0x10
 _VPD_W = 0x11
@@ -187,3 +195,22 @@ def build_vpd(name: str | None = None, read_only: dict[str, str] | None = None,
         large(_VPD_W, keywords(read_write))
     out.append(_END_TAG)
     return bytes(out)
+
+
+def read_serial(sysfs: Sysfs, address: PciAddress) -> str | None:
+    """The serial number (VPD-R ``SN``) of a device, None when it has none.
+
+    PCI sysfs has no ``serial`` attribute; the VPD is where a card keeps its
+    serial number. A device without ``vpd``, with VPD that cannot be read (not
+    root, a device that does not answer) or parsed, or without ``SN``, has none.
+    """
+    try:
+        raw = sysfs.read_binary(sysfs.device_path(address, "vpd"), address)
+    except HostdevError:
+        return None
+    if not raw:
+        return None
+    try:
+        return parse_vpd(raw).serial_number or None
+    except MalformedVpd:
+        return None

@@ -28,7 +28,7 @@ from hostdev.linux import binding
 from hostdev.linux.uevents import Uevent
 from hostdev.ops.recovery import prune
 from hostdev.ops.transaction import Transaction
-from hostdev.reports import ReconcileReport, WatchEvent
+from hostdev.reports import PersistentReport, ReconcileReport, WatchEvent
 from hostdev.state.records import DeviceRecord
 
 log = logging.getLogger("hostdev")
@@ -133,6 +133,23 @@ def _held(record: DeviceRecord) -> str:
 
 def _owner(record: DeviceRecord) -> str:
     return f"active, held by {record.owner}" if record.owner is not None else "inactive"
+
+
+def from_wishes(report: PersistentReport) -> list[WatchEvent]:
+    """The ``wish`` events of an added device's persistent wishes (applied or failed).
+
+    Wishes the host already matched say nothing; a device that vanished again
+    before its wish could be applied is not news either.
+    """
+    events = []
+    for outcome, verb in ((report.done, "applied"), (report.failed, "could not be applied")):
+        for wish in outcome:
+            event = WatchEvent(kind="wish", address=wish.address,
+                               message=f"{wish.address}: added; persistent wish ({wish.wish})"
+                                       f" {verb}: {wish.detail}")
+            _log(event)
+            events.append(event)
+    return events
 
 
 def _log(event: WatchEvent) -> None:

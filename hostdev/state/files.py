@@ -44,14 +44,23 @@ def fault_hook(step: str, path: Path) -> None:
     with one that raises the ``OSError`` a full or failing disk would."""
 
 
-def _owner_problem(info: os.stat_result) -> str | None:
+#: The files of the configuration directory, which another option relocates.
+_CONFIG_FILES = frozenset({"wishes file", "configuration directory"})
+
+
+def _option(what: str) -> str:
+    """The command-line option that puts ``what`` elsewhere."""
+    return "--config-dir" if what in _CONFIG_FILES else "--state-dir"
+
+
+def _owner_problem(info: os.stat_result, what: str) -> str | None:
     uid = os.geteuid()
     if info.st_uid != uid:
         return (f"is owned by uid {info.st_uid}, not by uid {uid} running hostdev;"
-                " use a state directory of your own (--state-dir)")
+                f" use a directory of your own ({_option(what)})")
     if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         return (f"is writable by other users (mode {stat.S_IMODE(info.st_mode):04o});"
-                " it cannot be trusted: check it, then chmod it 600 (directory: 700)")
+                " it cannot be trusted: check it, then chmod go-w it")
     return None
 
 
@@ -71,12 +80,12 @@ def _require(info: os.stat_result, what: str, path: Path, *, directory: bool = F
         kind = "plain directory" if directory else "regular file"
         raise StateUnusable(f"{what} {path} is {_kind(info.st_mode)}, not a {kind};"
                             " move it aside")
-    problem = _owner_problem(info)
+    problem = _owner_problem(info, what)
     if problem:
         raise StateUnusable(f"{what} {path} {problem}")
 
 
-def check_dir(directory: Path) -> bool:
+def check_dir(directory: Path, what: str = "state directory") -> bool:
     """False when ``directory`` does not exist; StateUnusable unless it is a plain
     directory owned by the caller and writable by no one else."""
     try:
@@ -84,9 +93,9 @@ def check_dir(directory: Path) -> bool:
     except FileNotFoundError:
         return False
     except OSError as exc:
-        raise StateUnusable(f"state directory {directory} cannot be examined: {exc.strerror};"
-                            " pass a state directory of your own (--state-dir)") from None
-    _require(info, "state directory", directory, directory=True)
+        raise StateUnusable(f"{what} {directory} cannot be examined: {exc.strerror};"
+                            f" pass a directory of your own ({_option(what)})") from None
+    _require(info, what, directory, directory=True)
     return True
 
 
@@ -167,9 +176,11 @@ def parse_json(raw: bytes, path: Path, what: str) -> object:
                            " it was left as it is: move it aside") from None
 
 
-def replace_file(path: Path, data: bytes, what: str) -> None:
+def replace_file(path: Path, data: bytes, what: str, mode: int = 0o600) -> None:
     """Atomically replace ``path`` with ``data``: write a temporary file next to
-    it, fsync it, rename it over ``path``, fsync the directory.
+    it, fsync it, rename it over ``path``, fsync the directory. The new file gets
+    ``mode`` whatever the umask (the state files are private; the wishes file
+    of the configuration directory is readable by all).
 
     On any failure up to and including the rename, the temporary file is
     removed, ``path`` keeps its old content, and StateWriteFailed is raised. A
@@ -185,6 +196,8 @@ def replace_file(path: Path, data: bytes, what: str) -> None:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600)
         try:
+            if mode != 0o600:
+                os.fchmod(fd, mode)
             step = "write"
             fault_hook(step, tmp)
             view = memoryview(data)
@@ -204,8 +217,8 @@ def replace_file(path: Path, data: bytes, what: str) -> None:
         err = exc.errno or _errno.EIO
         hint = {_errno.ENOSPC: "free space on its file system",
                 _errno.EDQUOT: "free space within your quota",
-                _errno.EROFS: "remount it read-write or pass another --state-dir",
-                _errno.EACCES: "run as its owner or pass another --state-dir"}.get(
+                _errno.EROFS: f"remount it read-write or pass another {_option(what)}",
+                _errno.EACCES: f"run as its owner or pass another {_option(what)}"}.get(
                     err, "check the disk and the kernel log")
         raise StateWriteFailed(
             f"cannot write {what} {path} ({step}): {_errno.errorcode.get(err, str(err))}"

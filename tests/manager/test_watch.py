@@ -160,7 +160,7 @@ def test_added_devices_go_to_the_wish_hook(host: Host, monkeypatch: pytest.Monke
         asked.append(address)
         return [WatchEvent(kind="wish", address=address, message=f"{address}: wish")]
 
-    monkeypatch.setattr(HostdevManager, "_apply_wish", wish)
+    monkeypatch.setattr(HostdevManager, "_wish_for_added", wish)
     vf0, _ = host.vfs(2)
     host.mgr.node_detach(vf0)
     events = watch(host.mgr, lambda: host.vfs(3))
@@ -322,3 +322,26 @@ def test_a_busy_lock_is_made_up_for_by_a_reconcile(host: Host,
     assert [(e.kind, e.address) for e in events] == [("resync", None), ("pruned", vf0)]
     assert "state lock was busy" in events[0].message
     assert host.mgr.inactive() == []
+
+
+def test_a_recreated_vf_gets_its_persistent_wish(host: Host) -> None:
+    vf0, vf1 = host.vfs(2)
+    host.mgr.node_detach(vf1, persistent=True)
+    events = watch(host.mgr, lambda: host.vfs(2))  # 2 -> 0 -> 2 behind our back
+    assert [(e.kind, e.address) for e in events] == [("stale", vf1), ("wish", vf1)]
+    assert "applied" in events[1].message and "vfio-pci" in events[1].message
+    assert host.driver(vf1) == "vfio-pci" and host.driver(vf0) == "iavf"
+    assert [r.address for r in host.mgr.inactive()] == [vf1]
+
+
+def test_a_wishes_file_that_cannot_be_read_does_not_stop_the_watch(
+        host: Host, caplog: pytest.LogCaptureFixture) -> None:
+    _, vf1 = host.vfs(2)
+    host.mgr.node_detach(vf1, persistent=True)
+    with open(host.mgr.wish_store.path, "w") as f:
+        f.write("{not json")
+    caplog.set_level(logging.INFO, logger="hostdev")
+    events = watch(host.mgr, lambda: host.vfs(2))
+    assert [(e.kind, e.address) for e in events] == [("stale", vf1)]
+    assert host.driver(vf1) == "iavf"
+    assert any("persistent wishes not applied" in r.getMessage() for r in caplog.records)
