@@ -58,6 +58,10 @@ class _SubParser(_Parser):
         _add_common(self, after_command=True)
 
 
+_ADDRESS_HELP = "a PCI address: DDDD:BB:SS.F, or BB:SS.F in domain 0000"
+_ADDRESSES_HELP = "PCI addresses (DDDD:BB:SS.F, or BB:SS.F in domain 0000)"
+_OWNER_HELP = "who holds the devices: the driver and the domain (guest) name, e.g. qemu/vm1"
+
 _DRIVER_HELP = ("stub driver (default vfio-pci; 'auto': the device's vfio variant driver"
                 " from modules.alias, else vfio-pci)")
 
@@ -104,41 +108,41 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("show", help="every fact of one device")
     p.set_defaults(handler="hostdev.cli.inventory:cmd_show")
-    p.add_argument("address")
+    p.add_argument("address", metavar="ADDRESS", help=_ADDRESS_HELP)
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = sub.add_parser("detach", help="move free devices onto a stub driver (inactive list)")
     p.set_defaults(handler="hostdev.cli.manage:cmd_detach")
-    p.add_argument("addresses", nargs="+", metavar="ADDRESS")
+    p.add_argument("addresses", nargs="+", metavar="ADDRESS", help=_ADDRESSES_HELP)
     p.add_argument("--driver", default="vfio-pci", help=_DRIVER_HELP)
     p.add_argument("--force", action="store_true", help=_FORCE_HOST_USE)
     p.add_argument("--json", action="store_true", help="machine-readable report")
 
     p = sub.add_parser("reattach", help="give free devices back to their host drivers")
     p.set_defaults(handler="hostdev.cli.manage:cmd_reattach")
-    p.add_argument("addresses", nargs="+", metavar="ADDRESS")
+    p.add_argument("addresses", nargs="+", metavar="ADDRESS", help=_ADDRESSES_HELP)
     p.add_argument("--json", action="store_true", help="machine-readable report")
 
     p = sub.add_parser("reset", help="reset a device no owner holds")
     p.set_defaults(handler="hostdev.cli.manage:cmd_reset")
-    p.add_argument("address")
+    p.add_argument("address", metavar="ADDRESS", help=_ADDRESS_HELP)
     p.add_argument("--json", action="store_true", help="machine-readable report")
 
     p = sub.add_parser("assign", help="prepare devices for an owner (active list)")
     p.set_defaults(handler="hostdev.cli.manage:cmd_assign")
-    p.add_argument("--owner", required=True, metavar="DRIVER/DOMAIN")
+    p.add_argument("--owner", required=True, metavar="DRIVER/DOMAIN", help=_OWNER_HELP)
     p.add_argument("--unmanaged", action="store_true",
                    help="devices are already on a stub; do not detach or give them back")
     p.add_argument("--driver", default="vfio-pci", help=_DRIVER_HELP)
     p.add_argument("--force", action="store_true", help=_FORCE_HOST_USE)
     p.add_argument("--json", action="store_true", help="machine-readable report")
-    p.add_argument("addresses", nargs="+", metavar="ADDRESS")
+    p.add_argument("addresses", nargs="+", metavar="ADDRESS", help=_ADDRESSES_HELP)
 
     p = sub.add_parser("release", help="take an owner's devices back (reattach)")
     p.set_defaults(handler="hostdev.cli.manage:cmd_release")
-    p.add_argument("--owner", required=True, metavar="DRIVER/DOMAIN")
+    p.add_argument("--owner", required=True, metavar="DRIVER/DOMAIN", help=_OWNER_HELP)
     p.add_argument("--json", action="store_true", help="machine-readable report")
-    p.add_argument("addresses", nargs="+", metavar="ADDRESS")
+    p.add_argument("addresses", nargs="+", metavar="ADDRESS", help=_ADDRESSES_HELP)
 
     p = sub.add_parser("prune", help="drop records of devices that vanished from the host")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -146,8 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sriov", help="set a PF's VF count (refuses to orphan assigned VFs)")
     p.set_defaults(handler="hostdev.cli.manage:cmd_sriov")
-    p.add_argument("pf", metavar="PF")
-    p.add_argument("count", type=int, metavar="N")
+    p.add_argument("pf", metavar="PF", help="the physical function's PCI address")
+    p.add_argument("count", type=int, metavar="N", help="the VF count wanted (0 removes them)")
     p.add_argument("--force", action="store_true",
                    help="proceed even if assigned VFs vanish (their records are dropped) or"
                         " the host uses a disk, interface or mount tag a vanishing VF"
@@ -170,7 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("completion", help="print a shell completion script")
     p.set_defaults(handler="hostdev.cli.completion:cmd_completion")
-    p.add_argument("shell", choices=["bash", "zsh", "fish"])
+    p.add_argument("shell", choices=["bash", "zsh", "fish"],
+                   help="the shell the script is for (bash: source it, or install it as"
+                        " /etc/bash_completion.d/hostdev)")
     return parser
 
 
