@@ -20,6 +20,7 @@ waited for beyond the state lock the transaction already holds).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -46,7 +47,9 @@ KEEP_ROTATED = 3
 log = logging.getLogger("hostdev")
 
 
+@functools.lru_cache(maxsize=8)
 def _user(uid: int) -> str | None:
+    """The name of ``uid`` (looked up once per process: a name service may be slow)."""
     import pwd
 
     try:

@@ -132,3 +132,19 @@ def test_every_command_takes_the_common_options() -> None:
     assert parser.parse_args(["-q", "prune"]).quiet is True
     assert parser.parse_args(["prune", "--quiet"]).quiet is True
     assert parser.parse_args(["prune"]).verbose == 0
+
+
+def test_quiet_show_keeps_its_warnings_to_itself(fake_kernel: FakeKernel,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    fake_kernel.load_fixture("vmd-workstation")
+    vf = "0000:01:00.2"
+    link = os.path.realpath(f"/sys/bus/pci/devices/{vf}") + "/physfn"
+    os.unlink(link)
+    os.symlink("../../../../etc", link)  # a link that is not a PCI function: a warning
+    assert main([*STATE, "show", vf]) == 0
+    assert "physfn link points at 'etc'" in capsys.readouterr().err
+    assert main([*STATE, "show", vf, "-q"]) == 0
+    out, err = capsys.readouterr()
+    assert err == "" and vf in out
