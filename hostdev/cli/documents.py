@@ -15,7 +15,7 @@ with that member added. :data:`DOCUMENTS` names them all for ``hostdev schema NA
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -230,6 +230,9 @@ class ErrorOutput(BaseModel):
 
     schema_id: Literal["hostdev.error/1"] = Field(default=ERROR_SCHEMA_ID, alias="schema")
     error: ErrorInfo
+    #: What a command acting on several devices in turn (``detach A B``) did before
+    #: the error, as the document it prints on success (``hostdev.node/1``); else None.
+    done: dict[str, Any] | None = None
 
 
 class AuditError(BaseModel):

@@ -199,15 +199,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _dispatch(args)
     except HostdevError as exc:
         code = EXIT_BAD_INPUT if isinstance(exc, BadInput) else EXIT_ERROR
-        return _fail(wants_json, type(exc).__name__, str(exc), code, exc.address)
+        return _fail(wants_json, type(exc).__name__, str(exc), code, exc.address,
+                     getattr(exc, DONE_ATTRIBUTE, None))
     except KeyboardInterrupt:
         return _fail(wants_json, "Interrupted", "interrupted", EXIT_ERROR)
     except BrokenPipeError:
         return EXIT_OK
 
 
+#: Set on an error by a command that acts on several devices in turn: the document of
+#: what it did before the error (printed as the error document's ``done``).
+DONE_ATTRIBUTE = "hostdev_cli_done"
+
+
 def _fail(wants_json: bool, kind: str, message: str, code: int,
-          device: object | None = None) -> int:
+          device: object | None = None, done: object | None = None) -> int:
     """Report an error on stderr and, with ``--json``, as a document on stdout."""
     print(f"hostdev: {message}", file=sys.stderr)
     if wants_json:
@@ -217,8 +223,8 @@ def _fail(wants_json: bool, kind: str, message: str, code: int,
 
         error = {"type": kind, "message": message, "exit_code": code,
                  "device": None if device is None else str(device)}
-        sys.stdout.write(json.dumps({"schema": ERROR_SCHEMA_ID, "error": error}, indent=2,
-                                    ensure_ascii=False) + "\n")
+        document = {"schema": ERROR_SCHEMA_ID, "error": error, "done": done}
+        sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     return code
 
 

@@ -4,6 +4,7 @@ sriov, reconcile; each prints lines of text or, with ``--json``, one document.""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
 
@@ -18,6 +19,8 @@ from hostdev.cli.documents import (
     ReleaseOutput,
     SriovOutput,
 )
+from hostdev.cli.main import DONE_ATTRIBUTE
+from hostdev.errors import HostdevError
 from hostdev.manager import HostdevManager
 from hostdev.reports import NodeResult
 from hostdev.state.records import HostdevSpec, Owner
@@ -49,9 +52,15 @@ def _node_verb(args: argparse.Namespace, texts: Sequence[str],
                verb: Callable[[PciAddress], NodeResult]) -> int:
     """Run a node verb on each address in turn; the text says each result as it comes,
     the JSON document gives them all at the end (an error stops at that device)."""
-    results = []
+    results: list[NodeResult] = []
     for addr in _addresses(texts):
-        result = verb(addr)
+        try:
+            result = verb(addr)
+        except HostdevError as exc:
+            if results:  # the JSON error document says what was done before it
+                setattr(exc, DONE_ATTRIBUTE, json.loads(
+                    NodeOutput(results=results).model_dump_json(by_alias=True)))
+            raise
         results.append(result)
         if not getattr(args, "json", False):
             print(f"{addr}: {result.action}")

@@ -37,7 +37,8 @@ on standard output; its member \\fBschema\\fR names its schema (\\fBhostdev.list
 \\fBhostdev schema\\fR lists the documents, \\fBhostdev schema\\fR \\fINAME\\fR prints
 the JSON Schema of one.
 With \\fB\\-\\-json\\fR an error is a document too (schema \\fBhostdev.error/1\\fR:
-\\fBerror\\fR with \\fBtype\\fR, \\fBmessage\\fR, \\fBexit_code\\fR and \\fBdevice\\fR),
+\\fBerror\\fR with \\fBtype\\fR, \\fBmessage\\fR, \\fBexit_code\\fR and \\fBdevice\\fR,
+and \\fBdone\\fR, what a command acting on several devices did before the error),
 printed on standard output as well as on standard error; the exit status is the same.
 .SH EXIT STATUS
 .TP

@@ -101,9 +101,21 @@ def test_errors_are_documents_on_stdout_with_the_same_exit_code(
     doc = json.loads(out)
     assert doc == {"schema": "hostdev.error/1",
                    "error": {"type": kind, "message": err.removeprefix("hostdev: ").rstrip("\n"),
-                             "exit_code": code, "device": device}}
+                             "exit_code": code, "device": device},
+                   "done": None}
     jsonschema.validate(doc, ErrorOutput.model_json_schema(by_alias=True))
     ErrorOutput.model_validate(doc)  # the hand-written document is the model's
+
+
+def test_an_error_after_some_devices_says_what_was_done(
+        fake_kernel: FakeKernel, capsys: pytest.CaptureFixture[str]) -> None:
+    fake_kernel.load_fixture("two-socket-server")
+    doc = _document(capsys, "error", "detach", NIC, "0000:99:00.0", code=1)
+    assert doc["error"]["device"] == "0000:99:00.0"
+    done = doc["done"]
+    assert done["schema"] == "hostdev.node/1"
+    assert [r["address"] for r in done["results"]] == [NIC]
+    jsonschema.validate(done, _schema(capsys, "node"))
 
 
 def test_without_json_an_error_prints_nothing_on_stdout(
