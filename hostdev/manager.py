@@ -9,6 +9,7 @@ process using the same state directory.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -54,6 +55,7 @@ from hostdev.reports import (
     WatchEvent,
     WishOutcome,
 )
+from hostdev.state.audit import AuditLog
 from hostdev.state.journal import DeviceBefore, Intent, Journal, PendingWrite
 from hostdev.state.lists import Lists
 from hostdev.state.records import DeviceRecord, HostdevSpec, Owner
@@ -118,6 +120,8 @@ class HostdevManager:
         #: undoes the transaction as a failed save would (a wish is recorded only
         #: with the change it describes).
         self._on_commit: list[Callable[[], None]] = []
+        #: One line per transaction (:mod:`hostdev.state.audit`).
+        self.audit = AuditLog(self.store.dir)
         #: What recovery of unfinished transactions did, oldest first.
         self.recovered: list[str] = []
         #: What recovery could not put back, oldest first.
@@ -133,7 +137,45 @@ class HostdevManager:
 
     # ------------------------------------------------------------ transactions
     @contextmanager
-    def _transaction(self, release_timeout: float | None = None) -> Iterator[Transaction]:
+    def _transaction(self, release_timeout: float | None = None, *,
+                     verb: str | None = None) -> Iterator[Transaction]:
+        """One transaction, audited when it ends (see :meth:`_audited`)."""
+        named = _call_site(self)
+        with self._audited(verb or named[0], named[1]) as seen, \
+                self._locked_transaction(release_timeout, seen) as txn:
+            yield txn
+
+    @contextmanager
+    def _audited(self, verb: str,
+                 named: list[PciAddress]) -> Iterator[list[tuple[Transaction, Lists]]]:
+        """Write the audit line of the transaction run inside, whatever its end.
+
+        The devices are those the call named, those its intent journaled, those
+        whose records it changed, and the one its error names.
+        """
+        seen: list[tuple[Transaction, Lists]] = []
+        error: BaseException | None = None
+        try:
+            yield seen
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            devices = set(named)
+            for txn, original in seen:
+                if txn.intent is not None:
+                    devices.update(d.address for d in txn.intent.devices)
+                    devices.update(v.pf for v in txn.intent.vf_counts)
+                if error is None:
+                    devices.update(_changed(original, txn.lists))
+            address = getattr(error, "address", None)
+            if isinstance(address, PciAddress):
+                devices.add(address)
+            self.audit.record(verb, devices, error)
+
+    @contextmanager
+    def _locked_transaction(self, release_timeout: float | None,
+                            seen: list[tuple[Transaction, Lists]]) -> Iterator[Transaction]:
         timeout = self._timeout(release_timeout)
 
         def guard(address: PciAddress, driver: str) -> None:
@@ -150,6 +192,7 @@ class HostdevManager:
             original = self._recover_if_needed(guard)
             txn = Transaction(self.sysfs, original.copy(), guard, self._record_intent,
                               module_loader=self.module_loader)
+            seen.append((txn, original))
             self.sysfs.on_helper = self._journal_helper
             saving = saved = False
             try:
@@ -716,6 +759,45 @@ class HostdevManager:
                   timeout: float) -> dict[PciAddress, DeviceBusy]:
         """Wait for all devices together (one deadline); return those still held."""
         return vfio.wait_all_released(self.sysfs, list(addresses), timeout)
+
+
+def _call_site(mgr: HostdevManager) -> tuple[str, list[PciAddress]]:
+    """The public method of ``mgr`` that opened a transaction, and the devices its
+    arguments name (PciAddress and HostdevSpec values, alone or in lists).
+
+    Read from the call stack, so that every method that runs a transaction is
+    audited under its own name without declaring anything.
+    """
+    frame = sys._getframe(1)
+    while frame is not None:
+        name = frame.f_code.co_name
+        if (not name.startswith("_") and frame.f_locals.get("self") is mgr
+                and callable(getattr(type(mgr), name, None))):
+            return name, _named_devices(frame.f_locals.values())
+        frame = frame.f_back  # type: ignore[assignment]
+    return "transaction", []
+
+
+def _named_devices(values: Iterable[object]) -> list[PciAddress]:
+    found: list[PciAddress] = []
+    for value in values:
+        items = value if isinstance(value, (list, tuple)) else [value]
+        for item in items:
+            if isinstance(item, PciAddress):
+                found.append(item)
+            elif isinstance(item, HostdevSpec):
+                found.append(item.address)
+    return found
+
+
+def _changed(before: Lists, after: Lists) -> set[PciAddress]:
+    """Addresses whose record differs between ``before`` and ``after``."""
+    if after.same_as(before):
+        return set()
+    changed: set[PciAddress] = set()
+    for old, new in ((before.active, after.active), (before.inactive, after.inactive)):
+        changed.update(a for a in old.keys() | new.keys() if old.get(a) != new.get(a))
+    return changed
 
 
 def _resolve_auto(txn: Transaction, specs: list[HostdevSpec]) -> list[HostdevSpec]:

@@ -7,21 +7,51 @@ same fields, order and types). ``hostdev list --json`` is written from the field
 declaration without pydantic (see :mod:`hostdev.cli.listing`, the fast path);
 ``hostdev show --json`` validates :meth:`~hostdev.linux.device.PciDevice.to_dict`
 into these models. The schema ids are in :mod:`.schema_ids`.
+
+Every document carries its schema id as its first member, ``schema``; the report
+of a command that changes the host is the library's report (:mod:`hostdev.reports`)
+with that member added. :data:`DOCUMENTS` names them all for ``hostdev schema NAME``.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from hostdev.address import PciAddress
-from hostdev.cli.schema_ids import LIST_SCHEMA_ID, SHOW_SCHEMA_ID
+from hostdev.cli.schema_ids import (
+    ALLOCATE_SCHEMA_ID,
+    ASSIGN_SCHEMA_ID,
+    BOOT_SCHEMA_ID,
+    ERROR_SCHEMA_ID,
+    LIST_SCHEMA_ID,
+    NODE_SCHEMA_ID,
+    PRUNE_SCHEMA_ID,
+    RECONCILE_SCHEMA_ID,
+    RELEASE_SCHEMA_ID,
+    SHOW_SCHEMA_ID,
+    SRIOV_SCHEMA_ID,
+    WATCH_SCHEMA_ID,
+    WISHES_SCHEMA_ID,
+)
 from hostdev.ids import Hex16, Hex24
 from hostdev.linux.device import PciDevice
 from hostdev.linux.hostuse import HostUse
 from hostdev.linux.vfio import Holder
-from hostdev.state.records import Owner
+from hostdev.reports import (
+    AllocationReport,
+    NodeResult,
+    PersistentReport,
+    PrepareReport,
+    ReattachReport,
+    ReconcileReport,
+    SriovReport,
+    WatchEvent,
+)
+from hostdev.state.audit import AUDIT_SCHEMA_ID
+from hostdev.state.records import DeviceRecord, Owner
+from hostdev.state.wishes import Wishes
 
 Membership = Literal["active", "inactive", "host", "unknown"]
 
@@ -140,3 +170,164 @@ class ShowOutput(BaseModel):
     vpd: VpdOutput | None = None
     #: Links of the device that could not be read (one line each).
     warnings: list[str] = []
+
+
+class _Stamped(BaseModel):
+    """Base of the documents that extend a library report: listed last among the
+    bases, so that ``schema`` comes first in the JSON."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    schema_id: str = Field(alias="schema")
+
+
+class NodeOutput(_Stamped):
+    """What ``hostdev detach``, ``reattach`` and ``reset`` print with ``--json``."""
+
+    schema_id: Literal["hostdev.node/1"] = Field(default=NODE_SCHEMA_ID, alias="schema")
+    #: One result per device named, in the order named.
+    results: list[NodeResult]
+
+
+class AssignOutput(PrepareReport, _Stamped):
+    """What ``hostdev assign --json`` prints."""
+
+    schema_id: Literal["hostdev.assign/1"] = Field(default=ASSIGN_SCHEMA_ID, alias="schema")
+
+
+class AllocateOutput(AllocationReport, _Stamped):
+    """What ``hostdev assign --count N --json`` prints."""
+
+    schema_id: Literal["hostdev.allocate/1"] = Field(default=ALLOCATE_SCHEMA_ID,
+                                                     alias="schema")
+
+
+class ReleaseOutput(ReattachReport, _Stamped):
+    """What ``hostdev release --json`` prints."""
+
+    schema_id: Literal["hostdev.release/1"] = Field(default=RELEASE_SCHEMA_ID, alias="schema")
+
+
+class PruneOutput(_Stamped):
+    """What ``hostdev prune --json`` prints."""
+
+    schema_id: Literal["hostdev.prune/1"] = Field(default=PRUNE_SCHEMA_ID, alias="schema")
+    #: Records dropped (device vanished or re-created), sorted by address.
+    pruned: list[DeviceRecord]
+
+
+class SriovOutput(SriovReport, _Stamped):
+    """What ``hostdev sriov --json`` prints."""
+
+    schema_id: Literal["hostdev.sriov/1"] = Field(default=SRIOV_SCHEMA_ID, alias="schema")
+
+
+class ReconcileOutput(ReconcileReport, _Stamped):
+    """What ``hostdev reconcile --json`` prints."""
+
+    schema_id: Literal["hostdev.reconcile/1"] = Field(default=RECONCILE_SCHEMA_ID,
+                                                      alias="schema")
+
+
+class BootOutput(PersistentReport, _Stamped):
+    """What ``hostdev boot --json`` prints."""
+
+    schema_id: Literal["hostdev.boot/1"] = Field(default=BOOT_SCHEMA_ID, alias="schema")
+
+
+class WishesOutput(Wishes, _Stamped):
+    """What ``hostdev wishes --json`` prints: the wishes file's content."""
+
+    schema_id: Literal["hostdev.wishes/1"] = Field(default=WISHES_SCHEMA_ID, alias="schema")
+
+
+class WatchOutput(WatchEvent, _Stamped):
+    """One line of ``hostdev watch --json``: an event acted on."""
+
+    schema_id: Literal["hostdev.watch/1"] = Field(default=WATCH_SCHEMA_ID, alias="schema")
+
+
+class ErrorInfo(BaseModel):
+    """Why a command failed."""
+
+    #: The error's class (:mod:`hostdev.errors`), ``UsageError`` for a command line
+    #: that does not parse, ``Interrupted`` for ^C.
+    type: str
+    #: The one-line message also printed on stderr.
+    message: str
+    #: The command's exit code (2: bad input, 1: any other error).
+    exit_code: int
+    #: The PCI device the error concerns, when there is one.
+    device: PciAddress | None = None
+
+
+class ErrorOutput(BaseModel):
+    """What any command prints on stdout with ``--json`` when it fails (written
+    without pydantic by :mod:`hostdev.cli.main`; a test holds the two together)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    schema_id: Literal["hostdev.error/1"] = Field(default=ERROR_SCHEMA_ID, alias="schema")
+    error: ErrorInfo
+    #: What a command acting on several devices in turn (``detach A B``) did before
+    #: the error, as the document it prints on success (``hostdev.node/1``); else None.
+    done: dict[str, Any] | None = None
+
+
+class AuditError(BaseModel):
+    """Why an audited transaction failed."""
+
+    type: str
+    message: str
+
+
+class AuditEntry(BaseModel):
+    """One line of the audit log (written without pydantic by :mod:`hostdev.state.audit`)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    schema_id: Literal["hostdev.audit/1"] = Field(default=AUDIT_SCHEMA_ID, alias="schema")
+    #: When the transaction ended (UTC, ISO 8601).
+    time: str
+    pid: int
+    uid: int
+    #: The user name of ``uid``, None when it has none.
+    user: str | None
+    #: The manager method (``node_detach``, ``prepare``, ``set_num_vfs``...).
+    verb: str
+    #: Devices the call named or changed, sorted.
+    devices: list[PciAddress]
+    result: Literal["ok", "error"]
+    #: Set when ``result`` is ``error``.
+    error: AuditError | None = None
+
+
+#: Every document, by the name ``hostdev schema NAME`` takes.
+DOCUMENTS: dict[str, type[BaseModel]] = {
+    "list": ListOutput,
+    "show": ShowOutput,
+    "node": NodeOutput,
+    "assign": AssignOutput,
+    "allocate": AllocateOutput,
+    "release": ReleaseOutput,
+    "prune": PruneOutput,
+    "sriov": SriovOutput,
+    "reconcile": ReconcileOutput,
+    "boot": BootOutput,
+    "wishes": WishesOutput,
+    "watch": WatchOutput,
+    "error": ErrorOutput,
+    "audit": AuditEntry,
+}
+
+
+def schema_id_of(model: type[BaseModel]) -> str:
+    """The schema id a document model stamps on what it prints."""
+    default = model.model_fields["schema_id"].default
+    assert isinstance(default, str)
+    return default
+
+
+def json_schema(name: str) -> dict[str, object]:
+    """The JSON Schema of document ``name`` (a key of :data:`DOCUMENTS`)."""
+    return DOCUMENTS[name].model_json_schema(by_alias=True)

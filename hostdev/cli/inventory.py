@@ -48,7 +48,7 @@ def cmd_show(args: argparse.Namespace) -> int:
                          warnings=warnings)
         sys.stdout.write(out.model_dump_json(by_alias=True, indent=2) + "\n")
     else:
-        for line in warnings:
+        for line in [] if getattr(args, "quiet", False) else warnings:
             print(f"hostdev: warning: {line}", file=sys.stderr)
         extra = [("list", note or listed.membership)]
         if listed.owner is not None:

@@ -1,7 +1,13 @@
 """The ``hostdev`` command: parse, call the library, print, map errors to exit codes.
 
 Exit codes: 0 success, 2 bad input (malformed address or driver name, a
-``--root`` that is not a sysfs tree, corrupt state), 1 any other error.
+``--root`` that is not a sysfs tree, corrupt state, a command line that does not
+parse), 1 any other error. With ``--json`` an error is also a JSON document on
+stdout (schema ``hostdev.error/1``), with the same exit code.
+
+``-v/--verbose`` and ``-q/--quiet`` are accepted before and after the
+sub-command: every sub-parser gets them (see :class:`_SubParser`), so a command
+added later has them too.
 """
 
 from __future__ import annotations
@@ -18,10 +24,43 @@ EXIT_ERROR = 1
 EXIT_BAD_INPUT = 2
 
 
+class UsageError(Exception):
+    """The command line does not parse (exit code 2)."""
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_BAD_INPUT, f"hostdev: {message}; see 'hostdev --help'\n")
+        # Raised, not printed here: main() prints it as text or, with --json, as JSON.
+        raise UsageError(f"{message}; see 'hostdev --help'")
 
+
+def _add_common(parser: argparse.ArgumentParser, *, after_command: bool) -> None:
+    """-v/--verbose and -q/--quiet on ``parser``.
+
+    On a sub-parser they default to SUPPRESS: argparse copies every attribute of
+    the sub-command's namespace over the main one, and a default there would undo
+    a ``-v`` given before the sub-command.
+    """
+    verbose: object = argparse.SUPPRESS if after_command else 0
+    quiet: object = argparse.SUPPRESS if after_command else False
+    parser.add_argument("-v", "--verbose", action="count", default=verbose,
+                        help="log every kernel write (path, value, result) and every VFIO"
+                             " holder found, on stderr")
+    parser.add_argument("-q", "--quiet", action="store_true", default=quiet,
+                        help="log only errors (no warnings, no progress of a wait)")
+
+
+class _SubParser(_Parser):
+    """A sub-command's parser: it takes the common options as well."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        _add_common(self, after_command=True)
+
+
+_ADDRESS_HELP = "a PCI address: DDDD:BB:SS.F, or BB:SS.F in domain 0000"
+_ADDRESSES_HELP = "PCI addresses (DDDD:BB:SS.F, or BB:SS.F in domain 0000)"
+_OWNER_HELP = "who holds the devices: the driver and the domain (guest) name, e.g. qemu/vm1"
 
 _DRIVER_HELP = ("stub driver (default vfio-pci; 'auto': the device's vfio variant driver"
                 " from modules.alias, else vfio-pci)")
@@ -47,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     parser = _Parser(prog="hostdev", description="Manage PCI host devices for VFIO passthrough.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _add_common(parser, after_command=False)
     parser.add_argument("--root", default="/", metavar="PATH",
                         help="directory holding sys/, dev/ and proc/ (default /)")
     parser.add_argument("--state-dir", default=None, metavar="DIR",
@@ -62,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-load-modules", dest="load_modules", action="store_false",
                         help="never run modprobe: refuse when the stub driver is not loaded"
                              " (by default it is loaded, on the real root only)")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_SubParser)
 
     p = sub.add_parser("list", help="list PCI functions grouped by driver kind")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -71,32 +111,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("show", help="every fact of one device")
     p.set_defaults(handler="hostdev.cli.inventory:cmd_show")
-    p.add_argument("address")
+    p.add_argument("address", metavar="ADDRESS", help=_ADDRESS_HELP)
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = sub.add_parser("detach", help="move free devices onto a stub driver (inactive list)")
     p.set_defaults(handler="hostdev.cli.manage:cmd_detach")
-    p.add_argument("addresses", nargs="+", metavar="ADDRESS")
+    p.add_argument("addresses", nargs="+", metavar="ADDRESS", help=_ADDRESSES_HELP)
     p.add_argument("--driver", default="vfio-pci", help=_DRIVER_HELP)
     p.add_argument("--force", action="store_true", help=_FORCE_HOST_USE)
     p.add_argument("--persistent", action="store_true",
                    help="also keep them on the stub after a reboot (see 'hostdev boot')")
+    p.add_argument("--json", action="store_true", help="machine-readable report")
 
     p = sub.add_parser("reattach", help="give free devices back to their host drivers")
     p.set_defaults(handler="hostdev.cli.manage:cmd_reattach")
-    p.add_argument("addresses", nargs="+", metavar="ADDRESS")
+    p.add_argument("addresses", nargs="+", metavar="ADDRESS", help=_ADDRESSES_HELP)
     p.add_argument("--persistent", action="store_true",
                    help="also drop their persistent detach (works for a device no longer"
                         " present)")
+    p.add_argument("--json", action="store_true", help="machine-readable report")
 
     p = sub.add_parser("reset", help="reset a device no owner holds")
     p.set_defaults(handler="hostdev.cli.manage:cmd_reset")
-    p.add_argument("address")
+    p.add_argument("address", metavar="ADDRESS", help=_ADDRESS_HELP)
+    p.add_argument("--json", action="store_true", help="machine-readable report")
 
     p = sub.add_parser("assign", help="prepare devices for an owner (active list), or"
                                       " --count N free VFs chosen by hostdev")
     p.set_defaults(handler="hostdev.cli.manage:cmd_assign")
-    p.add_argument("--owner", required=True, metavar="DRIVER/DOMAIN")
+    p.add_argument("--owner", required=True, metavar="DRIVER/DOMAIN", help=_OWNER_HELP)
     p.add_argument("--unmanaged", action="store_true",
                    help="devices are already on a stub; do not detach or give them back")
     p.add_argument("--driver", default="vfio-pci", help=_DRIVER_HELP)
@@ -110,13 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --count: VFs on this NUMA node first (others make up the count)")
     p.add_argument("--id", dest="vendor_device", metavar="VVVV:DDDD",
                    help="with --count: only VFs with this vendor:device id")
-    p.add_argument("addresses", nargs="*", metavar="ADDRESS")
+    p.add_argument("addresses", nargs="*", metavar="ADDRESS", help=_ADDRESSES_HELP)
 
     p = sub.add_parser("release", help="take an owner's devices back (reattach)")
     p.set_defaults(handler="hostdev.cli.manage:cmd_release")
-    p.add_argument("--owner", required=True, metavar="DRIVER/DOMAIN")
+    p.add_argument("--owner", required=True, metavar="DRIVER/DOMAIN", help=_OWNER_HELP)
     p.add_argument("--json", action="store_true", help="machine-readable report")
-    p.add_argument("addresses", nargs="+", metavar="ADDRESS")
+    p.add_argument("addresses", nargs="+", metavar="ADDRESS", help=_ADDRESSES_HELP)
 
     p = sub.add_parser("prune", help="drop records of devices that vanished from the host")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -124,8 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sriov", help="set a PF's VF count (refuses to orphan assigned VFs)")
     p.set_defaults(handler="hostdev.cli.manage:cmd_sriov")
-    p.add_argument("pf", metavar="PF")
-    p.add_argument("count", type=int, metavar="N")
+    p.add_argument("pf", metavar="PF", help="the physical function's PCI address")
+    p.add_argument("count", type=int, metavar="N", help="the VF count wanted (0 removes them)")
     p.add_argument("--force", action="store_true",
                    help="proceed even if assigned VFs vanish (their records are dropped) or"
                         " the host uses a disk, interface or mount tag a vanishing VF"
@@ -168,40 +211,89 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="narrated walk-through on a bundled fake host")
     p.add_argument("--host", default="two-socket-server", help="fixture host name")
     p.set_defaults(handler="hostdev.cli.demo:cmd_demo")
+
+    p = sub.add_parser("schema", help="print the JSON Schema of a document --json prints")
+    p.set_defaults(handler="hostdev.cli.schemas:cmd_schema")
+    p.add_argument("name", nargs="?", metavar="NAME",
+                   help="document name (without it: list the names and schema ids)")
+
+    p = sub.add_parser("completion", help="print a shell completion script")
+    p.set_defaults(handler="hostdev.cli.completion:cmd_completion")
+    p.add_argument("shell", choices=["bash", "zsh", "fish"],
+                   help="the shell the script is for (bash: source it, or install it as"
+                        " /etc/bash_completion.d/hostdev)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
-    args = build_parser().parse_args(argv)
-    if args.command != "list":  # list logs nothing: keep the logging import off its start-up
-        _configure_logging()
+    words = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(words)
+        if args.verbose and args.quiet:
+            raise UsageError("--verbose and --quiet cannot be used together; choose one")
+    except UsageError as exc:
+        # Whether --json was asked is known only from the words (parsing failed).
+        wants_json = "--json" in words[:words.index("--")] if "--" in words else "--json" in words
+        # Exits as argparse does (SystemExit), so callers of main() see no difference.
+        raise SystemExit(_fail(wants_json, "UsageError", str(exc), EXIT_BAD_INPUT)) from None
+    wants_json = bool(getattr(args, "json", False))
+    if args.command != "list" or args.verbose:  # keep logging off list's start-up
+        _configure_logging(args.verbose, args.quiet)
     try:
         return _dispatch(args)
-    except BadInput as exc:
-        print(f"hostdev: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
     except HostdevError as exc:
-        print(f"hostdev: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        code = EXIT_BAD_INPUT if isinstance(exc, BadInput) else EXIT_ERROR
+        return _fail(wants_json, type(exc).__name__, str(exc), code, exc.address,
+                     getattr(exc, DONE_ATTRIBUTE, None))
     except KeyboardInterrupt:
-        print("hostdev: interrupted", file=sys.stderr)
-        return EXIT_ERROR
+        return _fail(wants_json, "Interrupted", "interrupted", EXIT_ERROR)
     except BrokenPipeError:
         return EXIT_OK
 
 
-def _configure_logging() -> None:
-    """Warnings and errors on stderr; of the INFO messages only those of a release wait
-    (whom we wait for, how long is left), so a wait is never silent and nothing else is noisy."""
+#: Set on an error by a command that acts on several devices in turn: the document of
+#: what it did before the error (printed as the error document's ``done``).
+DONE_ATTRIBUTE = "hostdev_cli_done"
+
+
+def _fail(wants_json: bool, kind: str, message: str, code: int,
+          device: object | None = None, done: object | None = None) -> int:
+    """Report an error on stderr and, with ``--json``, as a document on stdout."""
+    print(f"hostdev: {message}", file=sys.stderr)
+    if wants_json:
+        import json
+
+        from hostdev.cli.schema_ids import ERROR_SCHEMA_ID
+
+        error = {"type": kind, "message": message, "exit_code": code,
+                 "device": None if device is None else str(device)}
+        document = {"schema": ERROR_SCHEMA_ID, "error": error, "done": done}
+        sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    return code
+
+
+def _configure_logging(verbose: int, quiet: bool) -> None:
+    """What the "hostdev" loggers show on stderr.
+
+    By default warnings and errors, and of the INFO messages only those of a
+    release wait (whom we wait for, how long is left), so a wait is never silent
+    and nothing else is noisy. ``--verbose``: everything down to DEBUG (each kernel
+    write, each holder found). ``--quiet``: errors only.
+    """
     import logging
 
     if not logging.getLogger().handlers:
-        logging.basicConfig(format="hostdev: %(levelname)s: %(message)s", level=logging.WARNING)
+        logging.basicConfig(format="hostdev: %(levelname)s: %(message)s")
     ours = logging.getLogger("hostdev")
-    if ours.level == logging.NOTSET or ours.level > logging.INFO:
+    for old in [f for f in ours.filters if isinstance(f, _WaitOrWarning)]:
+        ours.removeFilter(old)
+    if verbose:
+        ours.setLevel(logging.DEBUG)
+    elif quiet:
+        ours.setLevel(logging.ERROR)
+    else:
         ours.setLevel(logging.INFO)
-    if not any(isinstance(f, _WaitOrWarning) for f in ours.filters):
         ours.addFilter(_WaitOrWarning())
 
 

@@ -1,18 +1,30 @@
 """Commands that change the host: detach, reattach, reset, assign (addresses or
-``--count``), release, prune."""
+``--count``), release, prune, sriov, reconcile; each prints lines of text or, with
+``--json``, one document."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from pydantic import BaseModel
 
 from hostdev.address import PciAddress
-from hostdev.errors import BadInput
+from hostdev.cli.documents import (
+    AllocateOutput,
+    AssignOutput,
+    NodeOutput,
+    PruneOutput,
+    ReconcileOutput,
+    ReleaseOutput,
+    SriovOutput,
+)
+from hostdev.cli.main import DONE_ATTRIBUTE
+from hostdev.errors import BadInput, HostdevError
 from hostdev.manager import HostdevManager
+from hostdev.reports import NodeResult
 from hostdev.state.records import HostdevSpec, Owner
 
 
@@ -30,41 +42,59 @@ def _addresses(texts: Sequence[str]) -> list[PciAddress]:
     return [PciAddress.parse(t) for t in texts]
 
 
-def _emit(args: argparse.Namespace, model: BaseModel, lines: Sequence[str]) -> None:
+def _emit(args: argparse.Namespace, document: BaseModel, lines: Sequence[str]) -> None:
+    """Print ``document`` (with ``--json``) or ``lines``."""
     if getattr(args, "json", False):
-        sys.stdout.write(model.model_dump_json(indent=2) + "\n")
+        sys.stdout.write(document.model_dump_json(by_alias=True, indent=2) + "\n")
     else:
         for line in lines:
             print(line)
 
 
+def _node_verb(args: argparse.Namespace, texts: Sequence[str],
+               verb: Callable[[PciAddress], NodeResult], suffix: str = "") -> int:
+    """Run a node verb on each address in turn; the text says each result as it comes
+    (``suffix`` after each), the JSON document gives them all at the end (an error
+    stops at that device)."""
+    results: list[NodeResult] = []
+    for addr in _addresses(texts):
+        try:
+            result = verb(addr)
+        except HostdevError as exc:
+            if results:  # the JSON error document says what was done before it
+                setattr(exc, DONE_ATTRIBUTE, json.loads(
+                    NodeOutput(results=results).model_dump_json(by_alias=True)))
+            raise
+        results.append(result)
+        if not getattr(args, "json", False):
+            print(f"{addr}: {result.action}{suffix}")
+    if getattr(args, "json", False):
+        _emit(args, NodeOutput(results=results), [])
+    return 0
+
+
 def cmd_detach(args: argparse.Namespace) -> int:
     """Move free devices onto the stub driver (``node_detach``)."""
-    addrs = _addresses(args.addresses)
+    _addresses(args.addresses)  # every address checked before the first change
     mgr = manager(args)
-    for addr in addrs:
-        result = mgr.node_detach(addr, stub_driver=args.driver, force=args.force,
-                                 persistent=args.persistent)
-        print(f"{addr}: {result.action}" + (" (persistent)" if args.persistent else ""))
-    return 0
+    suffix = " (persistent)" if args.persistent else ""
+    return _node_verb(args, args.addresses,
+                      lambda a: mgr.node_detach(a, stub_driver=args.driver, force=args.force,
+                                                persistent=args.persistent), suffix)
 
 
 def cmd_reattach(args: argparse.Namespace) -> int:
     """Give free devices back to their host drivers (``node_reattach``)."""
-    addrs = _addresses(args.addresses)
+    _addresses(args.addresses)
     mgr = manager(args)
-    for addr in addrs:
-        result = mgr.node_reattach(addr, persistent=args.persistent)
-        print(f"{addr}: {result.action}")
-    return 0
+    return _node_verb(args, args.addresses,
+                      lambda a: mgr.node_reattach(a, persistent=args.persistent))
 
 
 def cmd_reset(args: argparse.Namespace) -> int:
     """Reset one free device."""
-    addr = PciAddress.parse(args.address)
-    result = manager(args).node_reset(addr)
-    print(f"{addr}: {result.action}")
-    return 0
+    PciAddress.parse(args.address)
+    return _node_verb(args, [args.address], manager(args).node_reset)
 
 
 def cmd_assign(args: argparse.Namespace) -> int:
@@ -87,7 +117,7 @@ def cmd_assign(args: argparse.Namespace) -> int:
     report = manager(args).prepare(owner, specs, force=args.force)
     lines = [f"{r.address}: assigned to {owner} on {r.stub_driver}" for r in report.prepared]
     lines += [f"{r.address}: stale record pruned (device re-created)" for r in report.pruned]
-    _emit(args, report, lines)
+    _emit(args, AssignOutput.model_validate(dict(report)), lines)
     return 0
 
 
@@ -108,7 +138,7 @@ def _allocate(args: argparse.Namespace, owner: Owner, stub: str) -> int:
     lines += [f"{r.address}: stale record pruned (device re-created)" for r in report.pruned]
     lines += [f"{a}: not on NUMA node {args.numa} (too few free VFs there)"
               for a in report.off_node]
-    _emit(args, report, lines)
+    _emit(args, AllocateOutput.model_validate(dict(report)), lines)
     return 0
 
 
@@ -122,20 +152,15 @@ def cmd_release(args: argparse.Namespace) -> int:
     lines += [f"{r.address}: vanished from the host; record pruned" for r in report.pruned]
     lines += [f"{f.address}: FAILED: {f.reason}" for f in report.failed]
     lines += [f"warning: {w}" for w in report.warnings]
-    _emit(args, report, lines)
+    _emit(args, ReleaseOutput.model_validate(dict(report)), lines)
     return 0 if report.ok else 1
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
     """Drop records of devices that vanished."""
     pruned = manager(args).prune_missing()
-    if getattr(args, "json", False):
-        print(json.dumps([json.loads(r.model_dump_json()) for r in pruned], indent=2))
-    elif not pruned:
-        print("nothing to prune")
-    for record in pruned if not getattr(args, "json", False) else []:
-        owner = f" (was {record.owner})" if record.owner else ""
-        print(f"{record.address}: pruned{owner}")
+    lines = [f"{r.address}: pruned" + (f" (was {r.owner})" if r.owner else "") for r in pruned]
+    _emit(args, PruneOutput(pruned=pruned), lines or ["nothing to prune"])
     return 0
 
 
@@ -151,7 +176,7 @@ def cmd_sriov(args: argparse.Namespace) -> int:
                 if args.persistent else "")]
     lines += [f"{r.address}: record pruned (VF vanished)" for r in report.pruned]
     lines += [f"{r.address}: ORPHANED: was assigned to {r.owner}" for r in report.orphaned]
-    _emit(args, report, lines)
+    _emit(args, SriovOutput.model_validate(dict(report)), lines)
     return 0
 
 
@@ -170,5 +195,5 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     lines += [f"blocked: {line}" for line in report.blocked]
     if not lines:
         lines = ["the lists agree with the host"]
-    _emit(args, report, lines)
+    _emit(args, ReconcileOutput.model_validate(dict(report)), lines)
     return 1 if report.failed else 0

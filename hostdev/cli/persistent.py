@@ -37,7 +37,10 @@ def cmd_boot(args: argparse.Namespace) -> int:
     """
     report = manager(args).apply_persistent(only=args.only)
     if args.json:
-        sys.stdout.write(report.model_dump_json(indent=2) + "\n")
+        from hostdev.cli.documents import BootOutput
+
+        document = BootOutput.model_validate(dict(report))
+        sys.stdout.write(document.model_dump_json(by_alias=True, indent=2) + "\n")
     else:
         for line in report_lines(report):
             print(line)
@@ -48,7 +51,10 @@ def cmd_wishes(args: argparse.Namespace) -> int:
     """Print the persistent wishes."""
     wishes = manager(args).wishes()
     if args.json:
-        sys.stdout.write(wishes.model_dump_json(indent=2) + "\n")
+        from hostdev.cli.documents import WishesOutput
+
+        document = WishesOutput.model_validate(dict(wishes))
+        sys.stdout.write(document.model_dump_json(by_alias=True, indent=2) + "\n")
         return 0
     for vf in wishes.sriov:
         print(f"{vf.device.address}: {vf.num_vfs} VFs ({_named(vf.device)})")

@@ -51,7 +51,10 @@ def cmd_watch(args: argparse.Namespace) -> int:
     stop = threading.Event()
 
     def emit(event: WatchEvent) -> None:
-        sys.stdout.write(event.model_dump_json() + "\n")
+        from hostdev.cli.documents import WatchOutput
+
+        line = WatchOutput.model_validate(dict(event)).model_dump_json(by_alias=True)
+        sys.stdout.write(line + "\n")
         sys.stdout.flush()
 
     with stopping_on_signals(stop):

@@ -52,6 +52,21 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW
 _ATTR_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-/")
 
 
+#: The logger of every write to the kernel (sysfs here, netlink elsewhere), at DEBUG.
+KERNEL_LOGGER = "hostdev.kernel"
+
+
+def log_write(target: str, value: str, result: str) -> None:
+    """Log one write to the kernel at DEBUG on :data:`KERNEL_LOGGER`: what was written
+    where, and ``result`` ("ok", or the error). ``logging`` is imported here, on the
+    first write: ``hostdev list`` writes nothing and must not load it."""
+    import logging
+
+    log = logging.getLogger(KERNEL_LOGGER)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("write %r to %s: %s", value.strip(), printable(target), result)
+
+
 def printable(text: str) -> str:
     """``text`` with control characters escaped (``\\n`` as ``\\x0a``): what other
     processes choose (a ``comm``, a mount point) must not break a one-line message."""
@@ -515,6 +530,15 @@ class Sysfs:
         """
         if self.fenced:
             self._check_fence(path, address)
+        try:
+            self._write(path, value, address, blocking)
+        except BaseException as exc:
+            log_write(self.relative(path), value, f"{type(exc).__name__}: {exc}")
+            raise
+        log_write(self.relative(path), value, "ok")
+
+    def _write(self, path: str, value: str, address: PciAddress | None,
+               blocking: Sequence[PciAddress]) -> None:
         data = value.encode()
         self.stats.writes += 1
         self.stats.written.append((self.relative(path), value))

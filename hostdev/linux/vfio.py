@@ -192,6 +192,10 @@ def holders_of(sysfs: Sysfs, addresses: list[PciAddress]) -> dict[PciAddress, li
         # A holder in view raises the same counts: report it, not a second, unseen one.
         if count is not None and count.open and not found[addr]:
             found[addr].append(Holder(pid=None, comm=OUTSIDE_VIEW, via=[str(count)]))
+    if log.isEnabledFor(logging.DEBUG):  # what --verbose shows
+        for addr, held in found.items():
+            for holder in held:
+                log.debug("holder found: %s holds %s", holder, addr)
     return found
 
 

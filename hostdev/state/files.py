@@ -1,7 +1,8 @@
-"""Files of the state directory: checked reads, the one atomic writer, the lock.
+"""Files of the state directory: checked reads, the one atomic writer, the lock,
+and an appender for the audit log.
 
-Both the state file and the intent journal go through here, so both get the
-same rules:
+The state file, the intent journal and the audit log all go through here, so
+all get the same rules:
 
 * Nothing is followed or opened blindly. A file is ``lstat``-ed first (a FIFO,
   socket, device, directory or symlink in its place is refused without opening
@@ -236,6 +237,48 @@ def replace_file(path: Path, data: bytes, what: str, mode: int = 0o600) -> None:
         logging.getLogger("hostdev").warning(
             "%s %s was replaced, but its directory could not be synced: %s", what, path,
             exc.strerror)
+
+
+def append_line(path: Path, line: bytes, what: str) -> int:
+    """Append ``line`` to ``path`` (created 0600 if absent) in one ``write()`` and
+    return the file's size before it; for append-only logs.
+
+    The file gets the checks of every file here: anything but a regular file owned
+    by the caller and writable by no one else is refused (StateUnusable) without
+    being written, and the open never follows a symlink nor waits on a FIFO. A
+    write the disk refuses raises StateWriteFailed.
+    """
+    try:
+        before = os.lstat(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise StateUnusable(f"{what} {path} cannot be examined: {exc.strerror}") from None
+    else:
+        if not stat.S_ISREG(before.st_mode):
+            raise StateUnusable(f"{what} {path} is {_kind(before.st_mode)}, not a regular"
+                                " file; hostdev never creates one: move it aside")
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        raise StateUnusable(f"{what} {path} cannot be opened: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        _require(info, what, path)  # it may have been swapped since the lstat
+        try:
+            written = os.write(fd, line)
+        except OSError as exc:
+            err = exc.errno or _errno.EIO
+            raise StateWriteFailed(f"cannot append to {what} {path}:"
+                                   f" {_errno.errorcode.get(err, str(err))}"
+                                   f" ({os.strerror(err)})", errno=err) from None
+        if written != len(line):
+            raise StateWriteFailed(f"cannot append to {what} {path}: short write ({written}"
+                                   f" of {len(line)} bytes)", errno=_errno.EIO)
+    finally:
+        os.close(fd)
+    return info.st_size
 
 
 @contextmanager

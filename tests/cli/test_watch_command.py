@@ -19,8 +19,10 @@ import tempfile
 import threading
 from pathlib import Path
 
+import jsonschema
 import pytest
 
+from hostdev.cli.documents import json_schema
 from hostdev.cli.main import main
 from hostdev.cli.watching import STOP_SIGNALS, stop_handler, stopping_on_signals
 from hostdev.errors import UeventsUnavailable
@@ -79,6 +81,10 @@ def test_watch_prunes_then_stops_on_a_signal(host: Host, monkeypatch: pytest.Mon
     assert code == 0
     assert len(waits) == 2, "the watch ends at the first look after the signal"
     events = [json.loads(line) for line in out.splitlines()]
+    schema = json_schema("watch")
+    for event in events:  # each line a document of its own, stamped first
+        assert next(iter(event)) == "schema" and event["schema"] == "hostdev.watch/1"
+        jsonschema.validate(event, schema)
     assert [(e["kind"], e["address"], e["owner"]) for e in events] == [
         ("pruned", str(vf0), {"driver": "qemu", "domain": "vm1"})]
     assert f"{vf0}: gone" in err and "held by driver qemu, domain vm1" in err
