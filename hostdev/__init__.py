@@ -59,7 +59,7 @@ if TYPE_CHECKING:
         SriovReport,
         UpdateReport,
     )
-    from hostdev.state.records import DeviceRecord, HostdevSpec, Owner
+    from hostdev.state.records import DeviceRecord, HostdevSpec, Owner, VfNetConfig, VfNetValues
 
 __version__ = "0.1.0"
 
@@ -68,6 +68,8 @@ _LAZY = {
     "HostdevManager": "hostdev.manager",
     "Owner": "hostdev.state.records",
     "HostdevSpec": "hostdev.state.records",
+    "VfNetConfig": "hostdev.state.records",
+    "VfNetValues": "hostdev.state.records",
     "DeviceRecord": "hostdev.state.records",
     "DriverChange": "hostdev.reports",
     "NodeResult": "hostdev.reports",
@@ -123,6 +125,8 @@ __all__ = [
     "UnexpectedContent",
     "UnsafePath",
     "UpdateReport",
+    "VfNetConfig",
+    "VfNetValues",
     "WriteBlocked",
     "list_devices",
     "read_device",

@@ -44,6 +44,8 @@ def _seconds(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from hostdev.cli.netargs import add_net_arguments
+
     """The argument parser (exposed for documentation and tests)."""
     parser = _Parser(prog="hostdev", description="Manage PCI host devices for VFIO passthrough.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -94,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help=_FORCE_HOST_USE)
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p.add_argument("addresses", nargs="+", metavar="ADDRESS")
+    add_net_arguments(p)
 
     p = sub.add_parser("release", help="take an owner's devices back (reattach)")
     p.set_defaults(handler="hostdev.cli.manage:cmd_release")

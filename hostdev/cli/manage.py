@@ -67,15 +67,27 @@ def cmd_assign(args: argparse.Namespace) -> int:
     """Prepare devices for an owner."""
     owner = Owner.parse(args.owner)
     from hostdev.address import validate_driver_name
+    from hostdev.cli.netargs import net_config_from_args
+    from hostdev.errors import BadInput
 
     stub = validate_driver_name(args.driver)
-    specs = [HostdevSpec(address=a, managed=not args.unmanaged, stub_driver=stub)
-             for a in _addresses(args.addresses)]
+    addresses = _addresses(args.addresses)
+    net = net_config_from_args(args)
+    if net is not None and net.mac is not None and len(addresses) > 1:
+        raise BadInput("--mac names one VF's address: give one ADDRESS with it")
+    specs = [HostdevSpec(address=a, managed=not args.unmanaged, stub_driver=stub, net=net)
+             for a in addresses]
     report = manager(args).prepare(owner, specs, force=args.force)
-    lines = [f"{r.address}: assigned to {owner} on {r.stub_driver}" for r in report.prepared]
+    lines = [f"{r.address}: assigned to {owner} on {r.stub_driver}"
+             + (f", network settings {_settings(r.net.fields())}" if r.net is not None else "")
+             for r in report.prepared]
     lines += [f"{r.address}: stale record pruned (device re-created)" for r in report.pruned]
     _emit(args, report, lines)
     return 0
+
+
+def _settings(values: dict[str, object]) -> str:
+    return " ".join(f"{key} {value}" for key, value in values.items())
 
 
 def cmd_release(args: argparse.Namespace) -> int:
@@ -131,6 +143,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     lines += [f"{r.address}: not given back yet: no driver ({r.original_driver} did not take"
               f" it); 'hostdev reattach {r.address}' finishes" for r in report.unfinished]
     lines += [f"blocked: {line}" for line in report.blocked]
+    lines += [f"drift: {line}" for line in report.net_drift]
     if not lines:
         lines = ["the lists agree with the host"]
     _emit(args, report, lines)

@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field, ValidationError
 from hostdev.address import PciAddress
 from hostdev.errors import StateCorrupt
 from hostdev.state import files as statedir
-from hostdev.state.records import OverrideValue
+from hostdev.state.records import OverrideValue, VfNetValues
 
 INTENT_NAME = "intent.json"
 
@@ -46,6 +46,17 @@ class VfCountBefore(BaseModel):
     pf: PciAddress
     count: int
     target: int
+
+
+class VfNetBefore(BaseModel):
+    """A VF's network settings before the transaction changed them through its PF."""
+
+    address: PciAddress
+    pf: PciAddress
+    index: int
+    #: Kernel identity of the VF when recorded: a re-created VF starts from the defaults.
+    generation: int | None
+    values: VfNetValues
 
 
 class PendingWrite(BaseModel):
@@ -78,6 +89,7 @@ class Intent(BaseModel):
     pid: int = Field(default_factory=os.getpid)
     devices: list[DeviceBefore] = Field(default_factory=list)
     vf_counts: list[VfCountBefore] = Field(default_factory=list)
+    vf_nets: list[VfNetBefore] = Field(default_factory=list)
     pending: list[PendingWrite] = Field(default_factory=list)
 
 
