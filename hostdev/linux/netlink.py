@@ -56,6 +56,9 @@ class Transport(Protocol):
     def set_vf(self, ifname: str, index: int, values: VfConfig) -> None:
         """Set the fields of one ``WRITE_FIELDS`` entry on VF ``index``."""
 
+    def ipv4_addresses(self) -> dict[str, list[str]]:
+        """Every interface's IPv4 addresses (``A.B.C.D/PLEN``), by interface name."""
+
 
 #: Hooks that may serve a root (a fake kernel registers one); each returns None to pass.
 transports: list[Callable[[Sysfs], Transport | None]] = []
@@ -123,6 +126,17 @@ def write_vf(sysfs: Sysfs, ifname: str, index: int, field: str, values: VfConfig
     log.debug("netlink: %s vf %d %s: ok", ifname, index, shown)
 
 
+def ipv4_addresses(sysfs: Sysfs) -> dict[str, list[str]] | None:
+    """IPv4 addresses by interface (``RTM_GETADDR``), which ``/proc`` cannot tell;
+    None when netlink cannot serve this root or would not answer."""
+    try:
+        return _transport(sysfs).ipv4_addresses()
+    except KernelRefused:
+        return None
+    except OSError:
+        return None
+
+
 def write_path(ifname: str, index: int, field: str) -> str:
     """How a netlink write is named in errors, logs and the fake kernel's records."""
     return f"netlink:{ifname}/vf{index}/{field}"
@@ -143,7 +157,9 @@ def _transport(sysfs: Sysfs) -> Transport:
         found = hook(sysfs)
         if found is not None:
             return found
-    if str(sysfs.root.resolve()) != "/":
+    # The real root shows our network namespace; a tree under --root, or a fake
+    # filesystem without a fake kernel, does not, and netlink must not answer for it.
+    if str(sysfs.root.resolve()) != "/" or not sysfs.exists(f"{sysfs.proc}/self/ns/net"):
         raise KernelRefused(
             f"netlink serves the host's own interfaces, not those under --root {sysfs.root}:"
             " a VF network configuration needs the real root",
@@ -196,6 +212,22 @@ class _Pyroute2:
                 spec["mac"] = value
         with _as_oserror(), IPRoute() as ipr:
             ipr.link("set", index=_index(ipr, ifname), vf=spec)
+
+    def ipv4_addresses(self) -> dict[str, list[str]]:
+        import socket
+
+        from pyroute2 import IPRoute
+
+        with _as_oserror(), IPRoute() as ipr:
+            names = {int(link["index"]): str(link.get_attr("IFLA_IFNAME"))
+                     for link in ipr.get_links()}
+            out: dict[str, list[str]] = {}
+            for msg in ipr.get_addr(family=socket.AF_INET):
+                addr = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")
+                name = names.get(int(msg["index"]))
+                if addr and name:
+                    out.setdefault(name, []).append(f"{addr}/{int(msg['prefixlen'])}")
+        return out
 
 
 @contextmanager

@@ -21,7 +21,6 @@ from hostdev.ops import vf_net
 from hostdev.ops.identity import Presence, check
 from hostdev.ops.transaction import Transaction
 from hostdev.reports import ReattachFailure, ReattachReport
-from hostdev.state.journal import VfNetBefore
 from hostdev.state.records import DeviceRecord, Owner
 
 #: Waits until none of the addresses is held; returns the ones still held, with the error.
@@ -80,10 +79,8 @@ def reattach(txn: Transaction, owner: Owner, addresses: Sequence[PciAddress],
         del txn.lists.active[record.address]
         txn.lists.inactive[record.address] = record.model_copy(update={"owner": None})
     released = [r for r in mine if r.address not in busy]
-    txn.declare("reattach", [r.address for r in released], vf_nets=[
-        VfNetBefore(address=r.address, pf=r.pf, index=r.vf_index, generation=r.generation,
-                    values=r.net)
-        for r in released if r.net is not None and r.pf is not None and r.vf_index is not None])
+    txn.declare("reattach", [r.address for r in released],
+                vf_nets=[j for r in released if (j := vf_net.journaled(r)) is not None])
     for record in released:
         if record.address not in unfinished:
             _reset_quietly(txn, record, report)

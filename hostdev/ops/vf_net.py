@@ -43,6 +43,10 @@ def apply(txn: Transaction, record: DeviceRecord, saved: VfNetBefore,
           config: VfNetConfig) -> DeviceRecord:
     """Set ``config`` on the VF, each write's undo pushed first; the record says both."""
     applied = {**saved.values.fields(), **config.fields()}
+    # A record still holding values to give back (a reattach failed to) keeps them:
+    # they are what the VF had before any guest, unlike what it shows now.
+    original = {**saved.values.fields(),
+                **(record.net_saved.fields() if record.net_saved is not None else {})}
     for field, keys in netlink.WRITE_FIELDS.items():
         if not any(key in config.fields() for key in keys):
             continue
@@ -50,7 +54,8 @@ def apply(txn: Transaction, record: DeviceRecord, saved: VfNetBefore,
         txn.push(UndoStep(what=f"set {_shown(old)} back on VF {saved.index} of {saved.pf}",
                           run=_writer(txn, saved, field, old)))
         _writer(txn, saved, field, {key: applied[key] for key in keys})()
-    return record.model_copy(update={"net": VfNetValues(**applied), "net_saved": saved.values})
+    return record.model_copy(update={"net": VfNetValues(**applied),
+                                     "net_saved": VfNetValues(**original)})
 
 
 def restore(txn: Transaction, record: DeviceRecord) -> None:
@@ -59,6 +64,30 @@ def restore(txn: Transaction, record: DeviceRecord) -> None:
         return
     put_back(txn, VfNetBefore(address=record.address, pf=record.pf, index=record.vf_index,
                               generation=record.generation, values=record.net_saved))
+
+
+def journaled(record: DeviceRecord) -> VfNetBefore | None:
+    """What a transaction about to give the record's VF its settings back journals: the
+    settings the record says the VF has now (None: nothing to give back)."""
+    if record.net_saved is None or record.pf is None or record.vf_index is None:
+        return None
+    now = record.net if record.net is not None else record.net_saved
+    return VfNetBefore(address=record.address, pf=record.pf, index=record.vf_index,
+                       generation=record.generation, values=now)
+
+
+def give_back(txn: Transaction, record: DeviceRecord, journaled: VfNetBefore) -> None:
+    """Restore the record's saved settings, pushing how to undo that first."""
+    if record.pf is None or record.vf_index is None:
+        return
+    now = VfNetBefore(address=record.address, pf=record.pf, index=record.vf_index,
+                      generation=journaled.generation,
+                      values=VfNetValues(**netlink.read_vf(
+                          txn.sysfs, _interface(txn, journaled), record.vf_index,
+                          record.address)))
+    txn.push(UndoStep(what=f"set the network settings of VF {record.address} back",
+                      run=lambda: put_back(txn, now)))
+    restore(txn, record)
 
 
 def put_back(txn: Transaction, saved: VfNetBefore) -> list[str]:

@@ -1,4 +1,5 @@
-"""A NIC PF's per-VF network settings, and the rtnetlink calls that read and set them.
+"""A NIC PF's per-VF network settings, and the rtnetlink calls that read and set them
+(and the one that lists interfaces' IPv4 addresses, for the host-use check).
 
 The PF driver keeps, for each enabled VF, an administrative MAC, a VLAN with
 its QoS, spoof checking, trust and a link state (docs/kernel-model.md §9). They
@@ -108,6 +109,13 @@ class FakeNetlink:
             if pf.sriov is None:
                 return []  # no IFLA_VFINFO_LIST for a function without VFs
             return [{"vf": i, **config(pf, i)} for i in range(len(pf.sriov.vfs))]
+
+    def ipv4_addresses(self) -> dict[str, list[str]]:
+        """RTM_GETADDR: the IPv4 addresses given to each interface (``add_address``)."""
+        with self.state.lock:
+            return {dev.ifname: [str(a) for a in dev.addresses if a.version == 4]
+                    for dev in self.state.host.netdevs.values()
+                    if any(a.version == 4 for a in dev.addresses)}
 
     def set_vf(self, ifname: str, index: int, values: dict[str, Any]) -> None:
         state = self.state

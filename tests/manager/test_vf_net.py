@@ -236,3 +236,43 @@ def test_vf_settings_go_with_the_vfs(nic: Host) -> None:
     nic.vfs(0)
     nic.vfs(2)
     assert nic.kernel.vf_net(PF, 1) == DEFAULTS
+
+
+def test_node_reattach_finishes_a_failed_restore(nic: Host) -> None:
+    vf0, _ = nic.vfs(2)
+    nic.kernel.set_vf_net(PF, 0, mac="02:00:00:00:00:10")
+    nic.mgr.prepare(VM1, [HostdevSpec(address=vf0, net=GUEST)])
+    nic.kernel.fail_netlink("ens1f0", 0, "vlan", errno.EIO)  # the MAC goes back, not the VLAN
+    assert not nic.mgr.reattach(VM1, [vf0]).ok
+    assert nic.kernel.vf_net(PF, 0)["vlan"] == 42
+    result = nic.mgr.node_reattach(vf0)
+    assert result.driver == "iavf"
+    assert nic.kernel.vf_net(PF, 0) == {**DEFAULTS, "mac": "02:00:00:00:00:10"}
+    assert nic.mgr.inactive() == []
+
+
+def test_a_new_prepare_keeps_the_values_a_failed_restore_left_to_give_back(nic: Host) -> None:
+    vf0, _ = nic.vfs(2)
+    nic.kernel.set_vf_net(PF, 0, mac="02:00:00:00:00:10")
+    nic.mgr.prepare(VM1, [HostdevSpec(address=vf0, net=GUEST)])
+    nic.kernel.fail_netlink("ens1f0", 0, "mac", errno.EIO)
+    assert not nic.mgr.reattach(VM1, [vf0]).ok
+    other = VfNetConfig(mac="52:54:00:aa:bb:02")
+    [record] = nic.mgr.prepare(VM1, [HostdevSpec(address=vf0, net=other)]).prepared
+    assert record.net_saved is not None and record.net_saved.mac == "02:00:00:00:00:10"
+    assert nic.mgr.reattach(VM1, [vf0]).ok
+    assert nic.kernel.vf_net(PF, 0) == {**DEFAULTS, "mac": "02:00:00:00:00:10"}
+
+
+def test_node_reattach_restore_failure_changes_nothing(nic: Host) -> None:
+    vf0, _ = nic.vfs(2)
+    nic.mgr.prepare(VM1, [HostdevSpec(address=vf0, net=GUEST)])
+    nic.kernel.fail_netlink("ens1f0", 0, "mac", errno.EIO)
+    nic.mgr.reattach(VM1, [vf0])
+    nic.kernel.fail_netlink("ens1f0", 0, "vlan", errno.EIO)
+    with pytest.raises(KernelRefused):
+        nic.mgr.node_reattach(vf0)
+    assert nic.driver(vf0) == "vfio-pci"
+    assert nic.kernel.vf_net(PF, 0)["mac"] == "52:54:00:aa:bb:01"  # the undo put it back
+    [record] = nic.mgr.inactive()
+    assert record.net_saved is not None

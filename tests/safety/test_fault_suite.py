@@ -142,6 +142,14 @@ def _setup_net_prepared(mgr: HostdevManager, kernel: FakeKernel) -> list[PciAddr
     return vfs
 
 
+def _setup_net_unfinished(mgr: HostdevManager, kernel: FakeKernel) -> list[PciAddress]:
+    """VF 0's settings could not all be given back at reattach: it stays tracked."""
+    vfs = _setup_net_prepared(mgr, kernel)
+    kernel.fail_netlink("ens1f0", 0, "vlan", errno.EIO)
+    mgr.reattach(VM1, [vfs[0]])
+    return vfs
+
+
 SCENARIOS = [
     Scenario("prepare", _setup_plain, lambda m, v: m.prepare(VM1, _prepare_specs(v))),
     Scenario("reattach", _setup_prepared, lambda m, v: m.reattach(VM1, [NIC, NVME, v[0]])),
@@ -158,6 +166,8 @@ SCENARIOS = [
              _nic_host),
     Scenario("net-reattach", _setup_net_prepared,
              lambda m, v: m.reattach(VM1, [v[0], NIC, v[1]]), _nic_host),
+    Scenario("net-node_reattach", _setup_net_unfinished, lambda m, v: m.node_reattach(v[0]),
+             _nic_host),
 ]
 
 
