@@ -1,7 +1,8 @@
 """The intent journal: what a transaction is about to change, written before it does.
 
 A transaction that will write to sysfs first records each device it may touch
-(with the driver, override and kernel identity it had) in ``intent.json``, then
+(with the driver, override and kernel identity it had, and for a NIC VF the
+network settings it will change through the PF) in ``intent.json``, then
 acts, then saves the state file stamped with its id, then deletes the journal.
 A manager that finds a journal whose id is not the state file's last
 transaction knows the process died mid-way, and puts those devices back as

@@ -151,7 +151,8 @@ class HostdevSpec(BaseModel):
     managed: bool = True
     stub_driver: DriverName = "vfio-pci"
     #: Set through the VF's PF after the move; the values it replaces come back at
-    #: reattach (and on rollback or recovery).
+    #: reattach (and on rollback or recovery). ``update_active`` writes nothing: it
+    #: keeps what an existing record says.
     net: VfNetConfig | None = None
 
 
