@@ -65,7 +65,7 @@ if TYPE_CHECKING:
         WatchEvent,
         WishOutcome,
     )
-    from hostdev.state.records import DeviceRecord, HostdevSpec, Owner
+    from hostdev.state.records import DeviceRecord, HostdevSpec, Owner, VfNetConfig, VfNetValues
     from hostdev.state.wishes import DetachWish, DeviceIdentity, VfCountWish, Wishes
 
 __version__ = "0.1.0"
@@ -75,6 +75,8 @@ _LAZY = {
     "HostdevManager": "hostdev.manager",
     "Owner": "hostdev.state.records",
     "HostdevSpec": "hostdev.state.records",
+    "VfNetConfig": "hostdev.state.records",
+    "VfNetValues": "hostdev.state.records",
     "DeviceRecord": "hostdev.state.records",
     "AllocationReport": "hostdev.reports",
     "DriverChange": "hostdev.reports",
@@ -145,6 +147,8 @@ __all__ = [
     "UnsafePath",
     "UpdateReport",
     "VfCountWish",
+    "VfNetConfig",
+    "VfNetValues",
     "WatchEvent",
     "WishOutcome",
     "Wishes",

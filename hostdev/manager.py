@@ -58,7 +58,7 @@ from hostdev.reports import (
 from hostdev.state.audit import AuditLog
 from hostdev.state.journal import DeviceBefore, Intent, Journal, PendingWrite
 from hostdev.state.lists import Lists
-from hostdev.state.records import DeviceRecord, HostdevSpec, Owner
+from hostdev.state.records import DeviceRecord, HostdevSpec, Owner, VfNetConfig
 from hostdev.state.store import StateStore, default_state_dir
 from hostdev.state.wishes import DetachWish, Wishes, WishStore, default_config_dir
 
@@ -367,7 +367,8 @@ class HostdevManager:
 
     def allocate(self, owner: Owner, count: int, *, pf: AddressLike | None = None,
                  numa_node: int | None = None, vendor_device: str | None = None,
-                 stub_driver: str = "vfio-pci") -> AllocationReport:
+                 stub_driver: str = "vfio-pci", net: VfNetConfig | None = None,
+                 ) -> AllocationReport:
         """Give ``owner`` ``count`` free VFs, chosen here, prepared in one transaction.
 
         ``pf`` (only VFs of that PF) and ``vendor_device`` (``"VVVV:DDDD"``, only
@@ -380,15 +381,22 @@ class HostdevManager:
         (:mod:`hostdev.ops.allocate`). All or nothing, as :meth:`prepare`: with
         fewer free VFs than ``count``, :class:`~hostdev.errors.NotEnoughFreeVfs`
         says how many of how many candidates were free and why the others were
-        not, and nothing is changed.
+        not, and nothing is changed. ``net``: the network settings every chosen VF
+        gets (as ``HostdevSpec.net``); only VFs of a PF that carries a network
+        interface are then candidates, and a MAC can be given to one VF only.
         """
         request = VfRequest.parse(count, pf=pf, numa_node=numa_node,
                                   vendor_device=vendor_device)
         stub = validate_driver_name(stub_driver)
+        if net is not None and not isinstance(net, VfNetConfig):
+            raise BadInput(f"net must be a VfNetConfig, not {type(net).__name__}")
+        if net is not None and net.mac is not None and request.count > 1:
+            raise BadInput(f"a MAC address names one VF, and {request.count} were asked for:"
+                           " allocate one VF with a MAC, or leave the MAC out")
 
         def run(txn: Transaction) -> AllocationReport:
-            selection = choose(txn, owner, request, stub)
-            specs = [HostdevSpec(address=address, stub_driver=stub)
+            selection = choose(txn, owner, request, stub, needs_interface=net is not None)
+            specs = [HostdevSpec(address=address, stub_driver=stub, net=net)
                      for address in selection.chosen]
             done = prepare(txn, owner, _resolve_auto(txn, specs))
             return AllocationReport(prepared=done.prepared, pruned=done.pruned,

@@ -126,6 +126,9 @@ class ReconcileReport(BaseModel):
     #: Writes of ours still blocked in the kernel until a VFIO user lets go; their
     #: devices are left alone, and recorded by the first call after they finish.
     blocked: list[str] = Field(default_factory=list)
+    #: Tracked VFs whose network settings (MAC, VLAN...) are not what their record
+    #: says: changed behind our back (reported, not changed).
+    net_drift: list[str] = Field(default_factory=list)
 
     @property
     def changed(self) -> bool:

@@ -1,4 +1,8 @@
-"""Hooks on the library's sysfs writes, for tests that act at the k-th write."""
+"""Hooks on the library's kernel writes, for tests that act at the k-th write.
+
+Both kinds count: sysfs writes (by path) and netlink writes of VF settings, named
+``netlink:IF/vfN/FIELD`` (:func:`hostdev.linux.netlink.write_path`), which is also
+the name the fake kernel's ``fail_write`` matches."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from hostdev.address import PciAddress
+from hostdev.linux import netlink
 from hostdev.linux.sysfs import Sysfs
 
 Hook = Callable[[str, PciAddress | None], object]  # what it returns is ignored
@@ -15,9 +20,10 @@ Hook = Callable[[str, PciAddress | None], object]  # what it returns is ignored
 @contextmanager
 def _watching(hook: Callable[[str, PciAddress | None, list[str]], object]
               ) -> Iterator[list[str]]:
-    """Call ``hook(path, address, seen)`` before every sysfs write from now on, with
+    """Call ``hook(path, address, seen)`` before every kernel write from now on, with
     ``seen`` the paths written so far (this one last); yields ``seen``."""
     original = Sysfs.write
+    original_vf = netlink.write_vf
     seen: list[str] = []
 
     def write(self: Sysfs, path: str, value: str, address: PciAddress | None = None,
@@ -26,16 +32,25 @@ def _watching(hook: Callable[[str, PciAddress | None, list[str]], object]
         hook(path, address, seen)
         original(self, path, value, address, **options)
 
+    def write_vf(sysfs: Sysfs, ifname: str, index: int, field: str, values: dict[str, Any],
+                 address: PciAddress | None = None) -> None:
+        path = netlink.write_path(ifname, index, field)
+        seen.append(path)
+        hook(path, address, seen)
+        original_vf(sysfs, ifname, index, field, values, address)
+
     Sysfs.write = write  # type: ignore[method-assign]
+    netlink.write_vf = write_vf
     try:
         yield seen
     finally:
         Sysfs.write = original  # type: ignore[method-assign]
+        netlink.write_vf = original_vf
 
 
 @contextmanager
 def on_write(k: int, hook: Hook) -> Iterator[list[str]]:
-    """Call ``hook(path, address)`` just before the k-th (1-based) sysfs write from now.
+    """Call ``hook(path, address)`` just before the k-th (1-based) kernel write from now.
 
     Yields the list of paths written so far (it grows as writes happen).
     """
@@ -59,7 +74,7 @@ def before_write(suffix: str, hook: Callable[[], None]) -> Iterator[list[str]]:
 
 
 def count_writes(action: Callable[[], object]) -> int:
-    """How many sysfs writes ``action`` makes."""
+    """How many kernel writes (sysfs and netlink) ``action`` makes."""
     with on_write(0, lambda path, address: None) as seen:
         action()
     return len(seen)

@@ -110,6 +110,8 @@ def _walk(fs: Any, spec: HostSpec) -> None:
     _say("The guest stops: release VF 0 (back to its original driver)")
     _run([*state, "release", "--owner", "qemu/vm1", str(vf0)])
 
+    _net_story(kernel, pf.address, vf_list[2], state)
+
     _say(f"An operator writes 0 to {pf.address}'s sriov_numvfs behind hostdev's back:"
          f" the parked VF {vf1} vanishes")
     from hostdev.linux import binding
@@ -122,3 +124,21 @@ def _walk(fs: Any, spec: HostSpec) -> None:
     _say("VFs come back at the same addresses: new devices, not the old records")
     binding.set_num_vfs(sysfs, pf.address, 2)
     _run([*state, "show", str(vf1)])
+
+
+def _net_story(kernel: Any, pf: Any, dev: Any, state: list[str]) -> None:
+    """A NIC VF gets a guest's MAC and VLAN through its PF, and its own back at release."""
+    vf, index = dev.address, dev.vf.index
+    kernel.add_netdev(pf, "ens1f0")
+    kernel.set_vf_net(pf, index, mac="02:00:00:00:be:ef")
+    _say(f"The PF's driver brings up ens1f0; an operator gave VF {index} ({vf}) the MAC"
+         " 02:00:00:00:be:ef (ip link set ens1f0 vf N mac ...)")
+    _run([*state, "show", str(vf)])
+    _say(f"Assign {vf} to qemu/vm2 as a network interface: the guest's MAC and VLAN are set"
+         " through the PF after the move, the old ones saved in the record")
+    _run([*state, "assign", "--owner", "qemu/vm2", str(vf), "--mac", "52:54:00:6b:3c:01",
+          "--vlan", "100"])
+    _run([*state, "show", str(vf)])
+    _say("The guest stops: release puts the saved MAC and VLAN back before the VF goes home")
+    _run([*state, "release", "--owner", "qemu/vm2", str(vf)])
+    print(f"  VF {index} as ens1f0 reports it now: {kernel.vf_net(pf, index)}")

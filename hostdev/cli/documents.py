@@ -154,6 +154,22 @@ class VpdOutput(BaseModel):
     error: str | None = None
 
 
+class VfNetOutput(BaseModel):
+    """A NIC VF's settings as its PF reports them (``ip -d link show PF``)."""
+
+    #: The PF's network interface they were read through.
+    interface: str
+    vf_index: int
+    mac: str | None = None
+    vlan: int | None = None
+    qos: int | None = None
+    spoofchk: bool | None = None
+    trust: bool | None = None
+    link_state: str | None = None
+    #: Set when the PF would not tell; the other fields are then None.
+    error: str | None = None
+
+
 class ShowOutput(BaseModel):
     """What ``hostdev show --json`` prints."""
 
@@ -168,6 +184,8 @@ class ShowOutput(BaseModel):
     vfs: list[DeviceDocument]
     #: None when the device has no ``vpd`` attribute (most devices).
     vpd: VpdOutput | None = None
+    #: A NIC VF's network settings (None: not a VF, or its PF carries no interface).
+    vf_net: VfNetOutput | None = None
     #: Links of the device that could not be read (one line each).
     warnings: list[str] = []
 

@@ -7,7 +7,13 @@ import sys
 
 from hostdev.address import PciAddress
 from hostdev.cli import listing
-from hostdev.cli.documents import DeviceDocument, ListedDevice, ShowOutput, VpdOutput
+from hostdev.cli.documents import (
+    DeviceDocument,
+    ListedDevice,
+    ShowOutput,
+    VfNetOutput,
+    VpdOutput,
+)
 from hostdev.cli.tables import device_details
 from hostdev.errors import HostdevError
 from hostdev.linux.device import PciDevice
@@ -41,11 +47,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     uses = host_uses(sysfs, address)
     found_members = [m for m in members if m is not None]
     found_vfs = [v for v in vfs if v is not None]
+    net = read_vf_net(sysfs, dev)
     if args.json:
         out = ShowOutput(device=listed, holders=found_holders, host_use=uses,
                          group_members=[DeviceDocument.of(m) for m in found_members],
                          vfs=[DeviceDocument.of(v) for v in found_vfs], vpd=vpd,
-                         warnings=warnings)
+                         vf_net=net, warnings=warnings)
         sys.stdout.write(out.model_dump_json(by_alias=True, indent=2) + "\n")
     else:
         for line in [] if getattr(args, "quiet", False) else warnings:
@@ -58,6 +65,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         if uses:
             extra.append(("host uses", "; ".join(str(u) for u in uses)))
         extra.extend(_vpd_facts(vpd))
+        extra.extend(_net_facts(net))
         sys.stdout.write(device_details(dev, found_members, found_vfs, extra))
     return 0
 
@@ -86,6 +94,40 @@ def read_vpd(sysfs: Sysfs, address: PciAddress) -> VpdOutput | None:
     return VpdOutput(name=parsed.name, part_number=parsed.part_number,
                      serial_number=parsed.serial_number, read_only=parsed.read_only,
                      read_write=parsed.read_write, checksum_ok=parsed.checksum_ok)
+
+
+def read_vf_net(sysfs: Sysfs, dev: PciDevice) -> VfNetOutput | None:
+    """A VF's network settings as its PF reports them; None when ``dev`` is not a VF
+    of a PF with an interface, or netlink cannot serve this root."""
+    import errno
+
+    from hostdev.errors import KernelRefused
+    from hostdev.linux import netlink
+
+    if dev.vf is None or dev.vf.index is None:
+        return None
+    ifname = netlink.pf_interface(sysfs, dev.vf.pf)
+    if ifname is None:
+        return None
+    try:
+        values = netlink.read_vf(sysfs, ifname, dev.vf.index, dev.address)
+    except KernelRefused as exc:
+        if exc.errno == errno.EOPNOTSUPP and exc.path == "netlink":
+            return None  # a --root tree: its interfaces are not the kernel's
+        return VfNetOutput(interface=ifname, vf_index=dev.vf.index, error=str(exc))
+    return VfNetOutput(interface=ifname, vf_index=dev.vf.index, **values)
+
+
+def _net_facts(net: VfNetOutput | None) -> list[tuple[str, str]]:
+    if net is None:
+        return []
+    where = f"VF {net.vf_index} of {net.interface}"
+    if net.error is not None:
+        return [("vf network", f"{where}: {net.error}")]
+    onoff: dict[bool | None, str] = {True: "on", False: "off", None: "?"}
+    return [("vf network", f"{where}: mac {net.mac}, vlan {net.vlan}, qos {net.qos},"
+                           f" spoofchk {onoff[net.spoofchk]},"
+                           f" trust {onoff[net.trust]}, link-state {net.link_state}")]
 
 
 def _vpd_facts(vpd: VpdOutput | None) -> list[tuple[str, str]]:

@@ -83,6 +83,8 @@ def _seconds(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from hostdev.cli.netargs import add_net_arguments
+
     """The argument parser (exposed for documentation and tests)."""
     parser = _Parser(prog="hostdev", description="Manage PCI host devices for VFIO passthrough.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -154,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id", dest="vendor_device", metavar="VVVV:DDDD",
                    help="with --count: only VFs with this vendor:device id")
     p.add_argument("addresses", nargs="*", metavar="ADDRESS", help=_ADDRESSES_HELP)
+    add_net_arguments(p)
 
     p = sub.add_parser("release", help="take an owner's devices back (reattach)")
     p.set_defaults(handler="hostdev.cli.manage:cmd_release")

@@ -101,6 +101,7 @@ def cmd_assign(args: argparse.Namespace) -> int:
     """Prepare devices for an owner (``--count``: free VFs that ``allocate`` chooses)."""
     owner = Owner.parse(args.owner)
     from hostdev.address import validate_driver_name
+    from hostdev.cli.netargs import net_config_from_args
 
     stub = validate_driver_name(args.driver)
     if args.count is not None:
@@ -112,10 +113,16 @@ def cmd_assign(args: argparse.Namespace) -> int:
     if not args.addresses:
         raise BadInput("assign needs the devices' addresses, or --count N to let hostdev"
                        " choose free VFs")
-    specs = [HostdevSpec(address=a, managed=not args.unmanaged, stub_driver=stub)
-             for a in _addresses(args.addresses)]
+    addresses = _addresses(args.addresses)
+    net = net_config_from_args(args)
+    if net is not None and net.mac is not None and len(addresses) > 1:
+        raise BadInput("--mac names one VF's address: give one ADDRESS with it")
+    specs = [HostdevSpec(address=a, managed=not args.unmanaged, stub_driver=stub, net=net)
+             for a in addresses]
     report = manager(args).prepare(owner, specs, force=args.force)
-    lines = [f"{r.address}: assigned to {owner} on {r.stub_driver}" for r in report.prepared]
+    lines = [f"{r.address}: assigned to {owner} on {r.stub_driver}"
+             + (f", network settings {_settings(r.net.fields())}" if r.net is not None else "")
+             for r in report.prepared]
     lines += [f"{r.address}: stale record pruned (device re-created)" for r in report.pruned]
     _emit(args, AssignOutput.model_validate(dict(report)), lines)
     return 0
@@ -129,17 +136,25 @@ def _allocate(args: argparse.Namespace, owner: Owner, stub: str) -> int:
         if given:
             raise BadInput(f"{option} does not apply to --count (VFs the host uses are"
                            " skipped, and chosen VFs are always managed)")
+    from hostdev.cli.netargs import net_config_from_args
+
     report = manager(args).allocate(owner, args.count, pf=args.pf, numa_node=args.numa,
-                                    vendor_device=args.vendor_device, stub_driver=stub)
+                                    vendor_device=args.vendor_device, stub_driver=stub,
+                                    net=net_config_from_args(args))
     lines = []
     for r in report.prepared:
         vf = f" (VF {r.vf_index} of {r.pf})" if r.pf is not None else ""
-        lines.append(f"{r.address}: assigned to {owner} on {r.stub_driver}{vf}")
+        settings = f", network settings {_settings(r.net.fields())}" if r.net else ""
+        lines.append(f"{r.address}: assigned to {owner} on {r.stub_driver}{vf}{settings}")
     lines += [f"{r.address}: stale record pruned (device re-created)" for r in report.pruned]
     lines += [f"{a}: not on NUMA node {args.numa} (too few free VFs there)"
               for a in report.off_node]
     _emit(args, AllocateOutput.model_validate(dict(report)), lines)
     return 0
+
+
+def _settings(values: dict[str, object]) -> str:
+    return " ".join(f"{key} {value}" for key, value in values.items())
 
 
 def cmd_release(args: argparse.Namespace) -> int:
@@ -193,6 +208,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     lines += [f"{r.address}: not given back yet: no driver ({r.original_driver} did not take"
               f" it); 'hostdev reattach {r.address}' finishes" for r in report.unfinished]
     lines += [f"blocked: {line}" for line in report.blocked]
+    lines += [f"drift: {line}" for line in report.net_drift]
     if not lines:
         lines = ["the lists agree with the host"]
     _emit(args, ReconcileOutput.model_validate(dict(report)), lines)

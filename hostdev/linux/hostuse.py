@@ -15,16 +15,14 @@ beyond link-local (as ``dpdk-devbind`` calls an interface "Active"; an IPv4
 address shows through the subnet route the kernel adds for it). An interface
 enslaved to an upper device (bond, bridge, VLAN) carries that device's use.
 
-Known limit: ``/proc`` cannot name the interface of an IPv4 address. The only
-per-interface IPv4 table there is ``net/route``, and it shows the main routing
-table alone; ``net/fib_trie`` lists every local address ("/32 host LOCAL") and
-every table (VRFs included) but names no interface; ``net/arp`` and
-``net/igmp`` name interfaces but not their addresses. So an up interface whose
-only IPv4 address adds no main-table route (a /32, an address with
-``noprefixroute``, or one in a VRF, whose routes live in the VRF's table) is
-not seen as used, unless an IPv6 address beyond link-local or another route
-says so. Only netlink (``RTM_GETADDR``) tells, and it neither follows
-``--root`` nor can be modelled in the fake kernel.
+``/proc`` cannot name the interface of an IPv4 address: the only per-interface
+IPv4 table there is ``net/route``, which shows the main routing table alone, so
+an address that adds no main-table route (a /32, ``noprefixroute``, one in a
+VRF) does not show there. For an up interface that shows nothing else, the
+IPv4 addresses are asked of netlink (``RTM_GETADDR``, through
+:mod:`hostdev.linux.netlink`); link-local ones (169.254/16) do not count. Netlink
+serves the host's own interfaces only: under another ``--root`` (no fake
+kernel) that question goes unanswered and only ``/proc`` counts.
 """
 
 from __future__ import annotations
@@ -103,6 +101,7 @@ class HostUseScan:
         self._swaps: list[str] | None = None
         self._routes: dict[str, list[str]] | None = None
         self._addresses: dict[str, list[str]] | None = None
+        self._ipv4: dict[str, list[str]] | None = None
 
     def of(self, address: PciAddress) -> list[HostUse]:
         """What the host uses through ``address`` (empty when nothing)."""
@@ -255,6 +254,11 @@ class HostUseScan:
                 parts.append(f"route {', '.join(routes)}")
             if parts:
                 return "up with " + " and ".join(parts)
+            # /proc names no interface for an IPv4 address that adds no main-table
+            # route (a /32, noprefixroute, a VRF): netlink does.
+            v4 = [a for a in self._ipv4_table().get(name, []) if not _link_local_v4(a)]
+            if v4:
+                return f"up with address {', '.join(v4)}"
         if depth <= 0:
             return None
         for entry in sorted(sysfs.list_dir(target)):
@@ -272,6 +276,13 @@ class HostUseScan:
             _ipv4_routes(self.sysfs.read_table(f"{proc}/net/route") or "", self._routes)
             _ipv6_routes(self.sysfs.read_table(f"{proc}/net/ipv6_route") or "", self._routes)
         return self._routes
+
+    def _ipv4_table(self) -> dict[str, list[str]]:
+        if self._ipv4 is None:
+            from hostdev.linux import netlink
+
+            self._ipv4 = netlink.ipv4_addresses(self.sysfs) or {}
+        return self._ipv4
 
     def _address_table(self) -> dict[str, list[str]]:
         if self._addresses is None:
@@ -352,6 +363,10 @@ def check_host_use(sysfs: Sysfs, addresses: Sequence[PciAddress], *, verb: str,
 
 
 # ---------------------------------------------------------------------- parsing
+
+
+def _link_local_v4(address: str) -> bool:
+    return address.startswith("169.254.")
 
 
 def _made_by(target: str, path: str) -> bool:

@@ -22,11 +22,12 @@ is tested without a host; :func:`choose` reads the host and calls it.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 
 from hostdev.address import AddressLike, PciAddress
 from hostdev.errors import BadInput, DeviceNotFound, NotEnoughFreeVfs
+from hostdev.linux import netlink
 from hostdev.linux.device import PciDevice
 from hostdev.linux.drivers import USER_SPACE_DRIVERS, is_vfio_driver
 from hostdev.linux.hostuse import HostUseScan
@@ -114,12 +115,15 @@ class Selection:
 
 
 def select(devices: Sequence[PciDevice], lists: Lists, owner: Owner, request: VfRequest,
-           *, stub: str, busy: BusyCheck) -> Selection:
+           *, stub: str, busy: BusyCheck,
+           nic_pfs: Set[PciAddress] | None = None) -> Selection:
     """Choose ``request.count`` free VFs among ``devices`` (a scan of the host).
 
     ``stub``: the driver they will be moved to (a vfio one needs an IOMMU
     group). ``busy`` is asked once, about the candidates still free after the
-    checks that need no kernel read. Raises :class:`NotEnoughFreeVfs` (nothing
+    checks that need no kernel read. ``nic_pfs``: when the VFs get a network
+    configuration, the PFs that carry a network interface (a VF of another PF
+    cannot take one). Raises :class:`NotEnoughFreeVfs` (nothing
     chosen) when fewer than ``request.count`` are free.
     """
     by_address = {d.address: d for d in devices}
@@ -127,6 +131,9 @@ def select(devices: Sequence[PciDevice], lists: Lists, owner: Owner, request: Vf
     not_free: dict[PciAddress, tuple[str, str]] = {}
     for dev in candidates:
         reason = _refusal(dev, lists, owner, stub, by_address)
+        if reason is None and nic_pfs is not None and dev.vf is not None \
+                and dev.vf.pf not in nic_pfs:
+            reason = ("no network interface on its PF", "a network configuration needs one")
         if reason is not None:
             not_free[dev.address] = reason
     remaining = [d.address for d in candidates if d.address not in not_free]
@@ -144,8 +151,12 @@ def select(devices: Sequence[PciDevice], lists: Lists, owner: Owner, request: Vf
     )
 
 
-def choose(txn: Transaction, owner: Owner, request: VfRequest, stub: str) -> Selection:
+def choose(txn: Transaction, owner: Owner, request: VfRequest, stub: str, *,
+           needs_interface: bool = False) -> Selection:
     """Read the host and :func:`select` among its VFs (no write).
+
+    ``needs_interface``: the VFs get a network configuration, so only VFs of a PF
+    that carries a network interface are candidates for it.
 
     A device a write of ours is still blocked on is left out of the scan (reading
     it would block too), so it is never a candidate.
@@ -162,8 +173,12 @@ def choose(txn: Transaction, owner: Owner, request: VfRequest, stub: str) -> Sel
         if pf.sriov is None:
             raise BadInput(f"PCI device {request.pf} is not an SR-IOV PF: name a PF"
                            " (a device 'hostdev list' shows as 'PF (n/m VFs)')")
+    nic_pfs = None
+    if needs_interface:
+        pfs = {d.vf.pf for d in devices if d.vf is not None}
+        nic_pfs = {pf for pf in pfs if netlink.pf_interface(txn.sysfs, pf) is not None}
     return select(devices, txn.lists, owner, request, stub=stub,
-                  busy=lambda addresses: kernel_busy(txn.sysfs, addresses))
+                  busy=lambda addresses: kernel_busy(txn.sysfs, addresses), nic_pfs=nic_pfs)
 
 
 def kernel_busy(sysfs: Sysfs, addresses: Sequence[PciAddress]

@@ -7,6 +7,7 @@ from hostdev.errors import NotAssignable, RestoreFailed
 from hostdev.linux import binding
 from hostdev.linux.drivers import is_stub_driver, is_vfio_driver
 from hostdev.linux.hostuse import check_host_use
+from hostdev.ops import vf_net
 from hostdev.ops.common import check_pf, drop_stale, refuse_active, snapshot
 from hostdev.ops.stub import detach_to_stub, new_record, require_stub_loaded
 from hostdev.ops.transaction import Transaction, UndoStep
@@ -58,7 +59,11 @@ def node_reattach(txn: Transaction, address: PciAddress) -> NodeResult:
     override = record.original_override if record is not None else None
     if is_stub_driver(override):
         override = None  # an override naming the stub would only send it back there
-    txn.declare("node_reattach", [dev])
+    saved_net = vf_net.journaled(record) if record is not None else None
+    txn.declare("node_reattach", [dev], vf_nets=[saved_net] if saved_net is not None else [])
+    if record is not None and saved_net is not None:
+        # A reattach that could not give a VF its network settings back left them here.
+        vf_net.give_back(txn, record, saved_net)
     sysfs, stub, stub_override = txn.sysfs, dev.driver, dev.driver_override
     keep = record
     if keep is None and stub is not None:

@@ -1,8 +1,10 @@
 """Prepare: give devices to an owner (libvirt's virHostdevPreparePCIDevices, fixed).
 
-Order: check every device, detach managed ones to their stub (adopt unmanaged
-ones already there), reset all once all are detached, then move them to the
-active list with their owner. Any failure undoes every step in reverse.
+Order: check every device, read the network settings a NIC VF's spec changes,
+detach managed ones to their stub (adopt unmanaged ones already there), reset
+all once all are detached, set the VFs' network settings through their PFs,
+then move them to the active list with their owner. Any failure undoes every
+step in reverse.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from hostdev.linux import binding
 from hostdev.linux.device import PciDevice
 from hostdev.linux.drivers import is_stub_driver, is_vfio_driver
 from hostdev.linux.hostuse import check_host_use
+from hostdev.ops import vf_net
 from hostdev.ops.common import (
     check_group,
     check_pf,
@@ -49,7 +52,10 @@ def prepare(txn: Transaction, owner: Owner, specs: Sequence[HostdevSpec], *,
         _check(txn, owner, spec, devices[spec.address], devices)
     check_host_use(txn.sysfs, [s.address for s in specs if s.managed], verb="prepare",
                    force=force)
-    txn.declare("prepare", list(devices.values()))
+    # Read before the first write, so that the journal holds what a crash must restore.
+    nets = {s.address: vf_net.before(txn, devices[s.address], s.net)
+            for s in specs if s.net is not None}
+    txn.declare("prepare", list(devices.values()), vf_nets=list(nets.values()))
     records: list[DeviceRecord] = []
     for spec in specs:
         dev = devices[spec.address]
@@ -60,6 +66,9 @@ def prepare(txn: Transaction, owner: Owner, specs: Sequence[HostdevSpec], *,
     # Only now: a bus reset hits every function on the bus.
     for record in records:
         _reset_if_needed(txn, record)
+    for i, spec in enumerate(specs):
+        if spec.net is not None:
+            records[i] = vf_net.apply(txn, records[i], nets[spec.address], spec.net)
     for record in records:
         txn.lists.inactive.pop(record.address, None)
         active = record.model_copy(update={"owner": owner})

@@ -17,6 +17,7 @@ from hostdev.address import PciAddress
 from hostdev.errors import DeviceBusy, DeviceNotFound, HostdevError
 from hostdev.linux import binding
 from hostdev.linux.drivers import is_vfio_driver
+from hostdev.ops import vf_net
 from hostdev.ops.identity import Presence, check
 from hostdev.ops.transaction import Transaction
 from hostdev.reports import ReattachFailure, ReattachReport
@@ -78,19 +79,43 @@ def reattach(txn: Transaction, owner: Owner, addresses: Sequence[PciAddress],
         del txn.lists.active[record.address]
         txn.lists.inactive[record.address] = record.model_copy(update={"owner": None})
     released = [r for r in mine if r.address not in busy]
-    txn.declare("reattach", [r.address for r in released])
+    txn.declare("reattach", [r.address for r in released],
+                vf_nets=[j for r in released if (j := vf_net.journaled(r)) is not None])
     for record in released:
         if record.address not in unfinished:
             _reset_quietly(txn, record, report)
     for record in released:
-        _give_back(txn, record, report)
+        if _restore_net(txn, record, report):
+            _give_back(txn, record, report)
     return report
 
 
+def _restore_net(txn: Transaction, record: DeviceRecord, report: ReattachReport) -> bool:
+    """Give a VF its network settings back before it leaves the stub (its own driver
+    then starts with them); False when that failed: it stays tracked, settings saved,
+    and naming it again in a reattach finishes the job."""
+    if record.net_saved is None:
+        return True
+    try:
+        vf_net.restore(txn, record)
+    except HostdevError as exc:
+        log.error("failed to restore the network settings of VF %s: %s", record.address, exc)
+        report.failed.append(ReattachFailure(
+            address=record.address,
+            reason=f"could not set its network settings back ({exc}); it stays on its stub,"
+                   " tracked: naming it again in a reattach finishes the job"))
+        return False
+    cleared = record.model_copy(update={"net": None, "net_saved": None})
+    if record.address in txn.lists.inactive:
+        txn.lists.inactive[record.address] = cleared.model_copy(update={"owner": None})
+    return True
+
+
 def _give_back_pending(record: DeviceRecord) -> bool:
-    """An ownerless managed record we moved onto a stub: only a give-back that
-    failed (reattach, a rollback or a recovery) leaves one behind."""
-    return record.owner is None and _leaves_stub(record)
+    """An ownerless managed record we moved onto a stub, or whose VF network
+    settings are still to be given back: only a give-back that failed (reattach,
+    a rollback or a recovery) leaves one behind."""
+    return record.owner is None and (_leaves_stub(record) or record.net_saved is not None)
 
 
 def _leaves_stub(record: DeviceRecord) -> bool:

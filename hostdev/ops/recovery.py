@@ -19,6 +19,7 @@ from hostdev.errors import HostdevError
 from hostdev.linux import binding
 from hostdev.linux.drivers import is_stub_driver
 from hostdev.linux.scan import read_device
+from hostdev.ops import vf_net
 from hostdev.ops.identity import Presence, check
 from hostdev.ops.transaction import Transaction
 from hostdev.ops.vf_count import restore_count
@@ -94,6 +95,25 @@ def recover(txn: Transaction, intent: Intent, *, complete: bool = False,
             done.append(f"{count.pf}: VF count back to {count.count}")
         except HostdevError as exc:
             failed.append(f"{count.pf}: could not set the VF count back to {count.count}: {exc}")
+    for saved in reversed(intent.vf_nets):
+        # Set last, so undone first (before the VF leaves its stub, as a reattach does).
+        addr = saved.address
+        if addr in handled:
+            continue
+        if not txn.sysfs.device_exists(addr) or txn.sysfs.identity(addr) != saved.generation:
+            done.append(f"{addr}: gone or re-created; its network settings are the PF's"
+                        " defaults again")
+            continue
+        try:
+            changed = vf_net.put_back(txn, saved)
+        except HostdevError as exc:
+            log.error("recovery: cannot set the network settings of %s back: %s", addr, exc)
+            failed.append(f"{addr}: could not set its network settings back"
+                          f" ({' '.join(f'{k} {v}' for k, v in saved.values.fields().items())}):"
+                          f" {exc}")
+            continue
+        if changed:
+            done.append(f"{addr}: network settings back to {', '.join(changed)}")
     for before in reversed(intent.devices):
         addr = before.address
         if addr in handled:
@@ -251,4 +271,11 @@ def reconcile(txn: Transaction, report: ReconcileReport) -> ReconcileReport:
         elif driver != record.stub_driver:
             report.driver_changed.append(
                 DriverChange(address=addr, expected=record.stub_driver, found=driver))
+        try:
+            differences = vf_net.drift(txn, record)
+        except HostdevError as exc:
+            differences = [f"cannot be read ({exc})"]
+        if differences:
+            report.net_drift.append(f"{addr}: network settings {'; '.join(differences)}"
+                                    " (as the record says)")
     return report

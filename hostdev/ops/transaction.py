@@ -16,7 +16,7 @@ from hostdev.address import PciAddress
 from hostdev.linux.binding import Guard, current_driver
 from hostdev.linux.device import PciDevice
 from hostdev.linux.sysfs import Sysfs
-from hostdev.state.journal import DeviceBefore, Intent, VfCountBefore
+from hostdev.state.journal import DeviceBefore, Intent, VfCountBefore, VfNetBefore
 from hostdev.state.lists import Lists
 from hostdev.state.records import DeviceRecord
 
@@ -51,20 +51,23 @@ class Transaction:
     module_loader: Callable[[str], None] | None = None
 
     def declare(self, operation: str, devices: Sequence[PciDevice | PciAddress],
-                vf_counts: Sequence[tuple[PciAddress, int, int]] = ()) -> None:
+                vf_counts: Sequence[tuple[PciAddress, int, int]] = (),
+                vf_nets: Sequence[VfNetBefore] = ()) -> None:
         """Journal the devices this transaction may change, before changing any.
 
         Called once per transaction, after its checks and before its first
         sysfs write, so a crash leaves enough behind to put the host back. A
         device given by address alone has its driver and override read here.
+        ``vf_nets``: VF network settings the transaction will change, as they are.
         """
-        if not devices and not vf_counts:
+        if not devices and not vf_counts and not vf_nets:
             return
         self.intent = Intent(
             operation=operation,
             devices=[self._before(d) for d in devices],
             vf_counts=[VfCountBefore(pf=pf, count=before, target=target)
                        for pf, before, target in vf_counts],
+            vf_nets=list(vf_nets),
         )
         self.record_intent(self.intent)
 

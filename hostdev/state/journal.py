@@ -1,7 +1,8 @@
 """The intent journal: what a transaction is about to change, written before it does.
 
 A transaction that will write to sysfs first records each device it may touch
-(with the driver, override and kernel identity it had) in ``intent.json``, then
+(with the driver, override and kernel identity it had, and for a NIC VF the
+network settings it will change through the PF) in ``intent.json``, then
 acts, then saves the state file stamped with its id, then deletes the journal.
 A manager that finds a journal whose id is not the state file's last
 transaction knows the process died mid-way, and puts those devices back as
@@ -26,7 +27,7 @@ from pydantic import BaseModel, Field, ValidationError
 from hostdev.address import PciAddress
 from hostdev.errors import StateCorrupt
 from hostdev.state import files as statedir
-from hostdev.state.records import OverrideValue
+from hostdev.state.records import OverrideValue, VfNetValues
 
 INTENT_NAME = "intent.json"
 
@@ -46,6 +47,17 @@ class VfCountBefore(BaseModel):
     pf: PciAddress
     count: int
     target: int
+
+
+class VfNetBefore(BaseModel):
+    """A VF's network settings before the transaction changed them through its PF."""
+
+    address: PciAddress
+    pf: PciAddress
+    index: int
+    #: Kernel identity of the VF when recorded: a re-created VF starts from the defaults.
+    generation: int | None
+    values: VfNetValues
 
 
 class PendingWrite(BaseModel):
@@ -78,6 +90,7 @@ class Intent(BaseModel):
     pid: int = Field(default_factory=os.getpid)
     devices: list[DeviceBefore] = Field(default_factory=list)
     vf_counts: list[VfCountBefore] = Field(default_factory=list)
+    vf_nets: list[VfNetBefore] = Field(default_factory=list)
     pending: list[PendingWrite] = Field(default_factory=list)
 
 

@@ -6,9 +6,9 @@ Pure data (pydantic models): no file or sysfs access here.
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from hostdev.address import PciAddress, validate_driver_name
 from hostdev.ids import Hex16
@@ -64,8 +64,85 @@ class Owner(BaseModel):
             raise BadInput(f"invalid owner {text[:60]!r}: {_first_error(exc)}") from None
 
 
+_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+_NET_KEYS = ("mac", "vlan", "qos", "spoofchk", "trust", "link_state")
+LinkState = Literal["auto", "enable", "disable"]
+
+
+class VfNetValues(BaseModel):
+    """Network settings of one VF as its PF keeps them; None: not concerned.
+
+    What a record saves before changing them (any MAC the kernel reports,
+    ``00:00:00:00:00:00`` included: a VF nobody configured)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mac: Annotated[str, Field(pattern=_MAC.pattern)] | None = None
+    vlan: Annotated[int, Field(ge=0, le=4095)] | None = None
+    qos: Annotated[int, Field(ge=0, le=7)] | None = None
+    spoofchk: bool | None = None
+    trust: bool | None = None
+    link_state: LinkState | None = None
+
+    def fields(self) -> dict[str, Any]:
+        """The fields that are set, in the order they are applied."""
+        return {key: getattr(self, key) for key in _NET_KEYS if getattr(self, key) is not None}
+
+
+class VfNetConfig(VfNetValues):
+    """The network identity a guest's VF gets through its PF (libvirt's ``<mac>`` and
+    ``<vlan>`` of an ``<interface type='hostdev'>``); None: leave it as it is.
+
+    ``mac``: a unicast address, not all zeros; ``vlan`` 0-4095 (0: no VLAN) with
+    ``qos`` 0-7; ``spoofchk``, ``trust``; ``link_state`` ``auto``, ``enable`` or
+    ``disable``. A bad value raises :class:`~hostdev.errors.BadInput`.
+    """
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check(cls, data: Any) -> Any:
+        from hostdev.errors import BadInput
+
+        if not isinstance(data, dict):
+            return data
+        unknown = sorted(set(data) - set(_NET_KEYS))
+        if unknown:
+            raise BadInput(f"unknown VF network setting {unknown[0]!r}: expected one of"
+                           f" {', '.join(_NET_KEYS)}")
+        out = dict(data)
+        mac = out.get("mac")
+        if mac is not None:
+            text = str(mac).strip().lower().replace("-", ":")
+            if not isinstance(mac, str) or not _MAC.fullmatch(text):
+                raise BadInput(f"invalid MAC address {str(mac)[:40]!r}: expected six hex"
+                               " bytes such as 52:54:00:12:34:56")
+            if int(text[:2], 16) & 1:
+                raise BadInput(f"MAC address {text} is a multicast address: a VF needs a"
+                               " unicast one (first byte even)")
+            if text == "00:00:00:00:00:00":
+                raise BadInput("MAC address 00:00:00:00:00:00 cannot be given to a VF:"
+                               " leave mac unset to keep the current one")
+            out["mac"] = text
+        for key, top in (("vlan", 4095), ("qos", 7)):
+            value = out.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or not 0 <= value <= top):
+                raise BadInput(f"invalid VF {key} {value!r}: expected an integer from 0"
+                               f" to {top}")
+        for key in ("spoofchk", "trust"):
+            value = out.get(key)
+            if value is not None and not isinstance(value, bool):
+                raise BadInput(f"invalid VF {key} {value!r}: expected true or false")
+        state = out.get("link_state")
+        if state is not None and state not in ("auto", "enable", "disable"):
+            raise BadInput(f"invalid VF link state {state!r}: expected auto, enable or"
+                           " disable")
+        return out
+
+
 class HostdevSpec(BaseModel):
-    """What a caller asks for one device: the address, managed or not, and the stub."""
+    """What a caller asks for one device: the address, managed or not, the stub, and
+    for a NIC VF the network identity it gets while the owner holds it."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -73,6 +150,10 @@ class HostdevSpec(BaseModel):
     #: Managed devices are detached to the stub by prepare and given back by reattach.
     managed: bool = True
     stub_driver: DriverName = "vfio-pci"
+    #: Set through the VF's PF after the move; the values it replaces come back at
+    #: reattach (and on rollback or recovery). ``update_active`` writes nothing: it
+    #: keeps what an existing record says.
+    net: VfNetConfig | None = None
 
 
 class DeviceRecord(BaseModel):
@@ -99,6 +180,10 @@ class DeviceRecord(BaseModel):
     #: Kernel object identity of the device directory when recorded: a function
     #: removed and re-created (VF count change, remove/rescan) gets a new one.
     generation: int | None = None
+    #: The VF network settings we applied (what the VF should show while tracked).
+    net: VfNetValues | None = None
+    #: What those settings were before we applied them (given back at reattach).
+    net_saved: VfNetValues | None = None
 
 
 def _first_error(exc: ValueError) -> str:

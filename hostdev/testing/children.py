@@ -151,6 +151,8 @@ class HostState:
         self.next_anon = 40
         self.files: dict[str, FakeFile] = {}
         self.virtiofs: dict[int, str] = {}
+        #: Interfaces NIC VFs get from a host driver (see :mod:`hostdev.testing.vfconfig`).
+        self.vf_netdevs: dict[Device, NetSpec] = {}
 
 
 # --------------------------------------------------------------------------- setup
@@ -269,6 +271,19 @@ def on_unbind(state: KernelState, dev: Device) -> None:
         return
     for spec in owned.specs:
         _unmake(state, dev, spec)
+    render_proc(state)
+
+
+def make_netdev(state: KernelState, dev: Device, spec: NetSpec, mac: str | None = None) -> None:
+    """Make ``dev``'s interface ``spec`` (with ``mac`` instead of its own, if given)."""
+    _subdir(state, dev.dir, "net")
+    _make_netdev(state, spec.ifname, f"{dev.path}/net", spec.ifindex, mac or spec.mac)
+    render_proc(state)
+
+
+def unmake_netdev(state: KernelState, dev: Device, spec: NetSpec) -> None:
+    """Take ``dev``'s interface ``spec`` away."""
+    _unmake(state, dev, spec)
     render_proc(state)
 
 

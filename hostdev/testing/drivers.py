@@ -12,7 +12,7 @@ import errno
 from collections.abc import Iterable
 
 from hostdev.address import validate_driver_name
-from hostdev.testing import children
+from hostdev.testing import children, vfconfig
 from hostdev.testing.dispatch import DriverNode
 from hostdev.testing.events import FakeKernelSetupError, kerr
 from hostdev.testing.kparse import c_string, device_name, scan_hex
@@ -134,7 +134,8 @@ def attach_now(state: KernelState, dev: Device, drv: Driver) -> None:
         register(state, dev)
     refresh(state, dev, Change.BINDING)
     children.on_bind(state, dev)
-    emit(state, "bind", dev.address, drv.name)
+    vfconfig.on_bind(state, dev)  # the probe registers a NIC VF's interface
+    emit(state, "bind", dev.address, drv.name)  # the kernel sends it once probe returned
 
 
 def really_probe(state: KernelState, dev: Device, drv: Driver) -> int:
@@ -197,6 +198,7 @@ def release(state: KernelState, dev: Device) -> None:
     disable = release_disables_vfs(dev)
     unlink_driver(state, dev, drv)
     children.on_unbind(state, dev)  # the driver's remove tears down its disks and netdevs
+    vfconfig.on_unbind(state, dev)
     if disable:
         disable_vfs(state, dev)
     if drv.vfio:
@@ -214,6 +216,7 @@ def disable_vfs(state: KernelState, pf: Device) -> None:
         unlink_vf(state, pf, vf, index)
         release(state, vf)
         delete_device(state, vf)
+    vfconfig.forget(state, pf)
     pf.sriov.vfs.clear()
     refresh(state, pf, Change.NUMVFS)
 

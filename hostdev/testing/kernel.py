@@ -26,6 +26,7 @@ from hostdev.testing import (
     registry,
     sriov,
     uevents,
+    vfconfig,
 )
 from hostdev.testing.dispatch import BusNode
 from hostdev.testing.events import FakeKernelSetupError, WouldBlockEvent, WriteRecord
@@ -101,6 +102,7 @@ class FakeKernel:
         self.modules: dict[str, ModuleSpec] = {}
         _install_handlers(state)
         blocking.register(state)
+        vfconfig.register(state)
         uevents.register()
         vfs = state.vfs
         bus = vfs.ensure_dir("/sys/bus/pci")
@@ -399,6 +401,14 @@ class FakeKernel:
         """Make ``driver``'s probe return ``-errno`` (bind fails; autoprobe leaves it unbound)."""
         return self.state.faults.add_probe_fault(driver, errno, times)
 
+    def fail_netlink(self, ifname: str = "*", index: int | None = None, field: str = "*",
+                     errno: int = 5, times: int | None = 1) -> WriteFault:
+        """Make netlink writes of VF settings through ``ifname`` (VF ``index``, setting
+        ``field``: mac, vlan, spoofchk, trust, link_state) fail with ``errno`` (EIO by
+        default) before any effect; the same as ``fail_write("netlink:IF/vfN/FIELD")``."""
+        vf = "*" if index is None else str(int(index))
+        return self.fail_write(f"netlink:{ifname}/vf{vf}/{field}", errno, times)
+
     def crash_after_writes(self, n: int) -> None:
         """Raise SimulatedCrash right after the n-th successful write from now takes effect."""
         if n < 1:
@@ -471,9 +481,14 @@ class FakeKernel:
 
     def add_netdev(self, address: AddressLike, ifname: str) -> None:
         """Give the device's (host) driver a network interface ``ifname`` (down, no
-        address); it vanishes at unbind with its addresses and routes."""
+        address); it vanishes at unbind with its addresses and routes. On an SR-IOV
+        PF, its VFs on a host driver get interfaces too (``<ifname>vN``, see
+        docs/kernel-model.md §10)."""
         dev = self._device(address)
-        children.declare(self.state, dev, children.new_net_spec(self.state, ifname))
+        with self.state.lock:
+            children.declare(self.state, dev, children.new_net_spec(self.state, ifname))
+            for vf in dev.sriov.vfs if dev.sriov is not None else []:
+                vfconfig.on_bind(self.state, vf)  # their drivers see a NIC VF now
 
     def add_virtual_netdev(self, ifname: str) -> None:
         """A bond, bridge or VLAN interface under ``/sys/devices/virtual/net``."""
@@ -528,6 +543,25 @@ class FakeKernel:
     def rescan(self) -> list[PciAddress]:
         """Bring back every removed device, as ``/sys/bus/pci/rescan`` would."""
         return [dev.address for dev in hotplug.rescan(self.state)]
+
+    def vf_net(self, pf: AddressLike, index: int) -> dict[str, object]:
+        """VF ``index``'s network settings as PF ``pf`` keeps them: ``mac``, ``vlan``,
+        ``qos``, ``spoofchk``, ``trust``, ``link_state``."""
+        dev = self._vf_pf(pf, index)
+        return dict(vfconfig.config(dev, index))
+
+    def set_vf_net(self, pf: AddressLike, index: int, **values: object) -> None:
+        """Set VF settings through the PF as an administrator would (``ip link set PF
+        vf N mac ...``); refused values raise FakeKernelSetupError."""
+        dev = self._vf_pf(pf, index)
+        with self.state.lock:
+            vfconfig.admin_set(self.state, dev, index, dict(values))
+
+    def _vf_pf(self, pf: AddressLike, index: int) -> Device:
+        dev = self._device(pf)
+        if dev.sriov is None or not 0 <= index < len(dev.sriov.vfs):
+            raise FakeKernelSetupError(f"{dev.name} has no VF {index}")
+        return dev
 
     # ------------------------------------------------------------------ views
 

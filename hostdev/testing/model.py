@@ -12,7 +12,7 @@ import heapq
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pyfakefs.fake_file import FakeDirectory, FakeFile
 from pyfakefs.fake_filesystem import FakeFilesystem
@@ -51,6 +51,8 @@ class SriovState:
 
     drivers_autoprobe: bool = True
     vfs: list[Device] = field(default_factory=list)
+    #: Each VF's network settings as the PF driver keeps them, by VF index.
+    vf_net: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(eq=False)

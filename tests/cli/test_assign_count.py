@@ -86,3 +86,19 @@ def test_bad_input_is_one_line_exit_2(server: FakeKernel, capsys: pytest.Capture
     assert (code, out) == (2, "")
     assert err.startswith("hostdev: ") and err.count("\n") == 1 and message in err
     assert server.writes[writes:] == []
+
+
+def test_assign_count_with_network_settings(server: FakeKernel,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    server.add_netdev("0000:86:00.0", "ens2f0")
+    code, out, err = run(capsys, "assign", "--owner", "qemu/vm1", "--count", "1",
+                         "--mac", "52:54:00:12:34:56", "--vlan", "7", "--trust", "on")
+    assert (code, err) == (0, "")
+    assert out.startswith("0000:86:00.2: assigned to driver qemu, domain vm1 on vfio-pci"
+                          " (VF 0 of 0000:86:00.0), network settings ")
+    assert "mac 52:54:00:12:34:56" in out and "vlan 7" in out
+    net = server.vf_net("0000:86:00.0", 0)
+    assert (net["mac"], net["vlan"], net["trust"]) == ("52:54:00:12:34:56", 7, True)
+    code, _, err = run(capsys, "assign", "--owner", "qemu/vm2", "--count", "2",
+                       "--mac", "52:54:00:12:34:57")
+    assert code == 2 and "a MAC address names one VF" in err

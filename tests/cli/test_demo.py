@@ -15,6 +15,10 @@ def test_demo_tells_the_whole_story() -> None:
                  "assigned to driver qemu, domain vm1 on vfio-pci", "detached to vfio-pci",
                  "refused: PCI device 0000:3d:02.0 is in use by driver qemu, domain vm1",
                  "0000:3d:02.0: given back to the host",
+                 "vf network       VF 2 of ens1f0: mac 02:00:00:00:be:ef, vlan 0",
+                 "network settings mac 52:54:00:6b:3c:01 vlan 100 qos 0",
+                 "vf network       VF 2 of ens1f0: mac 52:54:00:6b:3c:01, vlan 100",
+                 "VF 2 as ens1f0 reports it now: {'mac': '02:00:00:00:be:ef', 'vlan': 0,",
                  "still tracked inactive: True", "0000:3d:02.1: pruned",
                  "nothing on this machine was touched"):
         assert step in out, f"demo output lacks {step!r}"

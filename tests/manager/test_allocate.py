@@ -16,7 +16,7 @@ from hostdev.address import PciAddress
 from hostdev.errors import BadInput, DeviceNotFound, HostdevError, NotEnoughFreeVfs
 from hostdev.linux.binding import current_driver
 from hostdev.manager import HostdevManager
-from hostdev.state.records import Owner
+from hostdev.state.records import Owner, VfNetConfig
 from hostdev.testing import FakeKernel
 from tests.writehooks import count_writes, on_write
 
@@ -252,3 +252,38 @@ def test_two_allocations_never_share_a_vf(mgr: HostdevManager) -> None:
     # Given back, they are free for the next one.
     mgr.reattach(VM1, first.chosen)
     assert other.allocate(VM2, 2).chosen == first.chosen
+
+
+# ------------------------------------------------------- with network settings
+
+
+def test_a_network_configuration_takes_only_vfs_of_a_pf_with_an_interface(
+        mgr: HostdevManager, fake_kernel: FakeKernel) -> None:
+    fake_kernel.add_netdev(CX4, "ens2f0")  # the X710 (first by address) has none
+    report = mgr.allocate(VM1, 2, net=VfNetConfig(vlan=100, trust=True))
+    assert report.chosen == [CX_VF0, CX_VF1]
+    assert [fake_kernel.vf_net(CX4, i)["vlan"] for i in (0, 1)] == [100, 100]
+    assert all(r.net_saved is not None and r.net_saved.vlan == 0 for r in mgr.active())
+    mgr.reattach(VM1, report.chosen)
+    assert [fake_kernel.vf_net(CX4, i)["vlan"] for i in (0, 1)] == [0, 0]
+    assert [fake_kernel.vf_net(CX4, i)["trust"] for i in (0, 1)] == [False, False]
+
+
+def test_without_a_nic_pf_the_error_says_why_each_vf_is_not_free(
+        mgr: HostdevManager) -> None:
+    before = _where(mgr)
+    with pytest.raises(NotEnoughFreeVfs) as info:
+        mgr.allocate(VM1, 1, net=VfNetConfig(vlan=5))
+    assert info.value.free == [] and "no network interface on its PF" in str(info.value)
+    assert _where(mgr) == before and mgr.active() == []
+
+
+def test_a_mac_is_for_one_vf_only(mgr: HostdevManager, fake_kernel: FakeKernel) -> None:
+    fake_kernel.add_netdev(CX4, "ens2f0")
+    before = _where(mgr)
+    with pytest.raises(BadInput, match="a MAC address names one VF"):
+        mgr.allocate(VM1, 2, net=VfNetConfig(mac="52:54:00:00:00:01"))
+    assert _where(mgr) == before
+    report = mgr.allocate(VM1, 1, net=VfNetConfig(mac="52:54:00:00:00:01"))
+    assert fake_kernel.vf_net(CX4, 0)["mac"] == "52:54:00:00:00:01"
+    assert report.chosen == [CX_VF0]

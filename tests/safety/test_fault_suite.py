@@ -1,6 +1,7 @@
 """Fault-injection suite: every transaction, every kernel write, every way to fail.
 
-For each transaction on the small host, the k-th sysfs write (k = 1..N) is made
+For each transaction on the small host, the k-th kernel write (k = 1..N: sysfs
+writes and the netlink writes that set a NIC VF's MAC, VLAN... through its PF) is made
 to fail with EIO, EBUSY or ENODEV, or its device is made to vanish just before
 it, or the process "dies" right after it (the fake kernel raises
 SimulatedCrash and a new manager starts on the same state). The ``+probe``
@@ -15,7 +16,8 @@ block on), keep them tracked, and converge once the users have gone. After every
 case: the state file loads; every device is on the driver and override it
 started with, or tracked with what is needed to restore it; nothing on a stub is
 untracked unless it started there; no device that had a driver is left without
-one and untracked; a device a give-back left without a driver is named in the
+one and untracked; every VF's network settings are as they started, or the VF is
+tracked with the values to give back; a device a give-back left without a driver is named in the
 error or the report; reconcile() converges and a second reconcile() changes
 nothing. The figures (cases run, consistent, devices left driverless and
 untracked) are printed at the end.
@@ -35,11 +37,12 @@ from pydantic import BaseModel
 from pyfakefs.fake_filesystem import FakeFilesystem
 
 from hostdev.address import PciAddress
-from hostdev.errors import HostdevError
+from hostdev.errors import HostdevError, KernelRefused
+from hostdev.linux import netlink
 from hostdev.linux.binding import current_driver
 from hostdev.linux.drivers import is_stub_driver, is_vfio_driver
 from hostdev.manager import HostdevManager
-from hostdev.state.records import DeviceRecord, HostdevSpec
+from hostdev.state.records import DeviceRecord, HostdevSpec, VfNetConfig
 from hostdev.testing import FakeKernel, FakeKernelSetupError, SimulatedCrash, VfioHolder
 from tests.smallhost import NIC, NVME, PF, VM1, build_host
 from tests.writehooks import count_writes, on_write
@@ -119,6 +122,40 @@ def _setup_one_vf_detached(mgr: HostdevManager, kernel: FakeKernel) -> list[PciA
     return vfs
 
 
+def _nic_host(kernel: FakeKernel) -> None:
+    build_host(kernel)
+    kernel.add_netdev(PF, "ens1f0")
+
+
+GUEST_NET = VfNetConfig(mac="52:54:00:00:00:aa", vlan=42, trust=True)
+
+
+def _net_specs(vfs: list[PciAddress]) -> list[HostdevSpec]:
+    return [HostdevSpec(address=vfs[0], net=GUEST_NET), HostdevSpec(address=NIC),
+            HostdevSpec(address=vfs[1], net=VfNetConfig(link_state="disable"))]
+
+
+def _setup_net(mgr: HostdevManager, kernel: FakeKernel) -> list[PciAddress]:
+    vfs = _vfs(mgr, 2)
+    kernel.set_vf_net(PF, 0, mac="02:00:00:00:00:01", vlan=3)
+    NET_ORIGIN.update(_net_settings(mgr))
+    return vfs
+
+
+def _setup_net_prepared(mgr: HostdevManager, kernel: FakeKernel) -> list[PciAddress]:
+    vfs = _setup_net(mgr, kernel)
+    mgr.prepare(VM1, _net_specs(vfs))
+    return vfs
+
+
+def _setup_net_unfinished(mgr: HostdevManager, kernel: FakeKernel) -> list[PciAddress]:
+    """VF 0's settings could not all be given back at reattach: it stays tracked."""
+    vfs = _setup_net_prepared(mgr, kernel)
+    kernel.fail_netlink("ens1f0", 0, "vlan", errno.EIO)
+    mgr.reattach(VM1, [vfs[0]])
+    return vfs
+
+
 SCENARIOS = [
     Scenario("prepare", _setup_plain, lambda m, v: m.prepare(VM1, _prepare_specs(v))),
     Scenario("reattach", _setup_prepared, lambda m, v: m.reattach(VM1, [NIC, NVME, v[0]])),
@@ -132,10 +169,20 @@ SCENARIOS = [
              lambda m, v: m.reattach(VM1, [GPU, AUDIO, DISK, v[1]]), _server, SERVER_PF),
     Scenario("server-set_num_vfs", _server_prepared,
              lambda m, v: m.set_num_vfs(SERVER_PF, 4, force=True), _server, SERVER_PF),
+    Scenario("net-prepare", _setup_net, lambda m, v: m.prepare(VM1, _net_specs(v)),
+             _nic_host),
+    Scenario("net-reattach", _setup_net_prepared,
+             lambda m, v: m.reattach(VM1, [v[0], NIC, v[1]]), _nic_host),
+    Scenario("net-node_reattach", _setup_net_unfinished, lambda m, v: m.node_reattach(v[0]),
+             _nic_host),
 ]
 
 
 PRISTINE: dict[PciAddress, tuple[str | None, str | None]] = {}
+#: Each NIC VF's network settings before the action: (PF interface, VF index) -> values.
+NET_BEFORE: dict[tuple[str, int], dict[str, object]] = {}
+#: The same before any guest had the VF (what a record must keep to give back).
+NET_ORIGIN: dict[tuple[str, int], dict[str, object]] = {}
 
 
 def _fresh(fs: FakeFilesystem, scenario: Scenario) -> tuple[FakeKernel, HostdevManager,
@@ -146,8 +193,46 @@ def _fresh(fs: FakeFilesystem, scenario: Scenario) -> tuple[FakeKernel, HostdevM
     mgr = HostdevManager(root="/", state_dir="/run/hostdev", release_timeout=0)
     PRISTINE.clear()
     PRISTINE.update({a: s[:2] for a, s in _snapshot(mgr).items()})
+    NET_ORIGIN.clear()
     vfs = scenario.setup(mgr, kernel)
+    NET_BEFORE.clear()
+    NET_BEFORE.update(_net_settings(mgr))
     return kernel, mgr, vfs
+
+
+def _net_settings(mgr: HostdevManager) -> dict[tuple[str, int], dict[str, object]]:
+    """Every VF's settings on every PF that carries an interface."""
+    out: dict[tuple[str, int], dict[str, object]] = {}
+    for name in mgr.sysfs.list_dir(mgr.sysfs.pci_devices):
+        ifname = netlink.pf_interface(mgr.sysfs, PciAddress.parse(name))
+        if ifname is None:
+            continue
+        for index in range(8):
+            try:
+                out[(ifname, index)] = netlink.read_vf(mgr.sysfs, ifname, index)
+            except KernelRefused:
+                break
+    return out
+
+
+def _check_net(mgr: HostdevManager, lists_records: list[DeviceRecord], label: str) -> None:
+    """Each VF's settings are as they started, or its record holds what to give back
+    (the values it had before any guest got it)."""
+    now = _net_settings(mgr)
+    saved = {(r.pf, r.vf_index): r.net_saved for r in lists_records
+             if r.net_saved is not None}
+    for (ifname, index), values in now.items():
+        start = NET_BEFORE.get((ifname, index))
+        if start is None or values in (start, NET_ORIGIN.get((ifname, index))):
+            continue  # untouched, or given back as it was before any guest
+        pf = next(PciAddress.parse(n) for n in mgr.sysfs.list_dir(mgr.sysfs.pci_devices)
+                  if netlink.pf_interface(mgr.sysfs, PciAddress.parse(n)) == ifname)
+        kept = saved.get((pf, index))
+        assert kept is not None, f"{label}: VF {index} of {ifname} changed untracked:" \
+                                 f" {start} -> {values}"
+        origin = NET_ORIGIN.get((ifname, index), start)
+        assert all(origin[k] == v for k, v in kept.fields().items()), \
+            f"{label}: VF {index} of {ifname}: record saved {kept}, not {origin}"
 
 
 def _snapshot(mgr: HostdevManager) -> dict[PciAddress, tuple[str | None, str | None, int | None]]:
@@ -206,6 +291,7 @@ def _check_invariants(mgr: HostdevManager, before: dict[PciAddress, tuple[
             assert str(addr) in said, f"{label}: {addr} left with no driver in silence"
     for addr in list(lists.active) + list(lists.inactive):
         assert addr in now, f"{label}: record of vanished {addr} survived reconcile"
+    _check_net(fresh, [*lists.active.values(), *lists.inactive.values()], label)
     second = fresh.reconcile()
     assert not second.changed, f"{label}: second reconcile changed {second}"
     assert fresh.lists() == lists

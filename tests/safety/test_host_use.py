@@ -349,3 +349,18 @@ def test_a_bridge_does_not_carry_what_the_functions_below_it_carry(host: Host) -
     host.kernel.add_address("ens1f0", "10.9.0.1/24")
     assert [u.address for u in host.mgr.host_uses(PF)] == [PF]
     assert host.mgr.host_uses(ROOT_PORT) == []
+
+
+@pytest.mark.parametrize("address, used", [("10.9.0.5/32", True), ("169.254.7.7/16", False)])
+def test_ipv4_address_without_a_main_table_route(host: Host, address: str, used: bool) -> None:
+    """/proc/net/route shows no route for a /32: netlink tells the interface has it."""
+    _nic(host)
+    host.kernel.add_address("eno1", address)
+    with open("/proc/net/route") as table:
+        assert "eno1" not in table.read() or not address.endswith("/32")
+    if used:
+        err = _refused(host, lambda: host.mgr.node_detach(NIC), NIC)
+        assert [str(u) for u in err.uses] == [
+            f"network interface eno1 up with address {address}"]
+    else:
+        assert host.mgr.host_uses(NIC) == []

@@ -1,0 +1,251 @@
+"""The one boundary to rtnetlink: a PF's per-VF network configuration.
+
+A NIC's PF driver keeps, for each of its VFs, an administrative MAC address, a
+VLAN with its priority (QoS), spoof checking, trust and a link state. The
+kernel reports them in the PF's ``IFLA_VFINFO_LIST`` (``ip -d link show PF``)
+and takes new values through the PF (``ip link set PF vf N mac ...``). This
+module reads and writes them with pyroute2, imported on first use only (the
+``list`` command never gets here).
+
+The values travel as plain dicts with the keys of :data:`VF_FIELDS`. VLAN and
+QoS are one kernel attribute (``IFLA_VF_VLAN``), so they are written together
+(:data:`WRITE_FIELDS`). A refusal keeps the kernel's errno and becomes a
+:class:`~hostdev.errors.KernelRefused` naming the interface, the VF and the
+value. Every write is logged at DEBUG on ``hostdev.kernel``.
+
+A fake kernel replaces the socket through :data:`transports` (the same seam
+as :data:`hostdev.linux.sysfs.write_starters`): the first hook that returns a
+:class:`Transport` for the root serves the call. Without one, netlink is only
+used on the real root (``/``): under another root it is refused, since the
+kernel's interfaces are not those of the tree.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+from hostdev.address import PciAddress
+from hostdev.errors import KernelRefused, NotAssignable
+from hostdev.linux.sysfs import Sysfs
+
+#: The per-VF settings hostdev reads and restores, in the order they are applied.
+VF_FIELDS = ("mac", "vlan", "qos", "spoofchk", "trust", "link_state")
+#: What one netlink write sets: the kernel takes VLAN and QoS in one attribute.
+WRITE_FIELDS = {"mac": ("mac",), "vlan": ("vlan", "qos"), "spoofchk": ("spoofchk",),
+                "trust": ("trust",), "link_state": ("link_state",)}
+#: ``IFLA_VF_LINK_STATE`` values by name (``ip link`` spelling).
+LINK_STATES = {"auto": 0, "enable": 1, "disable": 2}
+#: The kernel's defaults for a VF nobody configured.
+VF_DEFAULTS: dict[str, object] = {"mac": "00:00:00:00:00:00", "vlan": 0, "qos": 0,
+                                  "spoofchk": True, "trust": False, "link_state": "auto"}
+
+VfConfig = dict[str, Any]
+
+
+class Transport(Protocol):
+    """What talks to the kernel: pyroute2 on a real host, a fake kernel in tests.
+
+    Both raise ``OSError`` with the kernel's errno."""
+
+    def vf_list(self, ifname: str) -> list[VfConfig]:
+        """Every VF of ``ifname`` as its PF reports it (``VF_FIELDS`` plus ``vf``)."""
+
+    def set_vf(self, ifname: str, index: int, values: VfConfig) -> None:
+        """Set the fields of one ``WRITE_FIELDS`` entry on VF ``index``."""
+
+    def ipv4_addresses(self) -> dict[str, list[str]]:
+        """Every interface's IPv4 addresses (``A.B.C.D/PLEN``), by interface name."""
+
+
+#: Hooks that may serve a root (a fake kernel registers one); each returns None to pass.
+transports: list[Callable[[Sysfs], Transport | None]] = []
+
+
+def pf_interface(sysfs: Sysfs, pf: PciAddress) -> str | None:
+    """The network interface the PF carries (the first by name), or None."""
+    path = sysfs.device_path(pf, "net")
+    if not sysfs.exists(path):
+        return None
+    names = sorted(sysfs.list_dir(path, pf))
+    return names[0] if names else None
+
+
+def require_pf_interface(sysfs: Sysfs, vf: PciAddress, pf: PciAddress | None) -> str:
+    """The PF interface through which VF ``vf`` is configured; NotAssignable when
+    ``vf`` is not a VF or its PF carries no network interface."""
+    if pf is None:
+        raise NotAssignable(
+            f"PCI device {vf} is not an SR-IOV VF: a network configuration (MAC, VLAN...)"
+            " applies only to a VF of a NIC; drop it from the spec",
+            address=vf,
+        )
+    ifname = pf_interface(sysfs, pf)
+    if ifname is None:
+        raise NotAssignable(
+            f"VF {vf} cannot take a network configuration: its PF {pf} carries no network"
+            " interface (not a NIC, or its driver is not bound)",
+            address=vf,
+        )
+    return ifname
+
+
+def read_vf(sysfs: Sysfs, ifname: str, index: int,
+            address: PciAddress | None = None) -> VfConfig:
+    """VF ``index``'s configuration as PF ``ifname`` reports it (keys: ``VF_FIELDS``)."""
+    try:
+        entries = _transport(sysfs).vf_list(ifname)
+    except OSError as exc:
+        raise _refused(exc, f"reading the VF list of {ifname}", ifname, address) from None
+    for entry in entries:
+        if entry.get("vf") == index:
+            return {key: entry[key] for key in VF_FIELDS}
+    raise KernelRefused(
+        f"the kernel reports no VF {index} on {ifname}: {KernelRefused.describe(_errno.EINVAL)}",
+        errno=_errno.EINVAL, path=f"netlink:{ifname}/vf{index}", address=address,
+    )
+
+
+def write_vf(sysfs: Sysfs, ifname: str, index: int, field: str, values: VfConfig,
+             address: PciAddress | None = None) -> None:
+    """Write one ``WRITE_FIELDS`` entry of VF ``index`` through PF ``ifname``."""
+    wanted = {key: values[key] for key in WRITE_FIELDS[field]}
+    shown = " ".join(f"{key} {value}" for key, value in wanted.items())
+    import logging  # off the cold listing path
+
+    log = logging.getLogger("hostdev.kernel")
+    try:
+        _transport(sysfs).set_vf(ifname, index, wanted)
+    except OSError as exc:
+        error = _refused(exc, f"setting {shown} on VF {index} of {ifname}", ifname, address,
+                         index)
+        log.debug("netlink: %s vf %d %s: %s", ifname, index, shown, error.errno_name)
+        raise error from None
+    log.debug("netlink: %s vf %d %s: ok", ifname, index, shown)
+
+
+def ipv4_addresses(sysfs: Sysfs) -> dict[str, list[str]] | None:
+    """IPv4 addresses by interface (``RTM_GETADDR``), which ``/proc`` cannot tell;
+    None when netlink cannot serve this root or would not answer."""
+    try:
+        return _transport(sysfs).ipv4_addresses()
+    except KernelRefused:
+        return None
+    except OSError:
+        return None
+
+
+def write_path(ifname: str, index: int, field: str) -> str:
+    """How a netlink write is named in errors, logs and the fake kernel's records."""
+    return f"netlink:{ifname}/vf{index}/{field}"
+
+
+def _refused(exc: OSError, what: str, ifname: str, address: PciAddress | None,
+             index: int | None = None) -> KernelRefused:
+    err = exc.errno or _errno.EIO
+    hint = "; run as root" if err in (_errno.EPERM, _errno.EACCES) else \
+        "; the PF driver does not support it" if err == _errno.EOPNOTSUPP else ""
+    path = f"netlink:{ifname}" + (f"/vf{index}" if index is not None else "")
+    return KernelRefused(f"the kernel refused {what}: {KernelRefused.describe(err)}{hint}",
+                         errno=err, path=path, address=address)
+
+
+def _transport(sysfs: Sysfs) -> Transport:
+    for hook in transports:
+        found = hook(sysfs)
+        if found is not None:
+            return found
+    # The real root shows our network namespace; a tree under --root, or a fake
+    # filesystem without a fake kernel, does not, and netlink must not answer for it.
+    if str(sysfs.root.resolve()) != "/" or not sysfs.exists(f"{sysfs.proc}/self/ns/net"):
+        raise KernelRefused(
+            f"netlink serves the host's own interfaces, not those under --root {sysfs.root}:"
+            " a VF network configuration needs the real root",
+            errno=_errno.EOPNOTSUPP, path="netlink",
+        )
+    return _Pyroute2()
+
+
+class _Pyroute2:
+    """rtnetlink through pyroute2 (a new socket per call: calls are rare)."""
+
+    def vf_list(self, ifname: str) -> list[VfConfig]:
+        from pyroute2 import IPRoute
+
+        with _as_oserror(), IPRoute() as ipr:
+            index = _index(ipr, ifname)
+            links = ipr.get_links(index, ext_mask=1)  # RTEXT_FILTER_VF
+        out: list[VfConfig] = []
+        vfinfo = links[0].get_attr("IFLA_VFINFO_LIST") if links else None
+        for info in vfinfo.get_attrs("IFLA_VF_INFO") if vfinfo is not None else []:
+            mac = info.get_attr("IFLA_VF_MAC") or {}
+            vlan = info.get_attr("IFLA_VF_VLAN") or {}
+            spoof = info.get_attr("IFLA_VF_SPOOFCHK") or {}
+            trust = info.get_attr("IFLA_VF_TRUST") or {}
+            state = info.get_attr("IFLA_VF_LINK_STATE") or {}
+            names = {v: k for k, v in LINK_STATES.items()}
+            out.append({
+                "vf": int(mac.get("vf", vlan.get("vf", -1))),
+                "mac": str(mac.get("mac", VF_DEFAULTS["mac"])).lower(),
+                "vlan": int(vlan.get("vlan", 0)), "qos": int(vlan.get("qos", 0)),
+                # The kernel reports -1 (as u32) for a setting the driver cannot tell.
+                "spoofchk": int(spoof.get("spoofchk", 1)) == 1,
+                "trust": int(trust.get("trust", 0)) == 1,
+                "link_state": names.get(int(state.get("link_state", 0)), "auto"),
+            })
+        return out
+
+    def set_vf(self, ifname: str, index: int, values: VfConfig) -> None:
+        from pyroute2 import IPRoute
+
+        spec: dict[str, object] = {"vf": index}
+        for key, value in values.items():
+            if key == "vlan":
+                spec["vlan"] = {"vlan": value, "qos": values.get("qos", 0)}
+            elif key == "link_state":
+                spec["link_state"] = LINK_STATES[str(value)]
+            elif key in ("spoofchk", "trust"):
+                spec[key] = 1 if value else 0
+            elif key == "mac":
+                spec["mac"] = value
+        with _as_oserror(), IPRoute() as ipr:
+            ipr.link("set", index=_index(ipr, ifname), vf=spec)
+
+    def ipv4_addresses(self) -> dict[str, list[str]]:
+        import socket
+
+        from pyroute2 import IPRoute
+
+        with _as_oserror(), IPRoute() as ipr:
+            names = {int(link["index"]): str(link.get_attr("IFLA_IFNAME"))
+                     for link in ipr.get_links()}
+            out: dict[str, list[str]] = {}
+            for msg in ipr.get_addr(family=socket.AF_INET):
+                addr = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")
+                name = names.get(int(msg["index"]))
+                if addr and name:
+                    out.setdefault(name, []).append(f"{addr}/{int(msg['prefixlen'])}")
+        return out
+
+
+@contextmanager
+def _as_oserror() -> Iterator[None]:
+    """pyroute2's NetlinkError carries the kernel's errno as ``code``: make it an OSError."""
+    try:
+        yield
+    except OSError:
+        raise
+    except Exception as exc:
+        code = getattr(exc, "code", None)
+        if not isinstance(code, int):
+            raise
+        raise OSError(code, str(exc)) from None
+
+
+def _index(ipr: Any, ifname: str) -> int:
+    found = ipr.link_lookup(ifname=ifname)
+    if not found:
+        raise OSError(_errno.ENODEV, f"no network interface {ifname}")
+    return int(found[0])
