@@ -7,11 +7,14 @@ import json
 import sys
 from collections.abc import Sequence
 
-from pydantic import BaseModel
-
 from hostdev.address import PciAddress
 from hostdev.manager import HostdevManager
 from hostdev.state.records import HostdevSpec, Owner
+
+# typing.TYPE_CHECKING, without importing typing at run time (cold start).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 
 def manager(args: argparse.Namespace) -> HostdevManager:

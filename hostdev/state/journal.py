@@ -21,7 +21,7 @@ import uuid
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hostdev.address import PciAddress
 from hostdev.errors import StateCorrupt
@@ -34,6 +34,8 @@ INTENT_NAME = "intent.json"
 class DeviceBefore(BaseModel):
     """A device as it was before the transaction touched it."""
 
+    model_config = ConfigDict(defer_build=True)
+
     address: PciAddress
     driver: str | None
     override: OverrideValue | None
@@ -42,6 +44,8 @@ class DeviceBefore(BaseModel):
 
 class VfCountBefore(BaseModel):
     """A PF's VF count before the transaction changed it."""
+
+    model_config = ConfigDict(defer_build=True)
 
     pf: PciAddress
     count: int
@@ -59,6 +63,8 @@ class PendingWrite(BaseModel):
     ``pid`` (a process in another one cannot tell from /proc whether it runs).
     """
 
+    model_config = ConfigDict(defer_build=True)
+
     path: str
     value: str
     devices: list[PciAddress] = Field(min_length=1)
@@ -70,6 +76,8 @@ class PendingWrite(BaseModel):
 
 class Intent(BaseModel):
     """One unfinished transaction."""
+
+    model_config = ConfigDict(defer_build=True)
 
     format: Literal["hostdev-intent"] = "hostdev-intent"
     version: Literal[1] = 1

@@ -1,6 +1,8 @@
 """The records the manager keeps: owners, caller specs, tracked devices.
 
-Pure data (pydantic models): no file or sysfs access here.
+Pure data (pydantic models): no file or sysfs access here. Every model here and
+in the journal, state file and reports sets ``defer_build``: its validator is
+built when first used, not at import, so a command builds only what it touches.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ DriverName = Annotated[str, AfterValidator(_driver_name)]
 class Owner(BaseModel):
     """Who holds an active device: a hypervisor driver and a domain (guest) name."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     driver: OwnerPart
     domain: OwnerPart
@@ -67,7 +69,7 @@ class Owner(BaseModel):
 class HostdevSpec(BaseModel):
     """What a caller asks for one device: the address, managed or not, and the stub."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     address: PciAddress
     #: Managed devices are detached to the stub by prepare and given back by reattach.
@@ -78,7 +80,7 @@ class HostdevSpec(BaseModel):
 class DeviceRecord(BaseModel):
     """One tracked function: enough to recognise it and to undo our own work."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     address: PciAddress
     owner: Owner | None = None
