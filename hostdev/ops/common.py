@@ -27,11 +27,7 @@ def unique_specs(specs: Sequence[HostdevSpec]) -> list[HostdevSpec]:
 def snapshot(txn: Transaction, address: PciAddress, why: str) -> PciDevice:
     """Read a device that must exist (error naming it otherwise)."""
     if not txn.sysfs.device_exists(address):
-        raise DeviceNotFound(
-            f"PCI device {address} not found: it is not on this host, cannot {why} it;"
-            " check the address with 'hostdev list'",
-            address=address,
-        )
+        raise DeviceNotFound.at(address, why)
     return read_device(txn.sysfs, address)
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from hostdev.address import PciAddress
 from hostdev.state.records import HostdevSpec
 from tests.smallhost import NIC, VM1, VM2, Host
 
@@ -63,3 +66,23 @@ def test_prune_missing_several_consecutive_vfs(host: Host) -> None:
     host.vfs(0)
     assert sorted(r.address for r in host.mgr.prune_missing()) == sorted(vfs)
     assert host.mgr.inactive() == []
+
+
+def test_a_missing_device_reads_the_same_from_every_layer(host: Host) -> None:
+    """The check before an operation, a snapshot and a kernel verb on a device that is
+    gone all say it in the one wording of DeviceNotFound."""
+    from hostdev.errors import DeviceNotFound
+    from hostdev.linux.binding import current_driver
+    from hostdev.linux.scan import read_device
+
+    gone = PciAddress.parse("0000:05:00.0")
+    seen = []
+    for attempt in (lambda: host.mgr.node_detach(gone),
+                    lambda: read_device(host.mgr.sysfs, gone),
+                    lambda: current_driver(host.mgr.sysfs, gone)):
+        with pytest.raises(DeviceNotFound) as caught:
+            attempt()
+        assert caught.value.address == gone
+        seen.append(str(caught.value).replace(", cannot detach it", ""))
+    assert seen == [str(DeviceNotFound.at(gone))] * 3
+    assert "check the address with 'hostdev list'" in seen[0]

@@ -52,6 +52,7 @@ def _samples() -> list[errors.HostdevError]:
         errors.DeviceUsedByHost("used", address=ADDR, uses=[]),
         errors.StateWriteFailed("disk full", errno=28),
         errors.RestoreFailed("driverless", address=ADDR),
+        errors.DeviceNotFound.at(ADDR, "detach"),
     ]
 
 
