@@ -9,7 +9,7 @@ from hostdev.errors import BadInput, DeviceInUse, DeviceNotFound, NotAssignable
 from hostdev.linux.device import PciDevice
 from hostdev.linux.drivers import is_vfio_driver
 from hostdev.linux.scan import read_device
-from hostdev.ops.identity import Presence, check
+from hostdev.ops.identity import Presence, check_identity
 from hostdev.ops.transaction import Transaction
 from hostdev.state.records import DeviceRecord, HostdevSpec
 
@@ -34,7 +34,7 @@ def snapshot(txn: Transaction, address: PciAddress, why: str) -> PciDevice:
 def drop_stale(txn: Transaction, dev: PciDevice, report: list[DeviceRecord]) -> None:
     """Forget a record whose device was re-created at the same address."""
     record = txn.lists.find(dev.address)
-    if record is not None and check(txn.sysfs, record, dev) is not Presence.PRESENT:
+    if record is not None and check_identity(txn.sysfs, record, dev) is not Presence.PRESENT:
         txn.lists.drop(dev.address)
         report.append(record)
 

@@ -18,7 +18,7 @@ from hostdev.errors import HostdevError
 from hostdev.linux import binding
 from hostdev.linux.drivers import is_stub_driver
 from hostdev.linux.scan import read_device
-from hostdev.ops.identity import Presence, check
+from hostdev.ops.identity import Presence, check_identity
 from hostdev.ops.transaction import Transaction
 from hostdev.ops.vf_count import restore_count
 from hostdev.reports import DriverChange, ReconcileReport
@@ -97,7 +97,7 @@ def recover(txn: Transaction, intent: Intent, *, complete: bool = False,
         addr = before.address
         if addr in handled:
             continue
-        if not txn.sysfs.device_exists(addr) or txn.sysfs.identity(addr) != before.generation:
+        if not txn.sysfs.device_exists(addr) or txn.sysfs.identity(addr) != before.identity:
             done.append(f"{addr}: gone or re-created; nothing to put back")
             continue
         try:
@@ -142,7 +142,7 @@ def _finished(txn: Transaction, intent: Intent, entry: PendingWrite,
         return f"{head}; {count} VFs now" + (f"; {dropped} records of VFs dropped"
                                                if dropped else ""), True
     if not txn.sysfs.device_exists(addr) or (
-            before is not None and txn.sysfs.identity(addr) != before.generation):
+            before is not None and txn.sysfs.identity(addr) != before.identity):
         record = txn.lists.find(addr)
         if record is not None:
             txn.lists.drop(addr)
@@ -217,7 +217,7 @@ def prune(txn: Transaction) -> tuple[list[DeviceRecord], list[DeviceRecord]]:
     for addr in sorted(set(txn.lists.active) | set(txn.lists.inactive)):
         record = txn.lists.find(addr)
         assert record is not None
-        presence = check(txn.sysfs, record)
+        presence = check_identity(txn.sysfs, record)
         if presence is not Presence.PRESENT:
             txn.lists.drop(addr)
             (vanished if presence is Presence.MISSING else recreated).append(record)

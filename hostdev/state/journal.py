@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from hostdev.address import PciAddress
 from hostdev.errors import StateCorrupt
 from hostdev.state import files as statedir
-from hostdev.state.records import OverrideValue
+from hostdev.state.records import IDENTITY_KEYS, OverrideValue
 
 INTENT_NAME = "intent.json"
 
@@ -39,7 +39,7 @@ class DeviceBefore(BaseModel):
     address: PciAddress
     driver: str | None
     override: OverrideValue | None
-    generation: int | None
+    identity: int | None = Field(validation_alias=IDENTITY_KEYS)
 
 
 class VfCountBefore(BaseModel):

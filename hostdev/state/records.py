@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field
 
 from hostdev.address import PciAddress, validate_driver_name
 from hostdev.ids import Hex16
@@ -21,6 +21,10 @@ _OWNER_PART = re.compile(r"[^\x00-\x1f\x7f]{1,256}")
 #: A ``driver_override`` value as read from the kernel: one line, no NUL (a damaged
 #: file holding anything else is refused when read, not written back to the kernel).
 OverrideValue = Annotated[str, Field(pattern=r"^[^\n\x00]*$")]
+
+#: The JSON keys a device's identity is read from: its name, and the one state
+#: files and journals written by hostdev 0.1 used.
+IDENTITY_KEYS = AliasChoices("identity", "generation")
 
 def _owner_part(value: str) -> str:
     if not _OWNER_PART.fullmatch(value):
@@ -98,9 +102,10 @@ class DeviceRecord(BaseModel):
     device: Hex16
     pf: PciAddress | None = None
     vf_index: int | None = None
-    #: Kernel object identity of the device directory when recorded: a function
-    #: removed and re-created (VF count change, remove/rescan) gets a new one.
-    generation: int | None = None
+    #: The device's kernel identity when recorded (:meth:`Sysfs.identity`): a function
+    #: removed and re-created (VF count change, remove/rescan) gets a new one. Files
+    #: written by hostdev 0.1 name it ``generation``, which is still read.
+    identity: int | None = Field(default=None, validation_alias=IDENTITY_KEYS)
 
 
 def _first_error(exc: ValueError) -> str:

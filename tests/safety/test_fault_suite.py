@@ -165,14 +165,14 @@ def _check_invariants(mgr: HostdevManager, before: dict[PciAddress, tuple[
     first = fresh.reconcile()
     lists = fresh.lists()
     now = _snapshot(fresh)
-    lost = [f"{label}: {a}" for a, (driver, _, generation) in now.items()
+    lost = [f"{label}: {a}" for a, (driver, _, identity) in now.items()
             if driver is None and lists.find(a) is None and a in before
-            and before[a][2] == generation and before[a][0] is not None]
+            and before[a][2] == identity and before[a][0] is not None]
     DRIVERLESS_UNTRACKED.extend(lost)
     assert not lost, f"left driverless and untracked: {lost}"
-    for addr, (driver, override, generation) in now.items():
+    for addr, (driver, override, identity) in now.items():
         start = before.get(addr)
-        same_object = start is not None and start[2] == generation
+        same_object = start is not None and start[2] == identity
         unchanged = same_object and start is not None and start[:2] == (driver, override)
         record = lists.find(addr)
         if unchanged:

@@ -79,7 +79,7 @@ def test_reattach_gives_vfs_back_before_their_pf(host: Host) -> None:
         lists = host.mgr.store.load()
         lists.active[PF] = DeviceRecord(address=PF, owner=VM1, vendor=0x8086, device=0x1572,
                                         original_driver="i40e", unbind_from_stub=True,
-                                        generation=host.mgr.sysfs.identity(PF))
+                                        identity=host.mgr.sysfs.identity(PF))
         host.mgr.store.save(lists)
     report = host.mgr.reattach(VM1, [PF, vf1, vf0])
     assert report.reattached[-1] == PF
