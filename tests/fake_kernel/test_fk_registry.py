@@ -1,8 +1,9 @@
 """Extension points of the fake kernel: each attribute and each device fact declared once.
 
-Every attribute file a device directory shows comes from one entry of the
-attribute registry (mode, reader, store handler, refreshes); every field of
-``DeviceSpec`` is a keyword of ``add_device`` and a fact of the present device.
+Every attribute file a device directory, a driver directory or /sys/bus/pci shows
+comes from one entry of the attribute registry (mode, reader, store handler,
+refreshes); every field of ``DeviceSpec`` is a keyword of ``add_device`` and a fact
+of the present device.
 """
 
 from __future__ import annotations
@@ -12,11 +13,18 @@ import os
 import stat
 
 import pytest
+from pyfakefs.fake_filesystem import FakeFilesystem
 
-from hostdev.testing import FakeKernel
+from hostdev.testing import FakeKernel, registry
 from hostdev.testing.events import FakeKernelSetupError
 from hostdev.testing.hostspec import DeviceSpec, DiskSpec, MountTagSpec, SriovSpec, VpdSpec
-from hostdev.testing.registry import ATTRIBUTES, DEVICE_ATTRIBUTES
+from hostdev.testing.model import BusAttr, DriverAttr, KernelState
+from hostdev.testing.registry import (
+    ATTRIBUTES,
+    BUS_ATTRIBUTES,
+    DEVICE_ATTRIBUTES,
+    DRIVER_ATTRIBUTES,
+)
 
 from .hostlib import NIC, NOGROUP, NVME, PF, Sys, vf_addresses
 
@@ -76,6 +84,50 @@ def test_handlers_and_readers_match_the_modes() -> None:
             assert attr.mode & 0o400, attr.name
         else:
             assert not attr.mode & 0o444, attr.name
+
+
+def test_driver_and_bus_files_are_their_registry_entries(host: FakeKernel, sysfs: Sys) -> None:
+    """Every driver directory and /sys/bus/pci hold exactly the files the registry
+    declares, with its modes; a readable one reads what its entry says."""
+    for driver in sysfs.ls("/sys/bus/pci/drivers"):
+        base = f"/sys/bus/pci/drivers/{driver}"
+        files = {n for n in sysfs.ls(base) if os.path.isfile(f"{base}/{n}")
+                 and not os.path.islink(f"{base}/{n}")}
+        assert files == set(DRIVER_ATTRIBUTES), driver
+        for name, attr in DRIVER_ATTRIBUTES.items():
+            assert stat.S_IMODE(os.stat(f"{base}/{name}").st_mode) == attr.mode
+    for name, bus_attr in BUS_ATTRIBUTES.items():
+        path = f"/sys/bus/pci/{name}"
+        assert stat.S_IMODE(os.stat(path).st_mode) == bus_attr.mode, name
+        if bus_attr.show is None:
+            with pytest.raises(PermissionError):
+                sysfs.read(path)
+    sysfs.write("/sys/bus/pci/drivers_autoprobe", "0")
+    assert sysfs.read("/sys/bus/pci/drivers_autoprobe") == "0\n"
+
+
+def test_a_new_driver_or_bus_file_is_one_registry_entry(
+        fs: FakeFilesystem, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Declaring an entry is all it takes: the file appears and its handler runs."""
+    seen: list[tuple[str, bytes]] = []
+
+    def driver_store(state: KernelState, driver: object, data: bytes, path: str) -> None:
+        seen.append((path, data))
+
+    def bus_store(state: KernelState, data: bytes, path: str) -> None:
+        seen.append((path, data))
+
+    monkeypatch.setattr(registry, "DRIVER_ATTRIBUTES", {
+        **DRIVER_ATTRIBUTES, "poke": DriverAttr("poke", 0o200, driver_store)})
+    monkeypatch.setattr(registry, "BUS_ATTRIBUTES", {
+        **BUS_ATTRIBUTES, "poke": BusAttr("poke", 0o644, bus_store, lambda s: "ok\n")})
+    kernel = FakeKernel(fs)
+    kernel.add_driver("e1000e", ids=[(0x8086, 0x10D3)])
+    sysfs = Sys()
+    sysfs.write("/sys/bus/pci/drivers/e1000e/poke", "1")
+    sysfs.write("/sys/bus/pci/poke", "2")
+    assert seen == [("/sys/bus/pci/drivers/e1000e/poke", b"1"), ("/sys/bus/pci/poke", b"2")]
+    assert sysfs.read("/sys/bus/pci/poke") == "ok\n"
 
 
 def test_the_registry_decides_reads_and_writes(host: FakeKernel, sysfs: Sys) -> None:

@@ -42,7 +42,6 @@ from hostdev.manager import HostdevManager
 from hostdev.state.records import DeviceRecord, HostdevSpec
 from hostdev.testing import FakeKernel, FakeKernelSetupError, SimulatedCrash, VfioHolder
 from tests.smallhost import NIC, NVME, PF, VM1, build_host
-from tests.writehooks import count_writes, on_write
 
 CASES: list[str] = []
 #: Labels of the cases whose invariants held.
@@ -205,8 +204,8 @@ def _check_invariants(mgr: HostdevManager, before: dict[PciAddress, tuple[
 
 
 def _count(fs: FakeFilesystem, scenario: Scenario) -> int:
-    _, mgr, vfs = _fresh(fs, scenario)
-    return count_writes(lambda: scenario.action(mgr, vfs))
+    kernel, mgr, vfs = _fresh(fs, scenario)
+    return kernel.count_writes(lambda: scenario.action(mgr, vfs))
 
 
 def _vanish(kernel: FakeKernel, mgr: HostdevManager, address: PciAddress | None) -> None:
@@ -270,7 +269,7 @@ def _run_case(fs: FakeFilesystem, scenario: Scenario, mode: str, k: int, total: 
         if mode.endswith("+probe"):
             _fail_host_probes(kernel, mgr)  # the rollback cannot give anything back
         hook = _hook(kernel, mgr, mode.split("+")[0])
-        with on_write(k, hook):
+        with kernel.watch_writes(hook, at=k):
             outcome = _outcome(lambda: scenario.action(mgr, vfs))
     assert kernel.would_block_events == [], label
     _check_invariants(mgr, before, label, outcome)
@@ -343,7 +342,7 @@ def test_holder_appears_before_every_write(fs: FakeFilesystem, scenario: Scenari
         holders: list[VfioHolder] = []
         started = time.monotonic()
         hook = functools.partial(_hold_on_write, kernel, holders)
-        with on_write(k, hook):
+        with kernel.watch_writes(hook, at=k):
             outcome = _outcome(functools.partial(scenario.action, mgr, vfs))
         assert time.monotonic() - started < 10, f"{label}: the call took too long"
         assert kernel.would_block_events == [], label
@@ -383,7 +382,7 @@ def test_every_write_with_holders(fs: FakeFilesystem, scenario: Scenario, mode: 
             outcome = _outcome(lambda: HostdevManager(
                 root="/", state_dir="/run/hostdev", release_timeout=0).reconcile())
         else:
-            with on_write(k, _grab_then_fail(kernel, mgr, k, holders)):
+            with kernel.watch_writes(_grab_then_fail(kernel, mgr, k, holders), at=k):
                 outcome = _outcome(functools.partial(scenario.action, mgr, vfs))
         assert kernel.would_block_events == [], label
         held = {h.address: current_driver(mgr.sysfs, PciAddress.parse(h.address))
