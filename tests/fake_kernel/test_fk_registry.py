@@ -26,10 +26,11 @@ from hostdev.testing.registry import (
     DRIVER_ATTRIBUTES,
 )
 
-from .hostlib import NIC, NOGROUP, NVME, PF, Sys, vf_addresses
+from .hostlib import NIC, NOGROUP, PF, Sys, vf_addresses
 
 VPD_DEV = "0000:09:00.0"
 SAMPLE_DEV = "0000:0a:00.0"
+SRIOV_NVME = "0000:0b:00.0"  # a second PF, whose VFs have no driver
 
 
 def _attribute_files(address: str) -> dict[str, os.stat_result]:
@@ -157,8 +158,10 @@ def test_no_file_goes_stale(busy: FakeKernel, sysfs: Sys) -> None:
     check()
     sysfs.write(sysfs.dev(NOGROUP, "enable"), "1")
     check()
-    sysfs.write(sysfs.dev(NVME, "sriov_drivers_autoprobe"), "0")
-    sysfs.write(sysfs.dev(NVME, "sriov_numvfs"), "2")
+    busy.add_device(SRIOV_NVME, 0x144D, 0xA808, 0x010802, iommu_group=11, sriov_totalvfs=4,
+                    vf_device=0xA824)
+    sysfs.write(sysfs.dev(SRIOV_NVME, "sriov_drivers_autoprobe"), "0")
+    sysfs.write(sysfs.dev(SRIOV_NVME, "sriov_numvfs"), "2")
     check()
     sysfs.write("/sys/bus/pci/drivers/ixgbevf/unbind", vf_addresses(1)[0])
     sysfs.write(sysfs.dev(PF, "sriov_numvfs"), "0")

@@ -66,12 +66,12 @@ def _server(kernel: FakeKernel) -> None:
 
 
 SERVER_PF = PciAddress.parse("0000:3d:00.0")
-GPU, AUDIO = PciAddress.parse("0000:5e:00.0"), PciAddress.parse("0000:5e:00.1")
+GPU, GPU_AUDIO = PciAddress.parse("0000:5e:00.0"), PciAddress.parse("0000:5e:00.1")
 DISK = PciAddress.parse("0000:18:00.0")
 
 
 def _server_specs(vfs: list[PciAddress]) -> list[HostdevSpec]:
-    return [HostdevSpec(address=GPU), HostdevSpec(address=AUDIO),
+    return [HostdevSpec(address=GPU), HostdevSpec(address=GPU_AUDIO),
             HostdevSpec(address=DISK, stub_driver="pci-stub"), HostdevSpec(address=vfs[1])]
 
 
@@ -121,7 +121,7 @@ SCENARIOS = [
     Scenario("server-prepare", _server_plain, lambda m, v: m.prepare(VM1, _server_specs(v)),
              _server, SERVER_PF),
     Scenario("server-reattach", _server_prepared,
-             lambda m, v: m.reattach(VM1, [GPU, AUDIO, DISK, v[1]]), _server, SERVER_PF),
+             lambda m, v: m.reattach(VM1, [GPU, GPU_AUDIO, DISK, v[1]]), _server, SERVER_PF),
     Scenario("server-set_num_vfs", _server_prepared,
              lambda m, v: m.set_num_vfs(SERVER_PF, 4, force=True), _server, SERVER_PF),
 ]
