@@ -15,7 +15,7 @@ from hostdev.address import PciAddress
 #: What a write watch calls: the written file (``/sys/bus/pci/devices/<addr>/...``
 #: form for a device attribute) and the device the write is about (the file's
 #: device, or the address written to ``bind``, ``unbind`` or ``drivers_probe``).
-WriteHook = Callable[[str, "PciAddress | None"], object]
+WriteHook = Callable[[str, PciAddress | None], object]
 
 
 class Fault:
