@@ -46,7 +46,7 @@ def _filler(count: int) -> Lists:
         addr = PciAddress(0xBEEF, (i >> 8) & 0xFF, (i >> 3) & 0x1F, i & 7)
         records[addr] = DeviceRecord(address=addr, vendor=0x8086, device=0x1889,
                                      original_driver="iavf", unbind_from_stub=True,
-                                     generation=i)
+                                     identity=i)
     return Lists({}, records)
 
 

@@ -13,6 +13,7 @@
 3. Manager scaling under the fake kernel (bench/manager.py).
 4. On a real kernel in the QEMU guest of tests/realkernel (bench/realkernel_guest.py):
    node detach + reattach of a VF, library vs shell, and ``hostdev list`` vs ``lspci -D``.
+5. Cold start of ``hostdev detach`` against the base commit (bench/coldstart.py).
 
 Never part of the test suite. Needs root (unshare, mount) for part 1 on the
 generated hosts, pciutils, dpdk and driverctl (Debian packages), and for part 4
@@ -36,6 +37,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import coldstart
 from common import OUT, PYCACHE, REPO, machine, median, ms, table
 
 TREES = OUT / "trees"
@@ -533,6 +535,7 @@ def main() -> int:
     parser.add_argument("--skip-peers", action="store_true")
     parser.add_argument("--skip-manager", action="store_true")
     parser.add_argument("--skip-realkernel", action="store_true")
+    parser.add_argument("--skip-coldstart", action="store_true")
     parser.add_argument("--baseline", metavar="GIT_REF", default=None,
                         help="also time `hostdev list` as of this commit (e.g. HEAD)")
     args = parser.parse_args()
@@ -580,6 +583,8 @@ def main() -> int:
         log("real kernel: booting the QEMU guest")
         realkernel = run_realkernel(max(args.runs, 7))
     text = report(args, info, trees, peers, inproc, manager, realkernel, started, notes)
+    if not args.skip_coldstart:  # bench/coldstart.py: hostdev detach against the base commit
+        text += "\n" + coldstart.section(coldstart.measure(max(args.runs, 30)))
     args.out.write_text(text + "\n")
     log(f"wrote {args.out} in {time.time() - started:.0f} s")
     return 0

@@ -93,6 +93,14 @@ class NotASysfsTree(BadInput):
 class DeviceNotFound(HostdevError):
     """The device is not on the host (absent, or vanished mid-operation)."""
 
+    @classmethod
+    def at(cls, address: PciAddress, verb: str | None = None) -> DeviceNotFound:
+        """The error for ``address`` (the one wording of "device not found");
+        ``verb``: what the caller could not do to it."""
+        cannot = f", cannot {verb} it" if verb else ""
+        return cls(f"PCI device {address} not found: it is not (or no longer) on this"
+                   f" host{cannot}; check the address with 'hostdev list'", address=address)
+
 
 class KernelRefused(HostdevError):
     """A sysfs write or read failed; keeps the errno and the path."""

@@ -1,7 +1,8 @@
 """What each manager call returns: one home for every report.
 
 Plain pydantic models, so that a caller can keep them, compare them, or dump
-them as JSON (``report.model_dump_json()``).
+them as JSON (``report.model_dump_json()``). Each is built on first use
+(``defer_build``): a command pays only for the reports it returns.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from hostdev.state.records import DeviceRecord, Owner
 class ReattachFailure(BaseModel):
     """A device reattach could not finish, and why."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     address: PciAddress
     reason: str
@@ -25,6 +26,8 @@ class ReattachFailure(BaseModel):
 
 class ReattachReport(BaseModel):
     """Outcome of :meth:`HostdevManager.reattach`."""
+
+    model_config = ConfigDict(defer_build=True)
 
     #: Managed devices given back to the host (off the stub).
     reattached: list[PciAddress] = Field(default_factory=list)
@@ -48,6 +51,8 @@ class ReattachReport(BaseModel):
 class PrepareReport(BaseModel):
     """Outcome of :meth:`HostdevManager.prepare`."""
 
+    model_config = ConfigDict(defer_build=True)
+
     prepared: list[DeviceRecord] = Field(default_factory=list)
     #: Stale records (device re-created at the same address) dropped on the way.
     pruned: list[DeviceRecord] = Field(default_factory=list)
@@ -69,12 +74,16 @@ class AllocationReport(PrepareReport):
 class UpdateReport(BaseModel):
     """Outcome of :meth:`HostdevManager.update_active`."""
 
+    model_config = ConfigDict(defer_build=True)
+
     active: list[DeviceRecord] = Field(default_factory=list)
     pruned: list[DeviceRecord] = Field(default_factory=list)
 
 
 class NodeResult(BaseModel):
     """Outcome of a node-level verb."""
+
+    model_config = ConfigDict(defer_build=True)
 
     address: PciAddress
     #: The driver bound when the verb finished.
@@ -86,6 +95,8 @@ class NodeResult(BaseModel):
 
 class SriovReport(BaseModel):
     """Outcome of :meth:`HostdevManager.set_num_vfs`."""
+
+    model_config = ConfigDict(defer_build=True)
 
     pf: PciAddress
     before: int
@@ -102,6 +113,8 @@ class SriovReport(BaseModel):
 class DriverChange(BaseModel):
     """A tracked device found on another driver than its record says."""
 
+    model_config = ConfigDict(defer_build=True)
+
     address: PciAddress
     expected: str | None
     found: str | None
@@ -109,6 +122,8 @@ class DriverChange(BaseModel):
 
 class ReconcileReport(BaseModel):
     """Outcome of :meth:`HostdevManager.reconcile`."""
+
+    model_config = ConfigDict(defer_build=True)
 
     #: What an unfinished transaction left, and what was done about it.
     recovered: list[str] = Field(default_factory=list)

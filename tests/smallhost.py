@@ -1,4 +1,10 @@
-"""A small host for manager and safety tests, built through the fake kernel's public API."""
+"""The small host of the manager, safety and fake-kernel tests: one topology, one name
+per device, built through the fake kernel's public API.
+
+The names are :class:`PciAddress` values here (the manager tests' ``host`` fixture);
+``tests/fake_kernel/hostlib.py`` gives the same names as text for tests that drive
+the fake kernel with plain ``os`` calls.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +19,25 @@ from hostdev.state.records import Owner
 from hostdev.testing import FakeKernel
 
 ROOT_PORT = PciAddress.parse("0000:00:01.0")
-PF = PciAddress.parse("0000:01:00.0")
-GPU = PciAddress.parse("0000:02:00.0")
-AUDIO = PciAddress.parse("0000:02:00.1")
-NVME = PciAddress.parse("0000:03:00.0")
-NIC = PciAddress.parse("0000:04:00.0")
+PF = PciAddress.parse("0000:03:00.0")  # ixgbe PF behind ROOT_PORT: 8 VFs, offset 128 stride 2
+ROOT_PORT2 = PciAddress.parse("0000:00:02.0")
+GPU = PciAddress.parse("0000:04:00.0")  # behind ROOT_PORT2, IOMMU group 4 with GPU_AUDIO
+GPU_AUDIO = PciAddress.parse("0000:04:00.1")
+NIC = PciAddress.parse("0000:00:19.0")  # e1000e on the root bus
+NOGROUP = PciAddress.parse("0000:00:1f.3")  # no IOMMU group, no driver
+NVME = PciAddress.parse("0000:06:00.0")
 VM1 = Owner(driver="qemu", domain="vm1")
 VM2 = Owner(driver="qemu", domain="vm2")
+#: The PF's SR-IOV "First VF Offset" and "VF Stride".
+VF_OFFSET = 128
+VF_STRIDE = 2
+
+
+def vf_addresses(count: int) -> list[PciAddress]:
+    """Addresses of the PF's first ``count`` VFs."""
+    first = (PF.bus << 8 | PF.slot << 3 | PF.function) + VF_OFFSET
+    rids = [first + VF_STRIDE * i for i in range(count)]
+    return [PciAddress(PF.domain, rid >> 8, (rid >> 3) & 0x1F, rid & 7) for rid in rids]
 
 
 @dataclass
@@ -57,26 +75,30 @@ class Host:
                 for i in range(n)]
 
 
-def build_host(kernel: FakeKernel) -> None:
-    """Root port, an SR-IOV NIC PF, a GPU with audio in one group, an NVMe, a plain NIC."""
-    kernel.add_driver("pcieport", ids=[(0x8086, 0x2030)])
-    kernel.add_driver("i40e", ids=[(0x8086, 0x1572)], sriov=True)
-    kernel.add_driver("iavf", ids=[(0x8086, 0x154C)])
-    kernel.add_driver("nvidia", ids=[(0x10DE, 0x1EB8)])
-    kernel.add_driver("snd_hda_intel", ids=[(0x10DE, 0x10F8)])
-    kernel.add_driver("nvme", ids=[(0x144D, 0xA808)])
-    kernel.add_driver("e1000e", ids=[(0x8086, 0x10D3)])
-    kernel.add_driver("vfio-pci")
-    kernel.add_driver("pci-stub")
-    kernel.add_device(ROOT_PORT, vendor=0x8086, device=0x2030, class_code=0x060400,
-                      iommu_group=1)
-    kernel.add_device(PF, vendor=0x8086, device=0x1572, class_code=0x020000, iommu_group=10,
-                      sriov_totalvfs=8, vf_device=0x154C, parent=ROOT_PORT, numa_node=0)
-    kernel.add_device(GPU, vendor=0x10DE, device=0x1EB8, class_code=0x030000, iommu_group=20)
-    kernel.add_device(AUDIO, vendor=0x10DE, device=0x10F8, class_code=0x040300,
-                      iommu_group=20)
-    kernel.add_device(NVME, vendor=0x144D, device=0xA808, class_code=0x010802, iommu_group=30)
-    kernel.add_device(NIC, vendor=0x8086, device=0x10D3, class_code=0x020000, iommu_group=40)
+def build_host(k: FakeKernel) -> FakeKernel:
+    """Root ports, an SR-IOV NIC PF, a GPU with audio in one group, a NIC, an NVMe and a
+    device with no IOMMU group."""
+    k.add_driver("pcieport", ids=[(0x8086, 0x2030)])
+    k.add_driver("ixgbe", ids=[(0x8086, 0x10FB)], sriov=True)
+    k.add_driver("ixgbevf", ids=[(0x8086, 0x10ED)])
+    k.add_driver("nouveau", ids=[(0x10DE, 0x1EB8)])
+    k.add_driver("snd_hda_intel", ids=[(0x10DE, 0x10F0)])
+    k.add_driver("e1000e", ids=[(0x8086, 0x10D3)])
+    k.add_driver("nvme", ids=[(0x144D, 0xA808)], sriov=True)
+    k.add_driver("vfio-pci")
+    k.add_driver("pci-stub")
+    k.add_device(ROOT_PORT, 0x8086, 0x2030, 0x060400, iommu_group=1)
+    k.add_device(PF, 0x8086, 0x10FB, 0x020000, iommu_group=2, parent=ROOT_PORT,
+                 sriov_totalvfs=8, vf_device=0x10ED, numa_node=0,
+                 sriov_offset=VF_OFFSET, sriov_stride=VF_STRIDE, subsystem_vendor=0x8086,
+                 subsystem_device=0x000C, revision=1)
+    k.add_device(ROOT_PORT2, 0x8086, 0x2030, 0x060400, iommu_group=3)
+    k.add_device(GPU, 0x10DE, 0x1EB8, 0x030000, iommu_group=4, parent=ROOT_PORT2)
+    k.add_device(GPU_AUDIO, 0x10DE, 0x10F0, 0x040300, iommu_group=4, parent=ROOT_PORT2)
+    k.add_device(NIC, 0x8086, 0x10D3, 0x020000, iommu_group=5, numa_node=1)
+    k.add_device(NOGROUP, 0x8086, 0xA170, 0x040300, driver=None, reset_methods=())
+    k.add_device(NVME, 0x144D, 0xA808, 0x010802, iommu_group=6)
+    return k
 
 
 @pytest.fixture

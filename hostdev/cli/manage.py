@@ -9,8 +9,6 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
-from pydantic import BaseModel
-
 from hostdev.address import PciAddress
 from hostdev.cli.documents import (
     AllocateOutput,
@@ -26,6 +24,11 @@ from hostdev.errors import BadInput, HostdevError
 from hostdev.manager import HostdevManager
 from hostdev.reports import NodeResult
 from hostdev.state.records import HostdevSpec, Owner
+
+# typing.TYPE_CHECKING, without importing typing at run time (cold start).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 
 def manager(args: argparse.Namespace) -> HostdevManager:

@@ -33,7 +33,7 @@ def current_driver(sysfs: Sysfs, address: PciAddress) -> str | None:
     """Name of the bound driver, or None; DeviceNotFound if the device is gone."""
     name = sysfs.read_link_name(sysfs.device_path(address, "driver"), address)
     if name is None and not sysfs.device_exists(address):
-        raise DeviceNotFound(f"PCI device {address} vanished", address=address)
+        raise DeviceNotFound.at(address)
     return name
 
 
@@ -88,7 +88,7 @@ def reset(sysfs: Sysfs, address: PciAddress) -> None:
     path = sysfs.device_path(address, "reset")
     if not sysfs.exists(path):
         if not sysfs.device_exists(address):
-            raise DeviceNotFound(f"PCI device {address} vanished", address=address)
+            raise DeviceNotFound.at(address)
         raise KernelRefused(
             f"unable to reset PCI device {address}: the kernel offers no reset method"
             " (no FLR, PM or bus reset available)",

@@ -60,7 +60,7 @@ UseKind = Literal["block", "net", "mount-tag"]
 class HostUse(BaseModel):
     """One thing a PCI function carries that the host is using."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     #: The PCI function that carries it.
     address: PciAddress

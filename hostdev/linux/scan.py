@@ -103,7 +103,7 @@ def read_facts(sysfs: Sysfs, addr: PciAddress, groups: GroupCache | None,
     base = sysfs.device_dir(addr)
     names = sysfs.list_dir(base, addr)
     if not names:
-        raise DeviceNotFound(f"PCI device {addr} vanished while being read", address=addr)
+        raise DeviceNotFound.at(addr)
     entries = set(names)
     prefix = base + "/"
     read_hex = sysfs.read_hex
@@ -190,11 +190,7 @@ def read_device(sysfs: Sysfs, address: PciAddress | str,
     :func:`read_facts`)."""
     addr = PciAddress.parse(address)
     if not sysfs.device_exists(addr):
-        raise DeviceNotFound(
-            f"PCI device {addr} not found: it is not on this host;"
-            " check the address with 'hostdev list'",
-            address=addr,
-        )
+        raise DeviceNotFound.at(addr)
     dev = read_facts(sysfs, addr, GroupCache(sysfs), warnings=warnings)
     if dev.vf is not None:
         _store(dev.vf, "index", vf_index(sysfs, dev))

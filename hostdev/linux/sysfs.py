@@ -684,11 +684,7 @@ class Sysfs:
                               " never is; refusing to follow it: check the --root tree")
         gone = err in (_errno.ENOENT, _errno.ENODEV)
         if gone and address is not None and not self.device_exists(address):
-            return DeviceNotFound(
-                f"PCI device {address} not found: it is not (or no longer) on this host;"
-                " check the address with 'hostdev list'",
-                address=address,
-            )
+            return DeviceNotFound.at(address)
         if err == _errno.ENOENT and writing is None:
             return _AttributeMissing(rel)
         what = f"writing {writing.strip()!r} to {rel}" if writing is not None else f"reading {rel}"

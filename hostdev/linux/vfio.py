@@ -51,7 +51,7 @@ class Holder(BaseModel):
     kernel reported.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     pid: int | None
     comm: str

@@ -10,7 +10,7 @@ from hostdev.errors import BadInput, DeviceInUse, DeviceNotFound, NotAssignable
 from hostdev.linux.device import PciDevice
 from hostdev.linux.drivers import is_group_safe, is_vfio_driver
 from hostdev.linux.scan import read_device
-from hostdev.ops.identity import Presence, check
+from hostdev.ops.identity import Presence, check_identity
 from hostdev.ops.transaction import Transaction
 from hostdev.state.lists import Lists
 from hostdev.state.records import DeviceRecord, HostdevSpec, Owner
@@ -29,18 +29,14 @@ def unique_specs(specs: Sequence[HostdevSpec]) -> list[HostdevSpec]:
 def snapshot(txn: Transaction, address: PciAddress, why: str) -> PciDevice:
     """Read a device that must exist (error naming it otherwise)."""
     if not txn.sysfs.device_exists(address):
-        raise DeviceNotFound(
-            f"PCI device {address} not found: it is not on this host, cannot {why} it;"
-            " check the address with 'hostdev list'",
-            address=address,
-        )
+        raise DeviceNotFound.at(address, why)
     return read_device(txn.sysfs, address)
 
 
 def drop_stale(txn: Transaction, dev: PciDevice, report: list[DeviceRecord]) -> None:
     """Forget a record whose device was re-created at the same address."""
     record = txn.lists.find(dev.address)
-    if record is not None and check(txn.sysfs, record, dev) is not Presence.PRESENT:
+    if record is not None and check_identity(txn.sysfs, record, dev) is not Presence.PRESENT:
         txn.lists.drop(dev.address)
         report.append(record)
 

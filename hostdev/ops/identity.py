@@ -2,7 +2,8 @@
 
 After ``sriov_numvfs`` goes 2 -> 0 -> 2, a new VF sits at the old address. A
 record matches the host only if the device exists with the same ids, the same
-PF and VF index, and the same kernel object (directory inode).
+PF and VF index, and the same identity
+(:meth:`~hostdev.linux.sysfs.Sysfs.identity`, the inode of its directory).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ class Presence(Enum):
     STALE = "stale"
 
 
-def check(sysfs: Sysfs, record: DeviceRecord, device: PciDevice | None = None) -> Presence:
+def check_identity(sysfs: Sysfs, record: DeviceRecord,
+                   device: PciDevice | None = None) -> Presence:
     """Compare a record with the host.
 
     The directory inode changes whenever the kernel re-creates the function,
@@ -35,10 +37,10 @@ def check(sysfs: Sysfs, record: DeviceRecord, device: PciDevice | None = None) -
     none written today lacks, but older files may).
     """
     addr = record.address
-    generation = sysfs.identity(addr)
-    if generation is None:
+    identity = sysfs.identity(addr)
+    if identity is None:
         return Presence.MISSING
-    if record.generation is not None and generation != record.generation:
+    if record.identity is not None and identity != record.identity:
         return Presence.STALE
     if device is not None:
         ids = (device.vendor, device.device)
@@ -49,7 +51,7 @@ def check(sysfs: Sysfs, record: DeviceRecord, device: PciDevice | None = None) -
             ids = (sysfs.read_hex(sysfs.device_path(addr, "vendor"), addr),
                    sysfs.read_hex(sysfs.device_path(addr, "device"), addr))
             pf = record.pf
-            if record.generation is None:
+            if record.identity is None:
                 name = sysfs.read_link_name(sysfs.device_path(addr, "physfn"), addr)
                 try:
                     pf = PciAddress.parse(name) if name is not None else None

@@ -18,7 +18,7 @@ from hostdev.linux.binding import current_driver
 from hostdev.linux.scan import read_device
 from hostdev.linux.sysfs import Sysfs
 from hostdev.linux.vpd import read_serial
-from hostdev.ops.identity import Presence, check
+from hostdev.ops.identity import Presence, check_identity
 from hostdev.ops.node import node_detach
 from hostdev.ops.transaction import Transaction
 from hostdev.ops.vf_count import set_num_vfs
@@ -72,7 +72,7 @@ def apply_detach(txn: Transaction, wish: DetachWish) -> tuple[Outcome, str]:
     if owner is not None:
         return Outcome.ALREADY, f"assigned to {owner.owner or 'an owner'}; left alone"
     record = txn.lists.inactive.get(address)
-    if record is not None and check(txn.sysfs, record) is Presence.PRESENT and \
+    if record is not None and check_identity(txn.sysfs, record) is Presence.PRESENT and \
             current_driver(txn.sysfs, address) == wish.stub_driver:
         return Outcome.ALREADY, f"on {wish.stub_driver}, tracked inactive"
     result = node_detach(txn, address, wish.stub_driver, force=False)

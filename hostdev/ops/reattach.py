@@ -18,7 +18,7 @@ from hostdev.errors import DeviceBusy, DeviceNotFound, HostdevError
 from hostdev.linux import binding
 from hostdev.linux.drivers import is_vfio_driver
 from hostdev.ops import vf_net
-from hostdev.ops.identity import Presence, check
+from hostdev.ops.identity import Presence, check_identity
 from hostdev.ops.transaction import Transaction
 from hostdev.reports import ReattachFailure, ReattachReport
 from hostdev.state.records import DeviceRecord, Owner
@@ -40,7 +40,7 @@ def reattach(txn: Transaction, owner: Owner, addresses: Sequence[PciAddress],
         record = txn.lists.active.get(addr)
         if record is None:
             record = txn.lists.inactive.get(addr)
-            if record is not None and check(txn.sysfs, record) is not Presence.PRESENT:
+            if record is not None and check_identity(txn.sysfs, record) is not Presence.PRESENT:
                 # As libvirt: a named device that vanished leaves both lists.
                 txn.lists.drop(addr)
                 report.pruned.append(record)
@@ -58,7 +58,7 @@ def reattach(txn: Transaction, owner: Owner, addresses: Sequence[PciAddress],
                 address=addr, reason=f"PCI device {addr} is not touched:"
                                      f" {txn.sysfs.fenced[addr]}"))
             continue
-        if check(txn.sysfs, record) is not Presence.PRESENT:
+        if check_identity(txn.sysfs, record) is not Presence.PRESENT:
             txn.lists.drop(addr)
             report.pruned.append(record)
             continue

@@ -20,7 +20,7 @@ from hostdev.linux import binding
 from hostdev.linux.drivers import is_stub_driver
 from hostdev.linux.scan import read_device
 from hostdev.ops import vf_net
-from hostdev.ops.identity import Presence, check
+from hostdev.ops.identity import Presence, check_identity
 from hostdev.ops.transaction import Transaction
 from hostdev.ops.vf_count import restore_count
 from hostdev.reports import DriverChange, ReconcileReport
@@ -100,7 +100,7 @@ def recover(txn: Transaction, intent: Intent, *, complete: bool = False,
         addr = saved.address
         if addr in handled:
             continue
-        if not txn.sysfs.device_exists(addr) or txn.sysfs.identity(addr) != saved.generation:
+        if not txn.sysfs.device_exists(addr) or txn.sysfs.identity(addr) != saved.identity:
             done.append(f"{addr}: gone or re-created; its network settings are the PF's"
                         " defaults again")
             continue
@@ -118,7 +118,7 @@ def recover(txn: Transaction, intent: Intent, *, complete: bool = False,
         addr = before.address
         if addr in handled:
             continue
-        if not txn.sysfs.device_exists(addr) or txn.sysfs.identity(addr) != before.generation:
+        if not txn.sysfs.device_exists(addr) or txn.sysfs.identity(addr) != before.identity:
             done.append(f"{addr}: gone or re-created; nothing to put back")
             continue
         try:
@@ -163,7 +163,7 @@ def _finished(txn: Transaction, intent: Intent, entry: PendingWrite,
         return f"{head}; {count} VFs now" + (f"; {dropped} records of VFs dropped"
                                                if dropped else ""), True
     if not txn.sysfs.device_exists(addr) or (
-            before is not None and txn.sysfs.identity(addr) != before.generation):
+            before is not None and txn.sysfs.identity(addr) != before.identity):
         record = txn.lists.find(addr)
         if record is not None:
             txn.lists.drop(addr)
@@ -242,7 +242,7 @@ def prune(txn: Transaction, only: Iterable[PciAddress] | None = None,
     for addr in sorted(tracked if only is None else tracked.intersection(only)):
         record = txn.lists.find(addr)
         assert record is not None
-        presence = check(txn.sysfs, record)
+        presence = check_identity(txn.sysfs, record)
         if presence is not Presence.PRESENT:
             txn.lists.drop(addr)
             (vanished if presence is Presence.MISSING else recreated).append(record)

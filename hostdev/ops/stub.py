@@ -10,7 +10,7 @@ from hostdev.linux.device import PciDevice
 from hostdev.linux.drivers import is_vfio_driver
 from hostdev.linux.iommu import require_iommu
 from hostdev.linux.modules import wait_for_driver
-from hostdev.ops.identity import Presence, check
+from hostdev.ops.identity import Presence, check_identity
 from hostdev.ops.transaction import Transaction, UndoStep
 from hostdev.state.records import DeviceRecord
 
@@ -32,7 +32,7 @@ def new_record(txn: Transaction, dev: PciDevice, *, stub: str, managed: bool,
         device=dev.device,
         pf=dev.vf.pf if dev.vf is not None else None,
         vf_index=dev.vf.index if dev.vf is not None else None,
-        generation=txn.sysfs.identity(dev.address),
+        identity=txn.sysfs.identity(dev.address),
     )
 
 
@@ -83,7 +83,7 @@ def detach_to_stub(txn: Transaction, dev: PciDevice, *, stub: str, managed: bool
     existing = lists.inactive.get(dev.address)
     original = (dev.driver, dev.driver_override)
     if existing is not None:
-        still_ours = check(txn.sysfs, existing, dev) is Presence.PRESENT
+        still_ours = check_identity(txn.sysfs, existing, dev) is Presence.PRESENT
         if still_ours and dev.driver == existing.stub_driver:
             return existing
         if still_ours and dev.driver is None and existing.unbind_from_stub and \

@@ -75,10 +75,10 @@ class Transaction:
         if isinstance(device, PciAddress):
             return DeviceBefore(address=device, driver=current_driver(self.sysfs, device),
                                 override=self.sysfs.read_override(device),
-                                generation=self.sysfs.identity(device))
+                                identity=self.sysfs.identity(device))
         return DeviceBefore(address=device.address, driver=device.driver,
                             override=device.driver_override,
-                            generation=self.sysfs.identity(device.address))
+                            identity=self.sysfs.identity(device.address))
 
     def push(self, step: UndoStep) -> None:
         """Remember how to undo the change about to be made."""

@@ -8,7 +8,7 @@ from hostdev.errors import DeviceInUse, NotAssignable
 from hostdev.linux.drivers import is_stub_driver
 from hostdev.linux.scan import read_device
 from hostdev.ops.common import in_use_message, unique_specs
-from hostdev.ops.identity import Presence, check
+from hostdev.ops.identity import Presence, check_identity
 from hostdev.ops.stub import new_record
 from hostdev.ops.transaction import Transaction
 from hostdev.reports import UpdateReport
@@ -41,7 +41,7 @@ def update_active(txn: Transaction, owner: Owner, specs: Sequence[HostdevSpec]) 
                                                   stub_driver=spec.stub_driver))
             continue
         dev = read_device(txn.sysfs, addr)
-        if known is not None and check(txn.sysfs, known, dev) is not Presence.PRESENT:
+        if known is not None and check_identity(txn.sysfs, known, dev) is not Presence.PRESENT:
             txn.lists.drop(addr)
             report.pruned.append(known)
             known = None

@@ -19,7 +19,7 @@ from hostdev.linux import binding
 from hostdev.linux.hostuse import check_host_use
 from hostdev.linux.scan import read_device
 from hostdev.ops.common import in_use_message, snapshot
-from hostdev.ops.identity import Presence, check
+from hostdev.ops.identity import Presence, check_identity
 from hostdev.ops.transaction import Transaction, UndoStep
 from hostdev.reports import SriovReport
 
@@ -40,7 +40,7 @@ def set_num_vfs(txn: Transaction, pf: PciAddress, count: int, *, force: bool) ->
     if count == before:
         return report
     pf_record = txn.lists.find(pf)
-    if pf_record is not None and check(txn.sysfs, pf_record, dev) is Presence.PRESENT:
+    if pf_record is not None and check_identity(txn.sysfs, pf_record, dev) is Presence.PRESENT:
         raise DeviceInUse(
             f"cannot change the VF count of PCI device {pf}: the PF itself is tracked"
             f" ({'active' if pf in txn.lists.active else 'inactive'}); reattach it first",

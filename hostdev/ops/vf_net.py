@@ -35,7 +35,7 @@ def before(txn: Transaction, dev: PciDevice, config: VfNetConfig) -> VfNetBefore
     now = netlink.read_vf(txn.sysfs, ifname, index, dev.address)
     wanted = _with_partner(config.fields())
     return VfNetBefore(address=dev.address, pf=pf, index=index,
-                       generation=txn.sysfs.identity(dev.address),
+                       identity=txn.sysfs.identity(dev.address),
                        values=VfNetValues(**{key: now[key] for key in wanted}))
 
 
@@ -63,7 +63,7 @@ def restore(txn: Transaction, record: DeviceRecord) -> None:
     if record.net_saved is None or record.pf is None or record.vf_index is None:
         return
     put_back(txn, VfNetBefore(address=record.address, pf=record.pf, index=record.vf_index,
-                              generation=record.generation, values=record.net_saved))
+                              identity=record.identity, values=record.net_saved))
 
 
 def journaled(record: DeviceRecord) -> VfNetBefore | None:
@@ -73,7 +73,7 @@ def journaled(record: DeviceRecord) -> VfNetBefore | None:
         return None
     now = record.net if record.net is not None else record.net_saved
     return VfNetBefore(address=record.address, pf=record.pf, index=record.vf_index,
-                       generation=record.generation, values=now)
+                       identity=record.identity, values=now)
 
 
 def give_back(txn: Transaction, record: DeviceRecord, journaled: VfNetBefore) -> None:
@@ -81,7 +81,7 @@ def give_back(txn: Transaction, record: DeviceRecord, journaled: VfNetBefore) ->
     if record.pf is None or record.vf_index is None:
         return
     now = VfNetBefore(address=record.address, pf=record.pf, index=record.vf_index,
-                      generation=journaled.generation,
+                      identity=journaled.identity,
                       values=VfNetValues(**netlink.read_vf(
                           txn.sysfs, _interface(txn, journaled), record.vf_index,
                           record.address)))

@@ -22,12 +22,12 @@ import uuid
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hostdev.address import PciAddress
 from hostdev.errors import StateCorrupt
 from hostdev.state import files as statedir
-from hostdev.state.records import OverrideValue, VfNetValues
+from hostdev.state.records import IDENTITY_KEYS, OverrideValue, VfNetValues
 
 INTENT_NAME = "intent.json"
 
@@ -35,14 +35,18 @@ INTENT_NAME = "intent.json"
 class DeviceBefore(BaseModel):
     """A device as it was before the transaction touched it."""
 
+    model_config = ConfigDict(defer_build=True)
+
     address: PciAddress
     driver: str | None
     override: OverrideValue | None
-    generation: int | None
+    identity: int | None = Field(validation_alias=IDENTITY_KEYS)
 
 
 class VfCountBefore(BaseModel):
     """A PF's VF count before the transaction changed it."""
+
+    model_config = ConfigDict(defer_build=True)
 
     pf: PciAddress
     count: int
@@ -56,7 +60,7 @@ class VfNetBefore(BaseModel):
     pf: PciAddress
     index: int
     #: Kernel identity of the VF when recorded: a re-created VF starts from the defaults.
-    generation: int | None
+    identity: int | None = Field(validation_alias=IDENTITY_KEYS)
     values: VfNetValues
 
 
@@ -71,6 +75,8 @@ class PendingWrite(BaseModel):
     ``pid`` (a process in another one cannot tell from /proc whether it runs).
     """
 
+    model_config = ConfigDict(defer_build=True)
+
     path: str
     value: str
     devices: list[PciAddress] = Field(min_length=1)
@@ -82,6 +88,8 @@ class PendingWrite(BaseModel):
 
 class Intent(BaseModel):
     """One unfinished transaction."""
+
+    model_config = ConfigDict(defer_build=True)
 
     format: Literal["hostdev-intent"] = "hostdev-intent"
     version: Literal[1] = 1

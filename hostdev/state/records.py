@@ -1,6 +1,8 @@
 """The records the manager keeps: owners, caller specs, tracked devices.
 
-Pure data (pydantic models): no file or sysfs access here.
+Pure data (pydantic models): no file or sysfs access here. Every model here and
+in the journal, state file and reports sets ``defer_build``: its validator is
+built when first used, not at import, so a command builds only what it touches.
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from hostdev.address import PciAddress, validate_driver_name
 from hostdev.ids import Hex16
@@ -19,6 +21,10 @@ _OWNER_PART = re.compile(r"[^\x00-\x1f\x7f]{1,256}")
 #: A ``driver_override`` value as read from the kernel: one line, no NUL (a damaged
 #: file holding anything else is refused when read, not written back to the kernel).
 OverrideValue = Annotated[str, Field(pattern=r"^[^\n\x00]*$")]
+
+#: The JSON keys a device's identity is read from: its name, and the one state
+#: files and journals written by hostdev 0.1 used.
+IDENTITY_KEYS = AliasChoices("identity", "generation")
 
 def _owner_part(value: str) -> str:
     if not _OWNER_PART.fullmatch(value):
@@ -42,7 +48,7 @@ DriverName = Annotated[str, AfterValidator(_driver_name)]
 class Owner(BaseModel):
     """Who holds an active device: a hypervisor driver and a domain (guest) name."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     driver: OwnerPart
     domain: OwnerPart
@@ -144,7 +150,7 @@ class HostdevSpec(BaseModel):
     """What a caller asks for one device: the address, managed or not, the stub, and
     for a NIC VF the network identity it gets while the owner holds it."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     address: PciAddress
     #: Managed devices are detached to the stub by prepare and given back by reattach.
@@ -159,7 +165,7 @@ class HostdevSpec(BaseModel):
 class DeviceRecord(BaseModel):
     """One tracked function: enough to recognise it and to undo our own work."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     address: PciAddress
     owner: Owner | None = None
@@ -177,9 +183,10 @@ class DeviceRecord(BaseModel):
     device: Hex16
     pf: PciAddress | None = None
     vf_index: int | None = None
-    #: Kernel object identity of the device directory when recorded: a function
-    #: removed and re-created (VF count change, remove/rescan) gets a new one.
-    generation: int | None = None
+    #: The device's kernel identity when recorded (:meth:`Sysfs.identity`): a function
+    #: removed and re-created (VF count change, remove/rescan) gets a new one. Files
+    #: written by hostdev 0.1 name it ``generation``, which is still read.
+    identity: int | None = Field(default=None, validation_alias=IDENTITY_KEYS)
     #: The VF network settings we applied (what the VF should show while tracked).
     net: VfNetValues | None = None
     #: What those settings were before we applied them (given back at reattach).

@@ -13,7 +13,7 @@ from hostdev.state.records import DeviceRecord
 class StateFile(BaseModel):
     """What ``state.json`` holds."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     format: Literal["hostdev-state"] = "hostdev-state"
     version: Literal[1] = 1

@@ -4,7 +4,8 @@ Build a host with :class:`FakeKernel` (or the ``fake_kernel`` pytest fixture),
 then drive it like a real one, with plain ``open``/``os.write`` on ``/sys``:
 writes move ``driver`` links, create and delete VF directories, and fail with the
 kernel's errno (docs/kernel-model.md is the contract). Tests can also inject failures
-(``fail_write``, ``fail_probe``, ``crash_after_writes``), fake VFIO users
+(``fail_write``, ``fail_probe``, ``crash_after_writes``, and ``watch_writes`` to act
+just before the k-th write reaches the kernel), fake VFIO users
 (``hold_vfio``), and give drivers disks, interfaces and mount tags that the host
 uses (``add_block``, ``add_netdev``, ``add_mount_tag``, ``add_mount``, ``add_swap``...).
 It sends add, remove, bind and unbind uevents for what it does (``uevents``), which
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
         WouldBlockEvent,
         WriteRecord,
     )
-    from hostdev.testing.faults import ProbeFault, WriteFault
+    from hostdev.testing.faults import ProbeFault, WriteFault, WriteWatch
     from hostdev.testing.fixtures import fixture_names, hosts_dir, read_host_spec
     from hostdev.testing.hostspec import DeviceSpec, DriverSpec, HostSpec, SriovSpec
     from hostdev.testing.kernel import FakeKernel
@@ -43,6 +44,7 @@ _LAZY = {
     "WriteRecord": "hostdev.testing.events",
     "ProbeFault": "hostdev.testing.faults",
     "WriteFault": "hostdev.testing.faults",
+    "WriteWatch": "hostdev.testing.faults",
     "fixture_names": "hostdev.testing.fixtures",
     "hosts_dir": "hostdev.testing.fixtures",
     "read_host_spec": "hostdev.testing.fixtures",
@@ -70,6 +72,7 @@ __all__ = [
     "WouldBlockEvent",
     "WriteFault",
     "WriteRecord",
+    "WriteWatch",
     "fixture_names",
     "hosts_dir",
     "read_host_spec",

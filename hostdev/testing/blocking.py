@@ -81,6 +81,8 @@ class FakeHelperWrite:
             assert self.process.dir is not None, "a helper is a process /proc shows"
             state.vfs.file(self.process.dir, "stat", _stat_line(pid, "D", start), 0o444)
             fake_os = FakeOsModule(state.fs)
+            # A test's write watch may make a bounded write of its own inside this one.
+            outer = state.bounded
             state.bounded = self
             try:
                 fd = fake_os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
@@ -98,7 +100,7 @@ class FakeHelperWrite:
             else:
                 self._finish(0, written)
             finally:
-                state.bounded = None
+                state.bounded = outer
 
     def park(self, node: SysfsNode, fake_file: FakeFile) -> None:
         """Called by the write path: the store waits for VFIO users to let go."""

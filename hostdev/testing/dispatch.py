@@ -5,6 +5,7 @@ pyfakefs ``side_effect``. A handle opened for writing on it hands each write's
 bytes to :func:`write` (see :mod:`hostdev.testing.opens`, which also refuses at
 ``open()`` what kernfs refuses there). For each non-empty write the pipeline:
 
+0. shows the write to the tests' armed ``watch_writes`` and runs their hooks;
 1. refuses with ENODEV if the file's device is gone (write through a stale fd);
 2. applies an armed ``fail_write`` fault (before any effect);
 3. runs the store handler of the file's registry entry (:mod:`hostdev.testing.registry`);
@@ -25,8 +26,10 @@ import errno
 
 from pyfakefs.fake_file import FakeFile
 
+from hostdev.address import PciAddress
+from hostdev.errors import InvalidAddress
 from hostdev.testing.events import SimulatedCrash, VfioWouldBlock, WriteParked, WriteRecord, kerr
-from hostdev.testing.model import Attr, Device, Driver, KernelState
+from hostdev.testing.model import Attr, BusAttr, Device, Driver, DriverAttr, KernelState
 from hostdev.testing.vfs import set_contents
 
 
@@ -56,6 +59,14 @@ class SysfsNode:
     def apply(self, data: bytes, path: str) -> None:
         """Run the kernel's store handler."""
         raise NotImplementedError
+
+    def address_of(self, data: bytes) -> PciAddress | None:
+        """The device a write of ``data`` is about: the address written (``bind``,
+        ``unbind``, ``drivers_probe``), if it is one."""
+        try:
+            return PciAddress.parse(data.decode("ascii", "replace").strip())
+        except InvalidAddress:
+            return None
 
     def writable(self) -> bool:
         """Whether the file has a store handler (else opening it for writing: EACCES)."""
@@ -100,6 +111,9 @@ class DeviceNode(SysfsNode):
     def alive(self) -> bool:
         return self.device.alive
 
+    def address_of(self, data: bytes) -> PciAddress | None:
+        return self.device.address
+
     def writable(self) -> bool:
         return self.attr.store is not None
 
@@ -117,47 +131,44 @@ class DeviceNode(SysfsNode):
 
 
 class DriverNode(SysfsNode):
-    """``bind``, ``unbind``, ``new_id``, ``remove_id`` of a driver."""
+    """A file of a driver's directory, served by its registry entry."""
 
-    __slots__ = ("driver",)
+    __slots__ = ("attr", "driver")
 
-    def __init__(self, state: KernelState, driver: Driver, name: str) -> None:
-        super().__init__(state, name)
+    def __init__(self, state: KernelState, driver: Driver, attr: DriverAttr) -> None:
+        super().__init__(state, attr.name)
         self.driver = driver
+        self.attr = attr
 
     @property
     def path(self) -> str:
         return f"{self.driver.path}/{self.name}"
 
     def apply(self, data: bytes, path: str) -> None:
-        handler = self.state.driver_handlers.get(self.name)
-        if handler is None:
-            raise kerr(errno.EIO)
-        handler(self.state, self.driver, data, path)
+        self.attr.store(self.state, self.driver, data, path)
 
 
 class BusNode(SysfsNode):
-    """``/sys/bus/pci/{drivers_probe,drivers_autoprobe,rescan}``."""
+    """A file of ``/sys/bus/pci``, served by its registry entry."""
 
-    __slots__ = ()
+    __slots__ = ("attr",)
+
+    def __init__(self, state: KernelState, attr: BusAttr) -> None:
+        super().__init__(state, attr.name)
+        self.attr = attr
 
     @property
     def path(self) -> str:
         return f"/sys/bus/pci/{self.name}"
 
     def apply(self, data: bytes, path: str) -> None:
-        handler = self.state.bus_handlers.get(self.name)
-        if handler is None:
-            raise kerr(errno.EIO)
-        handler(self.state, data, path)
+        self.attr.store(self.state, data, path)
 
     def readable(self) -> bool:
-        return self.name == "drivers_autoprobe"
+        return self.attr.show is not None
 
     def content(self) -> str | bytes:
-        if self.name == "drivers_autoprobe":
-            return f"{int(self.state.drivers_autoprobe)}\n"
-        return ""
+        return self.attr.read(self.state)
 
 
 def write(node: SysfsNode, fake_file: FakeFile, data: bytes) -> None:
@@ -165,6 +176,7 @@ def write(node: SysfsNode, fake_file: FakeFile, data: bytes) -> None:
 
     Writes are serialised (the real kernel holds device and bus locks).
     """
+    node.state.faults.before_write(node.path, node.alias, lambda: node.address_of(data))
     with node.state.lock:
         _write(node, fake_file, data)
 

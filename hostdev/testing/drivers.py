@@ -73,8 +73,8 @@ def register_driver(
         path = f"/sys/bus/pci/drivers/{name}"
         directory = state.vfs.mkdir(state.bus_drivers, name)
         drv = Driver(name=name, ids=frozenset(), sriov=sriov, dir=directory, path=path)
-        for attr in ("bind", "unbind", "new_id", "remove_id"):
-            state.vfs.file(directory, attr, "", 0o200, DriverNode(state, drv, attr))
+        for attr in state.driver_attributes.values():
+            state.vfs.file(directory, attr.name, "", attr.mode, DriverNode(state, drv, attr))
         state.drivers[name] = drv
     drv.placeholder = placeholder
     drv.sriov = sriov

@@ -1,4 +1,5 @@
-"""Injected failures: refused writes, failing probes, a crash after N writes.
+"""Injected failures: refused writes, failing probes, a crash after N writes, and
+a test's own hook run as a write reaches the kernel.
 
 Tests arm these through :class:`~hostdev.testing.FakeKernel`; the write pipeline
 and the probe path consult them. A fault that runs out of uses disarms itself.
@@ -6,7 +7,15 @@ and the probe path consult them. A fault that runs out of uses disarms itself.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from fnmatch import fnmatchcase
+
+from hostdev.address import PciAddress
+
+#: What a write watch calls: the written file (``/sys/bus/pci/devices/<addr>/...``
+#: form for a device attribute) and the device the write is about (the file's
+#: device, or the address written to ``bind``, ``unbind`` or ``drivers_probe``).
+WriteHook = Callable[[str, PciAddress | None], object]
 
 
 class Fault:
@@ -59,6 +68,53 @@ class ProbeFault(Fault):
         return f"ProbeFault({self.driver!r}, errno={self.errno}, remaining={self.remaining})"
 
 
+class WriteWatch:
+    """``watch_writes``: sees every write that reaches the kernel from now on, and
+    calls a hook before one of them takes effect (before ``fail_write`` faults are
+    consulted, so a hook may arm one for this very write).
+
+    ``seen``: the paths written so far, this one last. The hook runs before the
+    ``at``-th write (1-based), or before the first write whose path matches the glob
+    ``match``, or never (a watch that only counts). Writes a hook makes itself are
+    not watched. Used as a context manager, the watch is disarmed on exit.
+    """
+
+    def __init__(self, hook: WriteHook | None, at: int | None, match: str | None) -> None:
+        if at is not None and match is not None:
+            raise ValueError("a write watch fires at the k-th write or at a match, not both")
+        if at is not None and at < 1:
+            raise ValueError("at must be >= 1")
+        self.hook = hook
+        self.at = at
+        self.match = match
+        self.seen: list[str] = []
+        self.fired = False
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        """Disarm the watch."""
+        self.cancelled = True
+
+    def __enter__(self) -> WriteWatch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cancel()
+
+    def due(self, path: str, alias: str) -> bool:
+        """Count a write; whether the hook runs before it."""
+        self.seen.append(alias)
+        if self.hook is None or self.fired:
+            return False
+        if self.at is not None:
+            hit = len(self.seen) == self.at
+        else:
+            hit = self.match is not None and (fnmatchcase(path, self.match)
+                                              or fnmatchcase(alias, self.match))
+        self.fired = hit
+        return hit
+
+
 class FaultInjector:
     """The faults armed on one fake kernel."""
 
@@ -66,6 +122,32 @@ class FaultInjector:
         self.write_faults: list[WriteFault] = []
         self.probe_faults: dict[str, list[ProbeFault]] = {}
         self.crash_countdown: int | None = None
+        self.watches: list[WriteWatch] = []
+        self._in_hook = False
+
+    def add_watch(self, hook: WriteHook | None, at: int | None, match: str | None
+                  ) -> WriteWatch:
+        """Arm a write watch."""
+        watch = WriteWatch(hook, at, match)
+        self.watches.append(watch)
+        return watch
+
+    def before_write(self, path: str, alias: str,
+                     address: Callable[[], PciAddress | None]) -> None:
+        """Show a write to the armed watches and run the hooks that are due."""
+        if not self.watches or self._in_hook:
+            return
+        self.watches = [w for w in self.watches if not w.cancelled]
+        due = [w for w in self.watches if w.due(path, alias)]
+        if not due:
+            return
+        self._in_hook = True
+        try:
+            for watch in due:
+                assert watch.hook is not None
+                watch.hook(alias, address())
+        finally:
+            self._in_hook = False
 
     def add_write_fault(self, pattern: str, errno: int, times: int | None) -> WriteFault:
         """Arm a write fault."""

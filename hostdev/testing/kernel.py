@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from pydantic import ValidationError
 from pyfakefs.fake_filesystem import FakeFilesystem
@@ -30,7 +30,7 @@ from hostdev.testing import (
 )
 from hostdev.testing.dispatch import BusNode
 from hostdev.testing.events import FakeKernelSetupError, WouldBlockEvent, WriteRecord
-from hostdev.testing.faults import ProbeFault, WriteFault
+from hostdev.testing.faults import ProbeFault, WriteFault, WriteHook, WriteWatch
 from hostdev.testing.fixtures import read_host_spec
 from hostdev.testing.hostspec import (
     RESET_METHODS,
@@ -55,17 +55,8 @@ FAKE_RELEASE = "6.1.0-fake"
 
 def _install_handlers(state: KernelState) -> None:
     state.attributes = registry.DEVICE_ATTRIBUTES
-    state.driver_handlers.update({
-        "bind": drivers.bind_store,
-        "unbind": drivers.unbind_store,
-        "new_id": drivers.new_id_store,
-        "remove_id": drivers.remove_id_store,
-    })
-    state.bus_handlers.update({
-        "drivers_probe": drivers.drivers_probe_store,
-        "drivers_autoprobe": drivers.drivers_autoprobe_store,
-        "rescan": hotplug.bus_rescan_store,
-    })
+    state.driver_attributes = registry.DRIVER_ATTRIBUTES
+    state.bus_attributes = registry.BUS_ATTRIBUTES
 
 
 class FakeKernel:
@@ -106,9 +97,8 @@ class FakeKernel:
         uevents.register()
         vfs = state.vfs
         bus = vfs.ensure_dir("/sys/bus/pci")
-        vfs.file(bus, "drivers_probe", "", 0o200, BusNode(state, "drivers_probe"))
-        vfs.file(bus, "drivers_autoprobe", "1\n", 0o644, BusNode(state, "drivers_autoprobe"))
-        vfs.file(bus, "rescan", "", 0o200, BusNode(state, "rescan"))
+        for attr in state.bus_attributes.values():
+            vfs.file(bus, attr.name, attr.read(state), attr.mode, BusNode(state, attr))
         vfs.chardev(state.dev_vfio, "vfio", 0o666)
         dev_dir = vfs.ensure_dir("/dev")
         for node in ("iommu", "kmsg"):  # pyfakefs emulates /dev/null itself
@@ -396,6 +386,23 @@ class FakeKernel:
         and the ``/sys/bus/pci/devices/<addr>/<attr>`` form. ``times=None``: always.
         """
         return self.state.faults.add_write_fault(path_glob, errno, times)
+
+    def watch_writes(self, hook: WriteHook | None = None, *, at: int | None = None,
+                     match: str | None = None) -> WriteWatch:
+        """Watch the writes that reach the kernel from now on (``watch.seen``), and run
+        ``hook(path, address)`` just before the ``at``-th of them (1-based) or the first
+        whose path matches the glob ``match`` (as for :meth:`fail_write`), before it
+        takes effect: the hook may arm a :meth:`fail_write` fault for that very write,
+        remove its device or open it from a VFIO user. Writes the hook makes are not
+        watched. Use it as a context manager to disarm it on exit.
+        """
+        return self.state.faults.add_watch(hook, at, match)
+
+    def count_writes(self, action: Callable[[], object]) -> int:
+        """How many writes reach the kernel while ``action`` runs."""
+        with self.watch_writes() as watch:
+            action()
+        return len(watch.seen)
 
     def fail_probe(self, driver: str, errno: int, times: int | None = None) -> ProbeFault:
         """Make ``driver``'s probe return ``-errno`` (bind fails; autoprobe leaves it unbound)."""

@@ -268,6 +268,32 @@ class Attr:
         return self.show(dev) if self.show is not None else ""
 
 
+@dataclass(frozen=True)
+class DriverAttr:
+    """A file of every driver's directory (``bind``, ``unbind``...), declared once."""
+
+    name: str
+    mode: int
+    #: The kernel's store handler.
+    store: DriverHandler
+
+
+@dataclass(frozen=True)
+class BusAttr:
+    """A file of ``/sys/bus/pci`` (``drivers_probe``, ``rescan``...), declared once."""
+
+    name: str
+    mode: int
+    #: The kernel's store handler.
+    store: BusHandler
+    #: What it reads as (None: write-only); read anew after each write to it.
+    show: Callable[[KernelState], str] | None = None
+
+    def read(self, state: KernelState) -> str:
+        """The file's content now ("" for a write-only file)."""
+        return self.show(state) if self.show is not None else ""
+
+
 class KernelState:
     """Everything the fake kernel knows, shared by its modules."""
 
@@ -298,10 +324,11 @@ class KernelState:
         self.bounded: FakeHelperWrite | None = None
         #: Bounded writes blocked until a VFIO user releases a device, oldest first.
         self.parked: list[FakeHelperWrite] = []
-        #: Every device attribute file, by name (the fake kernel installs its registry).
+        #: Every device, driver and bus attribute file, by name (the fake kernel
+        #: installs its registry, :mod:`hostdev.testing.registry`).
         self.attributes: Mapping[str, Attr] = {}
-        self.driver_handlers: dict[str, DriverHandler] = {}
-        self.bus_handlers: dict[str, BusHandler] = {}
+        self.driver_attributes: Mapping[str, DriverAttr] = {}
+        self.bus_attributes: Mapping[str, BusAttr] = {}
         vfs = self.vfs
         self.sys_devices = vfs.ensure_dir("/sys/devices")
         self.bus_devices = vfs.ensure_dir("/sys/bus/pci/devices")

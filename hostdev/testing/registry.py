@@ -1,11 +1,13 @@
-"""Every device attribute file of the fake kernel, each declared once.
+"""Every attribute file of the fake kernel, each declared once: a device's, a
+driver's and the PCI bus's.
 
-An entry (:class:`~hostdev.testing.model.Attr`) gives the file's name and mode,
-which devices have it, what it reads as, the store handler a write runs, and the
-state changes after which it reads anew. The tree builder lays out the files
-from this table, the read path renders them from it, the write path dispatches
-to its handlers; nothing else lists attributes. Layout and modes follow
-docs/kernel-model.md §1, contents §7.2, the store handlers §7.1.
+An entry (:class:`~hostdev.testing.model.Attr` for a device, ``DriverAttr`` for a
+driver, ``BusAttr`` for ``/sys/bus/pci``) gives the file's name and mode, what it
+reads as, the store handler a write runs, and, for a device, which devices have
+it and the state changes after which it reads anew. The tree builder lays out the
+files from these tables, the read path renders them from them, the write path
+dispatches to their handlers; nothing else lists attributes. Layout and modes
+follow docs/kernel-model.md §1, contents §7.2, the store handlers §7.1.
 
 Write-only files (no ``show``) cannot be opened for reading: kernfs refuses the
 open with EACCES, for root too; files without a ``store`` refuse opening for
@@ -16,9 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from hostdev.testing import attrs, hotplug, readout, sriov
+from hostdev.testing import attrs, drivers, hotplug, readout, sriov
 from hostdev.testing.hostspec import SriovSpec
-from hostdev.testing.model import Attr, Change, Device
+from hostdev.testing.model import Attr, BusAttr, Change, Device, DriverAttr, KernelState
 
 _RO = 0o444
 _RW = 0o644
@@ -116,3 +118,23 @@ ATTRIBUTES: tuple[Attr, ...] = (
 
 #: The registry the fake kernel installs, by file name.
 DEVICE_ATTRIBUTES: Mapping[str, Attr] = {attr.name: attr for attr in ATTRIBUTES}
+
+#: The files of every driver's directory.
+DRIVER_ATTRIBUTES: Mapping[str, DriverAttr] = {attr.name: attr for attr in (
+    DriverAttr("bind", _WO, drivers.bind_store),
+    DriverAttr("unbind", _WO, drivers.unbind_store),
+    DriverAttr("new_id", _WO, drivers.new_id_store),
+    DriverAttr("remove_id", _WO, drivers.remove_id_store),
+)}
+
+
+def _autoprobe(state: KernelState) -> str:
+    return f"{int(state.drivers_autoprobe)}\n"
+
+
+#: The files of ``/sys/bus/pci``.
+BUS_ATTRIBUTES: Mapping[str, BusAttr] = {attr.name: attr for attr in (
+    BusAttr("drivers_probe", _WO, drivers.drivers_probe_store),
+    BusAttr("drivers_autoprobe", _RW, drivers.drivers_autoprobe_store, _autoprobe),
+    BusAttr("rescan", _WO, hotplug.bus_rescan_store),
+)}

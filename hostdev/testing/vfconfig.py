@@ -25,6 +25,7 @@ from typing import Any
 from pyfakefs.fake_file import FakeFile
 from pyfakefs.fake_filesystem import FakeFilesystem
 
+from hostdev.address import PciAddress
 from hostdev.linux import netlink as netlink_module
 from hostdev.linux import sysfs as sysfs_module
 from hostdev.linux.sysfs import Sysfs
@@ -117,12 +118,24 @@ class FakeNetlink:
                     for dev in self.state.host.netdevs.values()
                     if any(a.version == 4 for a in dev.addresses)}
 
+    def _vf_address(self, ifname: str, index: int) -> PciAddress | None:
+        """The VF a netlink write through ``ifname`` concerns (None if there is none)."""
+        with self.state.lock:
+            try:
+                pf = pf_of_interface(self.state, ifname)
+            except OSError:
+                return None
+            vfs = pf.sriov.vfs if pf.sriov is not None else []
+            return vfs[index].address if 0 <= index < len(vfs) else None
+
     def set_vf(self, ifname: str, index: int, values: dict[str, Any]) -> None:
         state = self.state
         field = next(f for f, keys in netlink_module.WRITE_FIELDS.items()
                      if set(keys) == set(values))
         path = netlink_module.write_path(ifname, index, field)
         shown = " ".join(f"{k} {v}" for k, v in values.items())
+        # Watched like a sysfs write (FakeKernel.watch_writes), before it takes effect.
+        state.faults.before_write(path, path, lambda: self._vf_address(ifname, index))
         with state.lock:
             record = WriteRecord(path, shown, None)
             try:

@@ -32,7 +32,7 @@ def test_persistent_setup_survives_a_reboot(fake_kernel: FakeKernel,
     assert run(capsys, "detach", "--persistent", str(NIC))[1] == \
         f"{NIC}: detached to vfio-pci (persistent)\n"
     code, out, _ = run(capsys, "wishes")
-    assert out == f"{PF}: 2 VFs (8086:1572)\n{NIC}: on vfio-pci (8086:10d3)\n"
+    assert out == f"{PF}: 2 VFs (8086:10fb)\n{NIC}: on vfio-pci (8086:10d3)\n"
     # Reboot: the NIC back on e1000e, no VFs, no state.
     assert run(capsys, "reattach", str(NIC))[0] == 0
     assert run(capsys, "sriov", str(PF), "0")[0] == 0

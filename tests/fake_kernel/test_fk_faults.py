@@ -82,3 +82,41 @@ def test_crash_after_writes(host: FakeKernel, sysfs: Sys) -> None:
     assert sysfs.driver(NIC) is None  # the write took effect before the crash
     sysfs.write(sysfs.drv("e1000e", "bind"), NIC)  # disarmed after firing
     assert sysfs.driver(NIC) == "e1000e"
+
+
+def test_watch_runs_its_hook_before_the_kth_write_takes_effect(host: FakeKernel,
+                                                                sysfs: Sys) -> None:
+    """A hook at the 2nd write arms a fault for that very write; the 1st and 3rd go through."""
+    calls: list[tuple[str, object]] = []
+
+    def hook(path: str, address: object) -> None:
+        calls.append((path, address))
+        host.fail_write(path, errno.EIO, times=1)
+
+    with host.watch_writes(hook, at=2) as watch:
+        sysfs.write(sysfs.dev(NIC, "driver_override"), "vfio-pci")
+        assert sysfs.errno(sysfs.drv("e1000e", "unbind"), NIC) == errno.EIO
+        sysfs.write(sysfs.drv("e1000e", "unbind"), NIC)
+    assert [(p, str(a)) for p, a in calls] == [("/sys/bus/pci/drivers/e1000e/unbind", NIC)]
+    assert watch.seen == [f"/sys/bus/pci/devices/{NIC}/driver_override",
+                          "/sys/bus/pci/drivers/e1000e/unbind",
+                          "/sys/bus/pci/drivers/e1000e/unbind"]
+    assert sysfs.driver(NIC) is None
+    sysfs.write(sysfs.dev(NIC, "driver_override"), "\n")
+    assert len(watch.seen) == 3, "a watch left behind sees nothing"
+
+
+def test_watch_on_a_path_fires_once_and_skips_the_hooks_own_writes(host: FakeKernel,
+                                                                  sysfs: Sys) -> None:
+    """The first write matching the glob runs the hook (which unplugs the device: the
+    write then fails as on a stale file); the hook's own write is not counted."""
+    def unplug(path: str, address: object) -> None:
+        sysfs.write(sysfs.dev(GPU, "remove"), "1")
+
+    with host.watch_writes(unplug, match=f"*/{GPU}/driver_override") as watch:
+        sysfs.write(sysfs.dev(NIC, "driver_override"), "x")
+        assert sysfs.errno(sysfs.dev(GPU, "driver_override"), "x") == errno.ENODEV
+    assert watch.seen == [f"/sys/bus/pci/devices/{NIC}/driver_override",
+                          f"/sys/bus/pci/devices/{GPU}/driver_override"]
+    assert not sysfs.exists(sysfs.dev(GPU))
+    assert host.count_writes(lambda: sysfs.write(sysfs.dev(NIC, "driver_override"), "y")) == 1

@@ -1,8 +1,9 @@
 """Extension points of the fake kernel: each attribute and each device fact declared once.
 
-Every attribute file a device directory shows comes from one entry of the
-attribute registry (mode, reader, store handler, refreshes); every field of
-``DeviceSpec`` is a keyword of ``add_device`` and a fact of the present device.
+Every attribute file a device directory, a driver directory or /sys/bus/pci shows
+comes from one entry of the attribute registry (mode, reader, store handler,
+refreshes); every field of ``DeviceSpec`` is a keyword of ``add_device`` and a fact
+of the present device.
 """
 
 from __future__ import annotations
@@ -12,16 +13,24 @@ import os
 import stat
 
 import pytest
+from pyfakefs.fake_filesystem import FakeFilesystem
 
-from hostdev.testing import FakeKernel
+from hostdev.testing import FakeKernel, registry
 from hostdev.testing.events import FakeKernelSetupError
 from hostdev.testing.hostspec import DeviceSpec, DiskSpec, MountTagSpec, SriovSpec, VpdSpec
-from hostdev.testing.registry import ATTRIBUTES, DEVICE_ATTRIBUTES
+from hostdev.testing.model import BusAttr, DriverAttr, KernelState
+from hostdev.testing.registry import (
+    ATTRIBUTES,
+    BUS_ATTRIBUTES,
+    DEVICE_ATTRIBUTES,
+    DRIVER_ATTRIBUTES,
+)
 
-from .hostlib import NIC, NOGROUP, NVME, PF, Sys, vf_addresses
+from .hostlib import NIC, NOGROUP, PF, Sys, vf_addresses
 
 VPD_DEV = "0000:09:00.0"
 SAMPLE_DEV = "0000:0a:00.0"
+SRIOV_NVME = "0000:0b:00.0"  # a second PF, whose VFs have no driver
 
 
 def _attribute_files(address: str) -> dict[str, os.stat_result]:
@@ -78,6 +87,50 @@ def test_handlers_and_readers_match_the_modes() -> None:
             assert not attr.mode & 0o444, attr.name
 
 
+def test_driver_and_bus_files_are_their_registry_entries(host: FakeKernel, sysfs: Sys) -> None:
+    """Every driver directory and /sys/bus/pci hold exactly the files the registry
+    declares, with its modes; a readable one reads what its entry says."""
+    for driver in sysfs.ls("/sys/bus/pci/drivers"):
+        base = f"/sys/bus/pci/drivers/{driver}"
+        files = {n for n in sysfs.ls(base) if os.path.isfile(f"{base}/{n}")
+                 and not os.path.islink(f"{base}/{n}")}
+        assert files == set(DRIVER_ATTRIBUTES), driver
+        for name, attr in DRIVER_ATTRIBUTES.items():
+            assert stat.S_IMODE(os.stat(f"{base}/{name}").st_mode) == attr.mode
+    for name, bus_attr in BUS_ATTRIBUTES.items():
+        path = f"/sys/bus/pci/{name}"
+        assert stat.S_IMODE(os.stat(path).st_mode) == bus_attr.mode, name
+        if bus_attr.show is None:
+            with pytest.raises(PermissionError):
+                sysfs.read(path)
+    sysfs.write("/sys/bus/pci/drivers_autoprobe", "0")
+    assert sysfs.read("/sys/bus/pci/drivers_autoprobe") == "0\n"
+
+
+def test_a_new_driver_or_bus_file_is_one_registry_entry(
+        fs: FakeFilesystem, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Declaring an entry is all it takes: the file appears and its handler runs."""
+    seen: list[tuple[str, bytes]] = []
+
+    def driver_store(state: KernelState, driver: object, data: bytes, path: str) -> None:
+        seen.append((path, data))
+
+    def bus_store(state: KernelState, data: bytes, path: str) -> None:
+        seen.append((path, data))
+
+    monkeypatch.setattr(registry, "DRIVER_ATTRIBUTES", {
+        **DRIVER_ATTRIBUTES, "poke": DriverAttr("poke", 0o200, driver_store)})
+    monkeypatch.setattr(registry, "BUS_ATTRIBUTES", {
+        **BUS_ATTRIBUTES, "poke": BusAttr("poke", 0o644, bus_store, lambda s: "ok\n")})
+    kernel = FakeKernel(fs)
+    kernel.add_driver("e1000e", ids=[(0x8086, 0x10D3)])
+    sysfs = Sys()
+    sysfs.write("/sys/bus/pci/drivers/e1000e/poke", "1")
+    sysfs.write("/sys/bus/pci/poke", "2")
+    assert seen == [("/sys/bus/pci/drivers/e1000e/poke", b"1"), ("/sys/bus/pci/poke", b"2")]
+    assert sysfs.read("/sys/bus/pci/poke") == "ok\n"
+
+
 def test_the_registry_decides_reads_and_writes(host: FakeKernel, sysfs: Sys) -> None:
     # write-only (no reader): reading refused at open; read-only (no store): writing refused
     with pytest.raises(PermissionError):
@@ -105,8 +158,10 @@ def test_no_file_goes_stale(busy: FakeKernel, sysfs: Sys) -> None:
     check()
     sysfs.write(sysfs.dev(NOGROUP, "enable"), "1")
     check()
-    sysfs.write(sysfs.dev(NVME, "sriov_drivers_autoprobe"), "0")
-    sysfs.write(sysfs.dev(NVME, "sriov_numvfs"), "2")
+    busy.add_device(SRIOV_NVME, 0x144D, 0xA808, 0x010802, iommu_group=11, sriov_totalvfs=4,
+                    vf_device=0xA824)
+    sysfs.write(sysfs.dev(SRIOV_NVME, "sriov_drivers_autoprobe"), "0")
+    sysfs.write(sysfs.dev(SRIOV_NVME, "sriov_numvfs"), "2")
     check()
     sysfs.write("/sys/bus/pci/drivers/ixgbevf/unbind", vf_addresses(1)[0])
     sysfs.write(sysfs.dev(PF, "sriov_numvfs"), "0")

@@ -184,11 +184,13 @@ def test_vfs_under_vfio_pf_get_vfio_override(fs: FakeFilesystem, sysfs: Sys) -> 
 
 def test_nvme_pf_unbind_leaves_vfs(host: FakeKernel, sysfs: Sys) -> None:
     """Observed on a real 6.1 kernel: nvme's remove does not disable SR-IOV."""
-    nvme = "0000:06:00.0"
+    nvme = "0000:0b:00.0"
+    host.add_device(nvme, 0x144D, 0xA808, 0x010802, iommu_group=11, sriov_totalvfs=4,
+                    vf_device=0xA824)
     sysfs.write(sysfs.dev(nvme, "sriov_numvfs"), "1")
     sysfs.write(sysfs.drv("nvme", "unbind"), nvme)
     assert sysfs.read(sysfs.dev(nvme, "sriov_numvfs")) == "1\n"
-    assert sysfs.exists(sysfs.dev("0000:06:00.1"))
+    assert sysfs.exists(sysfs.dev("0000:0b:00.1"))
 
 
 def test_nic_without_sriov_has_no_numvfs(host: FakeKernel, sysfs: Sys) -> None:

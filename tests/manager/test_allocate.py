@@ -18,7 +18,6 @@ from hostdev.linux.binding import current_driver
 from hostdev.manager import HostdevManager
 from hostdev.state.records import Owner, VfNetConfig
 from hostdev.testing import FakeKernel
-from tests.writehooks import count_writes, on_write
 
 VM1 = Owner(driver="qemu", domain="vm1")
 VM2 = Owner(driver="qemu", domain="vm2")
@@ -224,15 +223,16 @@ def test_missing_pf(mgr: HostdevManager) -> None:
 def test_a_write_failing_anywhere_rolls_everything_back(fake_kernel: FakeKernel,
                                                         mgr: HostdevManager, err: int) -> None:
     before = _where(mgr)
-    total = count_writes(lambda: mgr.allocate(VM1, 3))
+    total = fake_kernel.count_writes(lambda: mgr.allocate(VM1, 3))
     assert total >= 9  # three VFs: override, unbind, probe each
     mgr.reattach(VM1, [X_VF0, X_VF1, CX_VF0])
     assert _where(mgr) == before
     for k in range(1, total + 1):
-        hook = on_write(k, lambda path, address: fake_kernel.fail_write(path, err, times=1))
-        with hook as seen, pytest.raises(HostdevError):
+        hook = fake_kernel.watch_writes(
+            lambda path, address: fake_kernel.fail_write(path, err, times=1), at=k)
+        with hook as watch, pytest.raises(HostdevError):
             mgr.allocate(VM1, 3)
-        assert len(seen) >= k, f"write {k} was never reached"
+        assert len(watch.seen) >= k, f"write {k} was never reached"
         assert _where(mgr) == before, f"a device moved after failing write {k}"
         assert mgr.active() == [] and mgr.inactive() == [], f"lists after write {k}"
 

@@ -7,23 +7,22 @@ before it), so the library sees exactly what a real refusal looks like.
 from __future__ import annotations
 
 import errno
-from contextlib import AbstractContextManager
 
 import pytest
 
 from hostdev.errors import HostdevError
 from hostdev.manager import HostdevManager
 from hostdev.state.records import HostdevSpec
-from hostdev.testing import FakeKernel
+from hostdev.testing import FakeKernel, WriteWatch
 from tests.smallhost import NIC, NVME, VM1, Host, build_host
-from tests.writehooks import count_writes, on_write
 
 DEVICES = (NIC, NVME)
 
 
-def fail_nth_write(kernel: FakeKernel, n: int, err: int) -> AbstractContextManager[list[str]]:
+def fail_nth_write(kernel: FakeKernel, n: int, err: int) -> WriteWatch:
     """Make the n-th sysfs write (0-based) from now on fail with ``err`` in the kernel."""
-    return on_write(n + 1, lambda path, address: kernel.fail_write(path, err, times=1))
+    return kernel.watch_writes(lambda path, address: kernel.fail_write(path, err, times=1),
+                               at=n + 1)
 
 
 def _specs() -> list[HostdevSpec]:
@@ -33,14 +32,14 @@ def _specs() -> list[HostdevSpec]:
 @pytest.mark.parametrize("err", [errno.EIO, errno.EBUSY, errno.ENODEV])
 def test_prepare_rolls_back_at_every_write(host: Host, err: int) -> None:
     before = host.where(*DEVICES)
-    total = count_writes(lambda: host.mgr.prepare(VM1, _specs()))
+    total = host.kernel.count_writes(lambda: host.mgr.prepare(VM1, _specs()))
     assert total >= 6
     host.mgr.reattach(VM1, list(DEVICES))
     assert host.where(*DEVICES) == before
     for n in range(total):
-        with fail_nth_write(host.kernel, n, err) as seen, pytest.raises(HostdevError):
+        with fail_nth_write(host.kernel, n, err) as watch, pytest.raises(HostdevError):
             host.mgr.prepare(VM1, _specs())
-        assert len(seen) > n, f"write {n} was never reached"
+        assert len(watch.seen) > n, f"write {n} was never reached"
         assert host.where(*DEVICES) == before, f"device moved after failing write {n}"
         assert host.mgr.active() == [] and host.mgr.inactive() == [], f"lists after {n}"
 
@@ -49,7 +48,7 @@ def test_prepare_rolls_back_at_every_write(host: Host, err: int) -> None:
 def test_reattach_failure_leaves_every_device_restorable(host: Host, err: int) -> None:
     before = host.where(*DEVICES)
     host.mgr.prepare(VM1, _specs())
-    total = count_writes(lambda: host.mgr.reattach(VM1, list(DEVICES)))
+    total = host.kernel.count_writes(lambda: host.mgr.reattach(VM1, list(DEVICES)))
     assert total >= 6
     for n in range(total):
         host.mgr.prepare(VM1, _specs())

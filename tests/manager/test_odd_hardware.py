@@ -277,13 +277,13 @@ def test_prepare_and_reattach_in_a_domain_above_ffff(fake_kernel: FakeKernel) ->
 
 def test_identity_check_survives_a_garbage_physfn(fake_kernel: FakeKernel,
                                                   fs: FakeFilesystem) -> None:
-    from hostdev.ops.identity import Presence, check
+    from hostdev.ops.identity import Presence, check_identity
     from hostdev.state.records import DeviceRecord
 
     fake_kernel.load_fixture("vmd-workstation")
-    # A record from an older state file (no generation): the physfn link is read.
+    # A record from an older state file (no identity): the physfn link is read.
     record = DeviceRecord(address=VF0, vendor=0x15B3, device=0x101E, pf=PF, vf_index=0)
     path = os.path.realpath(f"/sys/bus/pci/devices/{VF0}") + "/physfn"
     fs.remove_object(path)
     fs.create_symlink(path, "../../../../etc")
-    assert check(_mgr(fake_kernel).sysfs, record) is Presence.PRESENT
+    assert check_identity(_mgr(fake_kernel).sysfs, record) is Presence.PRESENT

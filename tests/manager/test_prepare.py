@@ -6,20 +6,20 @@ import pytest
 
 from hostdev.errors import BadInput, DeviceInUse, DeviceNotFound, NotAssignable
 from hostdev.state.records import HostdevSpec
-from tests.smallhost import AUDIO, GPU, NIC, NVME, PF, ROOT_PORT, VM1, VM2, Host
+from tests.smallhost import GPU, GPU_AUDIO, NIC, NVME, PF, ROOT_PORT, VM1, VM2, Host
 
 
 def test_prepare_managed_vf(host: Host) -> None:
     vf0, _ = host.vfs(2)
-    assert host.driver(vf0) == "iavf"
+    assert host.driver(vf0) == "ixgbevf"
     report = host.mgr.prepare(VM1, [HostdevSpec(address=vf0)])
     assert host.driver(vf0) == "vfio-pci"
     assert host.override(vf0) == "vfio-pci"
     record = report.prepared[0]
     assert (record.address, record.owner, record.managed) == (vf0, VM1, True)
-    assert record.original_driver == "iavf" and record.original_override is None
+    assert record.original_driver == "ixgbevf" and record.original_override is None
     assert record.unbind_from_stub is True
-    assert (record.vendor, record.device, record.pf, record.vf_index) == (0x8086, 0x154C, PF, 0)
+    assert (record.vendor, record.device, record.pf, record.vf_index) == (0x8086, 0x10ED, PF, 0)
     assert host.mgr.used_by(vf0) == VM1
     assert [r.address for r in host.mgr.active()] == [vf0]
     assert host.mgr.inactive() == []
@@ -28,7 +28,7 @@ def test_prepare_managed_vf(host: Host) -> None:
 def test_prepare_accepts_plain_addresses(host: Host) -> None:
     host.mgr.prepare(VM1, [str(NIC)])
     assert host.driver(NIC) == "vfio-pci"
-    assert host.mgr.used_by("04:00.0") == VM1
+    assert host.mgr.used_by("00:19.0") == VM1
 
 
 def test_one_state_write_per_batch(host: Host) -> None:
@@ -57,32 +57,32 @@ def test_active_device_refused_even_for_same_owner(host: Host) -> None:
     host.mgr.prepare(VM1, [NIC])
     with pytest.raises(DeviceInUse) as info:
         host.mgr.prepare(VM1, [NIC])
-    assert str(info.value) == "PCI device 0000:04:00.0 is in use by driver qemu, domain vm1"
+    assert str(info.value) == "PCI device 0000:00:19.0 is in use by driver qemu, domain vm1"
     with pytest.raises(DeviceInUse, match="in use by driver qemu, domain vm1"):
         host.mgr.prepare(VM2, [NIC])
     assert host.mgr.used_by(NIC) == VM1
 
 
 def test_group_member_on_host_driver_refused(host: Host) -> None:
-    before = host.where(GPU, AUDIO)
+    before = host.where(GPU, GPU_AUDIO)
     with pytest.raises(NotAssignable) as info:
         host.mgr.prepare(VM1, [GPU])
-    assert "0000:02:00.1 on snd_hda_intel" in str(info.value)
-    assert "IOMMU group 20" in str(info.value)
-    assert host.where(GPU, AUDIO) == before
+    assert "0000:04:00.1 on snd_hda_intel" in str(info.value)
+    assert "IOMMU group 4" in str(info.value)
+    assert host.where(GPU, GPU_AUDIO) == before
 
 
 def test_whole_group_together(host: Host) -> None:
-    host.mgr.prepare(VM1, [GPU, AUDIO])
-    assert host.driver(GPU) == host.driver(AUDIO) == "vfio-pci"
+    host.mgr.prepare(VM1, [GPU, GPU_AUDIO])
+    assert host.driver(GPU) == host.driver(GPU_AUDIO) == "vfio-pci"
 
 
 def test_group_member_of_another_owner_refused(host: Host) -> None:
-    host.mgr.prepare(VM1, [AUDIO, GPU])
+    host.mgr.prepare(VM1, [GPU_AUDIO, GPU])
     host.mgr.reattach(VM1, [GPU])
     host.mgr.node_detach(GPU)
-    # AUDIO is still active for vm1: vm2 cannot take GPU from the same group.
-    with pytest.raises(DeviceInUse, match="0000:02:00.1 is in use by driver qemu, domain vm1"):
+    # GPU_AUDIO is still active for vm1: vm2 cannot take GPU from the same group.
+    with pytest.raises(DeviceInUse, match="0000:04:00.1 is in use by driver qemu, domain vm1"):
         host.mgr.prepare(VM2, [GPU])
     # The same owner may add a function of a group it already holds.
     host.mgr.prepare(VM1, [GPU])
@@ -90,10 +90,10 @@ def test_group_member_of_another_owner_refused(host: Host) -> None:
 
 
 def test_group_member_parked_on_stub_is_fine(host: Host) -> None:
-    host.mgr.node_detach(AUDIO, stub_driver="pci-stub")
+    host.mgr.node_detach(GPU_AUDIO, stub_driver="pci-stub")
     host.mgr.prepare(VM1, [GPU])
     assert host.driver(GPU) == "vfio-pci"
-    assert host.driver(AUDIO) == "pci-stub"
+    assert host.driver(GPU_AUDIO) == "pci-stub"
 
 
 def test_unmanaged_must_be_detached_first(host: Host) -> None:
@@ -138,7 +138,7 @@ def test_stub_not_loaded(host: Host) -> None:
 
 def test_duplicate_address_in_batch(host: Host) -> None:
     with pytest.raises(BadInput, match="listed twice"):
-        host.mgr.prepare(VM1, [NIC, "04:00.0"])
+        host.mgr.prepare(VM1, [NIC, "00:19.0"])
 
 
 def test_pci_stub_devices_are_reset(host: Host) -> None:

@@ -18,7 +18,7 @@ def test_managed_round_trip(host: Host) -> None:
     host.mgr.prepare(VM1, [vf0, vf1, NIC])
     report = host.mgr.reattach(VM1, [vf0, vf1, NIC])
     assert report.ok and sorted(report.reattached) == sorted([vf0, vf1, NIC])
-    assert host.where(vf0, vf1, NIC) == {vf0: ("iavf", None), vf1: ("iavf", None),
+    assert host.where(vf0, vf1, NIC) == {vf0: ("ixgbevf", None), vf1: ("ixgbevf", None),
                                           NIC: ("e1000e", None)}
     assert host.mgr.active() == [] and host.mgr.inactive() == []
 
@@ -116,11 +116,11 @@ def test_update_active_after_state_loss(host: Host) -> None:
     os.unlink(host.mgr.store.path)
     fresh = HostdevManager(root="/", state_dir="/run/hostdev", release_timeout=0)
     report = fresh.update_active(VM1, [NIC, NVME, "0000:0a:00.0"])
-    assert sorted(r.address for r in report.active) == [NVME, NIC]
+    assert sorted(r.address for r in report.active) == [NIC, NVME]
     assert [r.address for r in report.pruned] == [PciAddress.parse("0000:0a:00.0")]
     assert fresh.used_by(NIC) == VM1
     done = fresh.reattach(VM1, [NIC, NVME])
-    assert sorted(done.reattached) == [NVME, NIC]
+    assert sorted(done.reattached) == [NIC, NVME]
     assert host.where(NIC, NVME) == {NIC: ("e1000e", None), NVME: ("nvme", None)}
 
 

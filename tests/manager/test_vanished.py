@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from hostdev.address import PciAddress
 from hostdev.state.records import HostdevSpec
 from tests.smallhost import NIC, VM1, VM2, Host
 
@@ -35,15 +38,15 @@ def test_recreated_vf_is_not_the_old_record(host: Host) -> None:
     vf0, vf1 = host.vfs(2)
     host.mgr.prepare(VM1, [vf0])
     host.mgr.node_detach(vf1)
-    host.vfs(2)  # 2 -> 0 -> 2: new VFs at the same addresses, back on iavf
-    assert host.where(vf0, vf1) == {vf0: ("iavf", None), vf1: ("iavf", None)}
+    host.vfs(2)  # 2 -> 0 -> 2: new VFs at the same addresses, back on ixgbevf
+    assert host.where(vf0, vf1) == {vf0: ("ixgbevf", None), vf1: ("ixgbevf", None)}
     writes = len(host.kernel.writes)
     report = host.mgr.reattach(VM1, [vf0])
     assert [r.address for r in report.pruned] == [vf0] and report.reattached == []
     assert len(host.kernel.writes) == writes, "the new VF must not be rebound"
     result = host.mgr.node_reattach(vf1)
     assert [r.address for r in result.pruned] == [vf1]
-    assert host.where(vf0, vf1) == {vf0: ("iavf", None), vf1: ("iavf", None)}
+    assert host.where(vf0, vf1) == {vf0: ("ixgbevf", None), vf1: ("ixgbevf", None)}
     assert host.mgr.inactive() == [] and host.mgr.active() == []
 
 
@@ -53,7 +56,7 @@ def test_prepare_drops_stale_record_and_takes_new_vf(host: Host) -> None:
     host.vfs(2)
     report = host.mgr.prepare(VM1, [HostdevSpec(address=vf0)])
     assert [r.address for r in report.pruned] == [vf0]
-    assert report.prepared[0].original_driver == "iavf"
+    assert report.prepared[0].original_driver == "ixgbevf"
 
 
 def test_prune_missing_several_consecutive_vfs(host: Host) -> None:
@@ -63,3 +66,23 @@ def test_prune_missing_several_consecutive_vfs(host: Host) -> None:
     host.vfs(0)
     assert sorted(r.address for r in host.mgr.prune_missing()) == sorted(vfs)
     assert host.mgr.inactive() == []
+
+
+def test_a_missing_device_reads_the_same_from_every_layer(host: Host) -> None:
+    """The check before an operation, a snapshot and a kernel verb on a device that is
+    gone all say it in the one wording of DeviceNotFound."""
+    from hostdev.errors import DeviceNotFound
+    from hostdev.linux.binding import current_driver
+    from hostdev.linux.scan import read_device
+
+    gone = PciAddress.parse("0000:05:00.0")
+    seen = []
+    for attempt in (lambda: host.mgr.node_detach(gone),
+                    lambda: read_device(host.mgr.sysfs, gone),
+                    lambda: current_driver(host.mgr.sysfs, gone)):
+        with pytest.raises(DeviceNotFound) as caught:
+            attempt()
+        assert caught.value.address == gone
+        seen.append(str(caught.value).replace(", cannot detach it", ""))
+    assert seen == [str(DeviceNotFound.at(gone))] * 3
+    assert "check the address with 'hostdev list'" in seen[0]

@@ -45,7 +45,7 @@ def test_prepare_sets_and_reattach_restores(nic: Host) -> None:
     result = nic.mgr.reattach(VM1, [vf0])
     assert result.ok and result.reattached == [vf0]
     assert nic.kernel.vf_net(PF, 0) == {**DEFAULTS, "mac": "02:00:00:00:00:10", "trust": True}
-    assert nic.driver(vf0) == "iavf"
+    assert nic.driver(vf0) == "ixgbevf"
     assert nic.mgr.active() == [] and nic.mgr.inactive() == []
 
 
@@ -55,7 +55,7 @@ def test_vf_interface_comes_and_goes_with_its_host_driver(nic: Host) -> None:
     nic.mgr.prepare(VM1, [HostdevSpec(address=vf0, net=GUEST)])
     assert not nic.mgr.sysfs.exists(nic.mgr.sysfs.device_path(vf0, "net"))
     nic.mgr.reattach(VM1, [vf0])
-    # Back on iavf, the VF driver starts with the administrative MAC given back (none).
+    # Back on ixgbevf, the VF driver starts with the administrative MAC given back (none).
     assert nic.mgr.sysfs.exists("/sys/class/net/ens1f0v0")
 
 
@@ -126,7 +126,7 @@ def test_net_config_refused_when_the_pf_has_no_interface(host: Host) -> None:
     writes = len(host.kernel.writes)
     with pytest.raises(NotAssignable, match="carries no network interface"):
         host.mgr.prepare(VM1, [HostdevSpec(address=vf0, net=GUEST)])
-    assert host.driver(vf0) == "iavf" and len(host.kernel.writes) == writes
+    assert host.driver(vf0) == "ixgbevf" and len(host.kernel.writes) == writes
 
 
 @pytest.mark.parametrize("field", ["mac", "vlan"])
@@ -139,7 +139,7 @@ def test_failed_netlink_write_rolls_everything_back(nic: Host, field: str) -> No
     assert caught.value.errno == errno.EPERM and caught.value.path.startswith("netlink:ens1f0")
     assert "run as root" in str(caught.value)
     assert nic.kernel.vf_net(PF, 0) == {**DEFAULTS, "mac": "02:00:00:00:00:10"}
-    assert nic.driver(vf0) == "iavf" and nic.driver(vf1) == "iavf"
+    assert nic.driver(vf0) == "ixgbevf" and nic.driver(vf1) == "ixgbevf"
     assert nic.mgr.active() == [] and nic.mgr.inactive() == []
 
 
@@ -167,16 +167,15 @@ def test_crash_after_each_netlink_write_is_recovered(nic: Host, k: int) -> None:
     report = _fresh(nic).reconcile()
     assert any("network settings back" in line for line in report.recovered), report
     assert nic.kernel.vf_net(PF, 0) == {**DEFAULTS, "mac": "02:00:00:00:00:10", "vlan": 3}
-    assert nic.driver(vf0) == "iavf"
+    assert nic.driver(vf0) == "ixgbevf"
 
 
 def _writes_until_first_netlink(host: Host, vf: object) -> int:
     """How many sysfs writes a prepare of ``vf`` makes before its first netlink write
     (measured on a copy of the run: the same host state is rebuilt by the caller)."""
-    from tests.writehooks import count_writes
-
     # The PCI part alone: a prepare without a net config makes the same sysfs writes.
-    total = count_writes(lambda: host.mgr.prepare(VM1, [HostdevSpec(address=vf)]))  # type: ignore[arg-type]
+    total = host.kernel.count_writes(
+        lambda: host.mgr.prepare(VM1, [HostdevSpec(address=vf)]))  # type: ignore[arg-type]
     host.mgr.reattach(VM1, [vf])  # type: ignore[list-item]
     return total
 
@@ -208,7 +207,7 @@ def test_failed_restore_at_reattach_keeps_the_vf_tracked(nic: Host) -> None:
     assert record.net_saved is not None
     again = nic.mgr.reattach(VM1, [vf0])
     assert again.ok and again.reattached == [vf0]
-    assert nic.kernel.vf_net(PF, 0) == DEFAULTS and nic.driver(vf0) == "iavf"
+    assert nic.kernel.vf_net(PF, 0) == DEFAULTS and nic.driver(vf0) == "ixgbevf"
 
 
 def test_reconcile_reports_drift(nic: Host) -> None:
@@ -246,7 +245,7 @@ def test_node_reattach_finishes_a_failed_restore(nic: Host) -> None:
     assert not nic.mgr.reattach(VM1, [vf0]).ok
     assert nic.kernel.vf_net(PF, 0)["vlan"] == 42
     result = nic.mgr.node_reattach(vf0)
-    assert result.driver == "iavf"
+    assert result.driver == "ixgbevf"
     assert nic.kernel.vf_net(PF, 0) == {**DEFAULTS, "mac": "02:00:00:00:00:10"}
     assert nic.mgr.inactive() == []
 

@@ -92,7 +92,7 @@ def test_recreated_vfs_are_stale_not_kept(host: Host) -> None:
     events = watch(host.mgr, lambda: host.vfs(2))  # 2 -> 0 -> 2: new VFs at the same places
     assert [(e.kind, e.address) for e in events] == [("stale", vf0)]
     assert events[0].uevents == ["unbind", "remove", "add", "bind"]
-    assert host.mgr.inactive() == [] and host.driver(vf0) == "iavf"
+    assert host.mgr.inactive() == [] and host.driver(vf0) == "ixgbevf"
 
 
 def test_unbind_behind_our_back_is_drift_and_left_alone(host: Host) -> None:
@@ -101,12 +101,12 @@ def test_unbind_behind_our_back_is_drift_and_left_alone(host: Host) -> None:
     host.mgr.prepare(VM1, [vf1])
     writes = len(host.kernel.writes)
     events = watch(host.mgr, unbind(vf0, "vfio-pci"), bind(vf0, "vfio-pci"),
-                   unbind(vf1, "vfio-pci"), bind(vf1, "iavf", clear_override=True))
+                   unbind(vf1, "vfio-pci"), bind(vf1, "ixgbevf", clear_override=True))
     assert [(e.kind, e.address, e.expected, e.found) for e in events] == [
         ("drift", vf0, "vfio-pci", None),
         ("drift", vf0, "vfio-pci", "vfio-pci"),  # put back, but not by hostdev
         ("drift", vf1, "vfio-pci", None),
-        ("drift", vf1, "vfio-pci", "iavf"),
+        ("drift", vf1, "vfio-pci", "ixgbevf"),
     ]
     assert events[2].owner == VM1 and "held by driver qemu, domain vm1" in events[2].message
     assert len(host.kernel.writes) == writes + 5, "drift is reported, never undone"
@@ -195,7 +195,7 @@ def test_burst_of_thousands_is_coalesced(fake_kernel: FakeKernel,
 
     checks: list[PciAddress] = []
     transactions: list[int] = []
-    real_check, real_run = identity.check, HostdevManager._run
+    real_check, real_run = identity.check_identity, HostdevManager._run
 
     def counted_check(sysfs: Sysfs, record: DeviceRecord, *rest: Any) -> Presence:
         checks.append(record.address)
@@ -205,7 +205,7 @@ def test_burst_of_thousands_is_coalesced(fake_kernel: FakeKernel,
         transactions.append(1)
         return real_run(self, *args, **kwargs)
 
-    monkeypatch.setattr(recovery, "check", counted_check)
+    monkeypatch.setattr(recovery, "check_identity", counted_check)
     monkeypatch.setattr(HostdevManager, "_run", counted_run)
     sent = len(fake_kernel.uevents)
     events = watch(mgr, change)
@@ -330,7 +330,7 @@ def test_a_recreated_vf_gets_its_persistent_wish(host: Host) -> None:
     events = watch(host.mgr, lambda: host.vfs(2))  # 2 -> 0 -> 2 behind our back
     assert [(e.kind, e.address) for e in events] == [("stale", vf1), ("wish", vf1)]
     assert "applied" in events[1].message and "vfio-pci" in events[1].message
-    assert host.driver(vf1) == "vfio-pci" and host.driver(vf0) == "iavf"
+    assert host.driver(vf1) == "vfio-pci" and host.driver(vf0) == "ixgbevf"
     assert [r.address for r in host.mgr.inactive()] == [vf1]
 
 
@@ -343,5 +343,5 @@ def test_a_wishes_file_that_cannot_be_read_does_not_stop_the_watch(
     caplog.set_level(logging.INFO, logger="hostdev")
     events = watch(host.mgr, lambda: host.vfs(2))
     assert [(e.kind, e.address) for e in events] == [("stale", vf1)]
-    assert host.driver(vf1) == "iavf"
+    assert host.driver(vf1) == "ixgbevf"
     assert any("persistent wishes not applied" in r.getMessage() for r in caplog.records)

@@ -24,7 +24,6 @@ from hostdev.linux.sysfs import Sysfs
 from hostdev.manager import HostdevManager
 from hostdev.testing import FakeKernel, VfioHolder, VfioWouldBlock
 from tests.smallhost import NIC, NVME, PF, VM1, Host
-from tests.writehooks import before_write
 
 WRITE_TIMEOUT = 0.2
 
@@ -52,7 +51,9 @@ def test_node_reattach_gets_control_back_and_next_call_records_the_end(host: Hos
     mgr = _manager()
     holders: list[VfioHolder] = []
     started = time.monotonic()
-    with before_write("/unbind", lambda: holders.append(host.kernel.hold_vfio(NIC, pid=777))), \
+    with host.kernel.watch_writes(
+            lambda *_: holders.append(host.kernel.hold_vfio(NIC, pid=777)),
+            match="*/unbind"), \
             pytest.raises(DeviceBusy) as info:
         mgr.node_reattach(NIC)
     took = time.monotonic() - started
@@ -106,9 +107,9 @@ def test_reattach_reports_the_blocked_device_and_gives_back_the_others(host: Hos
         if not holders:
             holders.append(host.kernel.hold_vfio(NIC, pid=778))
 
-    with before_write("drivers/vfio-pci/unbind", hold) as seen:
+    with host.kernel.watch_writes(lambda *_: hold(), match="*drivers/vfio-pci/unbind") as watch:
         report = mgr.reattach(VM1, [NIC, NVME])
-    assert seen, "no write was made"
+    assert watch.seen, "no write was made"
     assert [f.address for f in report.failed] == [NIC]
     assert "blocked in the kernel until the VFIO user releases it" in report.failed[0].reason
     assert report.reattached == [NVME] and host.driver(NVME) == "nvme"
@@ -132,7 +133,9 @@ def test_vf_removal_blocked_by_a_late_holder(host: Host) -> None:
     host.mgr.node_detach(vfs[0])
     mgr = _manager()
     holders: list[VfioHolder] = []
-    with before_write("/sriov_numvfs", lambda: holders.append(host.kernel.hold_vfio(vfs[0]))), \
+    with host.kernel.watch_writes(
+            lambda *_: holders.append(host.kernel.hold_vfio(vfs[0])),
+            match="*/sriov_numvfs"), \
             pytest.raises(WriteBlocked) as info:
         mgr.set_num_vfs(PF, 3)
     assert "removing its VFs (sriov_numvfs 0) is blocked in the kernel" in str(info.value)
@@ -163,7 +166,7 @@ def test_interrupted_wait_keeps_the_write_journaled(host: Host,
 
     monkeypatch.setattr(FakeHelperWrite, "wait", interrupted)
     mgr = _manager(timeout=30)
-    with before_write("/unbind", lambda: None), pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt):
         # Skip the holder check, as if the user came after it.
         monkeypatch.setattr("hostdev.linux.vfio.wait_released", lambda *a, **k: None)
         mgr.node_reattach(NIC)
@@ -247,8 +250,9 @@ def test_rollback_blocked_by_a_late_holder(host: Host) -> None:
     host.kernel.fail_write(f"*{NVME}/driver_override", errno.EIO, times=1)
     holders: list[VfioHolder] = []
     mgr = _manager()
-    with before_write("drivers/vfio-pci/unbind",
-                      lambda: holders.append(host.kernel.hold_vfio(NIC, pid=782))), \
+    with host.kernel.watch_writes(
+            lambda *_: holders.append(host.kernel.hold_vfio(NIC, pid=782)),
+            match="*drivers/vfio-pci/unbind"), \
             pytest.raises(Exception) as info:
         mgr.prepare(VM1, [NIC, NVME])
     assert "rollback incomplete" in str(info.value)
@@ -278,7 +282,7 @@ def test_blocked_unbind_that_finishes_driverless_stays_tracked_and_fails(
         if not holders:
             holders.append(host.kernel.hold_vfio(NIC, pid=778))
 
-    with before_write("drivers/vfio-pci/unbind", hold):
+    with host.kernel.watch_writes(lambda *_: hold(), match="*drivers/vfio-pci/unbind"):
         report = _manager().reattach(VM1, [NIC])
     assert [f.address for f in report.failed] == [NIC]
     host.kernel.fail_probe("e1000e", errno.EIO)
@@ -300,7 +304,9 @@ def test_helper_in_another_pid_namespace_is_not_taken_for_finished(
 
     host.mgr.node_detach(NIC)
     holders: list[VfioHolder] = []
-    with before_write("/unbind", lambda: holders.append(host.kernel.hold_vfio(NIC, pid=779))), \
+    with host.kernel.watch_writes(
+            lambda *_: holders.append(host.kernel.hold_vfio(NIC, pid=779)),
+            match="*/unbind"), \
             pytest.raises(WriteBlocked):
         _manager().node_reattach(NIC)
     journal = _journal()

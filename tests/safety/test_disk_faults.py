@@ -34,7 +34,6 @@ from tests.safety.test_fault_suite import (
     _snapshot,
 )
 from tests.smallhost import NIC, NVME, VM1, build_host
-from tests.writehooks import count_writes
 
 STATE_DIR = "/run/hostdev"
 #: Which errno each step of the atomic writer is made to fail with.
@@ -179,7 +178,7 @@ def test_recovery_on_a_full_disk(fs: FakeFilesystem, monkeypatch: pytest.MonkeyP
     build_host(kernel)
     mgr = HostdevManager(root="/", state_dir=STATE_DIR, release_timeout=0)
     start = _snapshot(mgr)
-    total = count_writes(lambda: mgr.prepare(VM1, [NIC]))
+    total = kernel.count_writes(lambda: mgr.prepare(VM1, [NIC]))
     mgr.reattach(VM1, [NIC])
     assert _snapshot(mgr)[NIC][:2] == start[NIC][:2]
     kernel.crash_after_writes(total)  # dies with the NIC on vfio-pci, before the save

@@ -45,7 +45,6 @@ from hostdev.manager import HostdevManager
 from hostdev.state.records import DeviceRecord, HostdevSpec, VfNetConfig
 from hostdev.testing import FakeKernel, FakeKernelSetupError, SimulatedCrash, VfioHolder
 from tests.smallhost import NIC, NVME, PF, VM1, build_host
-from tests.writehooks import count_writes, on_write
 
 CASES: list[str] = []
 #: Labels of the cases whose invariants held.
@@ -70,12 +69,12 @@ def _server(kernel: FakeKernel) -> None:
 
 
 SERVER_PF = PciAddress.parse("0000:3d:00.0")
-GPU, AUDIO = PciAddress.parse("0000:5e:00.0"), PciAddress.parse("0000:5e:00.1")
+GPU, GPU_AUDIO = PciAddress.parse("0000:5e:00.0"), PciAddress.parse("0000:5e:00.1")
 DISK = PciAddress.parse("0000:18:00.0")
 
 
 def _server_specs(vfs: list[PciAddress]) -> list[HostdevSpec]:
-    return [HostdevSpec(address=GPU), HostdevSpec(address=AUDIO),
+    return [HostdevSpec(address=GPU), HostdevSpec(address=GPU_AUDIO),
             HostdevSpec(address=DISK, stub_driver="pci-stub"), HostdevSpec(address=vfs[1])]
 
 
@@ -166,7 +165,7 @@ SCENARIOS = [
     Scenario("server-prepare", _server_plain, lambda m, v: m.prepare(VM1, _server_specs(v)),
              _server, SERVER_PF),
     Scenario("server-reattach", _server_prepared,
-             lambda m, v: m.reattach(VM1, [GPU, AUDIO, DISK, v[1]]), _server, SERVER_PF),
+             lambda m, v: m.reattach(VM1, [GPU, GPU_AUDIO, DISK, v[1]]), _server, SERVER_PF),
     Scenario("server-set_num_vfs", _server_prepared,
              lambda m, v: m.set_num_vfs(SERVER_PF, 4, force=True), _server, SERVER_PF),
     Scenario("net-prepare", _setup_net, lambda m, v: m.prepare(VM1, _net_specs(v)),
@@ -257,14 +256,14 @@ def _check_invariants(mgr: HostdevManager, before: dict[PciAddress, tuple[
     first = fresh.reconcile()
     lists = fresh.lists()
     now = _snapshot(fresh)
-    lost = [f"{label}: {a}" for a, (driver, _, generation) in now.items()
+    lost = [f"{label}: {a}" for a, (driver, _, identity) in now.items()
             if driver is None and lists.find(a) is None and a in before
-            and before[a][2] == generation and before[a][0] is not None]
+            and before[a][2] == identity and before[a][0] is not None]
     DRIVERLESS_UNTRACKED.extend(lost)
     assert not lost, f"left driverless and untracked: {lost}"
-    for addr, (driver, override, generation) in now.items():
+    for addr, (driver, override, identity) in now.items():
         start = before.get(addr)
-        same_object = start is not None and start[2] == generation
+        same_object = start is not None and start[2] == identity
         unchanged = same_object and start is not None and start[:2] == (driver, override)
         record = lists.find(addr)
         if unchanged:
@@ -298,8 +297,8 @@ def _check_invariants(mgr: HostdevManager, before: dict[PciAddress, tuple[
 
 
 def _count(fs: FakeFilesystem, scenario: Scenario) -> int:
-    _, mgr, vfs = _fresh(fs, scenario)
-    return count_writes(lambda: scenario.action(mgr, vfs))
+    kernel, mgr, vfs = _fresh(fs, scenario)
+    return kernel.count_writes(lambda: scenario.action(mgr, vfs))
 
 
 def _vanish(kernel: FakeKernel, mgr: HostdevManager, address: PciAddress | None) -> None:
@@ -363,7 +362,7 @@ def _run_case(fs: FakeFilesystem, scenario: Scenario, mode: str, k: int, total: 
         if mode.endswith("+probe"):
             _fail_host_probes(kernel, mgr)  # the rollback cannot give anything back
         hook = _hook(kernel, mgr, mode.split("+")[0])
-        with on_write(k, hook):
+        with kernel.watch_writes(hook, at=k):
             outcome = _outcome(lambda: scenario.action(mgr, vfs))
     assert kernel.would_block_events == [], label
     _check_invariants(mgr, before, label, outcome)
@@ -436,7 +435,7 @@ def test_holder_appears_before_every_write(fs: FakeFilesystem, scenario: Scenari
         holders: list[VfioHolder] = []
         started = time.monotonic()
         hook = functools.partial(_hold_on_write, kernel, holders)
-        with on_write(k, hook):
+        with kernel.watch_writes(hook, at=k):
             outcome = _outcome(functools.partial(scenario.action, mgr, vfs))
         assert time.monotonic() - started < 10, f"{label}: the call took too long"
         assert kernel.would_block_events == [], label
@@ -476,7 +475,7 @@ def test_every_write_with_holders(fs: FakeFilesystem, scenario: Scenario, mode: 
             outcome = _outcome(lambda: HostdevManager(
                 root="/", state_dir="/run/hostdev", release_timeout=0).reconcile())
         else:
-            with on_write(k, _grab_then_fail(kernel, mgr, k, holders)):
+            with kernel.watch_writes(_grab_then_fail(kernel, mgr, k, holders), at=k):
                 outcome = _outcome(functools.partial(scenario.action, mgr, vfs))
         assert kernel.would_block_events == [], label
         held = {h.address: current_driver(mgr.sysfs, PciAddress.parse(h.address))

@@ -156,7 +156,7 @@ def test_mapping_beside_another_group_is_not_this_device(host: Host) -> None:
     outside our view rather than misnamed."""
     host.mgr.node_detach(NIC)
     host.mgr.node_detach(NVME)
-    host.kernel.hold_vfio(NVME, pid=920, comm="qemu")  # group 30 open
+    host.kernel.hold_vfio(NVME, pid=920, comm="qemu")  # group 6 open
     host.kernel.hold_vfio(NIC, pid=920, via="mmap")  # NIC's group closed, mapping kept
     found = vfio.holders_of(host.mgr.sysfs, [NIC, NVME])
     assert [h.pid for h in found[NIC]] == [None]
@@ -215,7 +215,7 @@ def test_wait_logs_each_holder_once_then_time_left(host: Host,
     assert list(busy) == [NIC]
     lines = [r.getMessage() for r in caplog.records if r.name == "hostdev"]
     waiting = [m for m in lines if m.startswith("waiting")]
-    assert waiting == [f"waiting up to 12 s for qemu-kvm (pid 950, group 40, device fd"
+    assert waiting == [f"waiting up to 12 s for qemu-kvm (pid 950, group 5, device fd"
                        f" (unnamed)) to release {NIC}"]
     still = [m for m in lines if m.startswith("still waiting")]
     assert len(still) == 2, still  # about every 5 s of a 12 s wait

@@ -15,7 +15,7 @@ from hostdev.linux.hostuse import HostUse
 from hostdev.manager import HostdevManager
 from hostdev.state.records import HostdevSpec
 from hostdev.testing import FakeKernel
-from tests.smallhost import AUDIO, GPU, NIC, NVME, PF, ROOT_PORT, VM1, Host
+from tests.smallhost import GPU, GPU_AUDIO, NIC, NVME, PF, ROOT_PORT, VM1, Host
 
 VIRTIO = PciAddress.parse("0000:00:03.0")
 
@@ -101,7 +101,8 @@ def test_nvme_multipath_namespace_outside_the_pci_tree(host: Host) -> None:
         f.write("259:7\n")
     with open(f"{subsys}/nvme0n1/nvme0n1p1/dev", "w") as f:
         f.write("259:8\n")
-    os.symlink(f"../../../pci0000:03/{NVME}/nvme/nvme0", f"{subsys}/nvme0")
+    controller = os.path.realpath(f"/sys/bus/pci/devices/{NVME}/nvme/nvme0")
+    os.symlink(os.path.relpath(controller, subsys), f"{subsys}/nvme0")
     os.symlink("../../devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1/nvme0n1p1",
                "/sys/class/block/nvme0n1p1")
     host.kernel.add_mount("259:8", "/", "ext4")
@@ -235,7 +236,7 @@ def test_mounted_virtiofs_tag_is_refused(host: Host) -> None:
 def test_prepare_refuses_the_whole_batch(host: Host) -> None:
     _nic(host)
     host.kernel.add_address("eno1", "10.0.0.2/24")
-    err = _refused(host, lambda: host.mgr.prepare(VM1, [GPU, AUDIO, NIC]), GPU, AUDIO, NIC)
+    err = _refused(host, lambda: host.mgr.prepare(VM1, [GPU, GPU_AUDIO, NIC]), GPU, GPU_AUDIO, NIC)
     assert err.address == NIC and str(err).startswith(f"cannot prepare PCI device {NIC}:")
     assert host.mgr.active() == []
 

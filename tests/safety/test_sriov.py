@@ -35,7 +35,7 @@ def test_force_orphans_and_reports(host: Host) -> None:
     assert [r.address for r in report.orphaned] == [vf0]
     assert [r.address for r in report.pruned] == [vf1]
     assert host.mgr.active() == [] and host.mgr.inactive() == []
-    assert host.driver(vf0) == "iavf", "a new VF at the old address, on its own driver"
+    assert host.driver(vf0) == "ixgbevf", "a new VF at the old address, on its own driver"
 
 
 def test_held_vf_refused_even_with_force(host: Host) -> None:
@@ -72,14 +72,14 @@ def test_reattach_gives_vfs_back_before_their_pf(host: Host) -> None:
     vf0, vf1 = host.vfs(2)
     host.mgr.prepare(VM1, [vf1, vf0])
     # Track the PF as active too (as a guest holding PF and VFs would): its
-    # record is written straight into the state, the PF stays on i40e.
+    # record is written straight into the state, the PF stays on ixgbe.
     from hostdev.state.records import DeviceRecord
 
     with host.mgr.store.locked():
         lists = host.mgr.store.load()
-        lists.active[PF] = DeviceRecord(address=PF, owner=VM1, vendor=0x8086, device=0x1572,
-                                        original_driver="i40e", unbind_from_stub=True,
-                                        generation=host.mgr.sysfs.identity(PF))
+        lists.active[PF] = DeviceRecord(address=PF, owner=VM1, vendor=0x8086, device=0x10FB,
+                                        original_driver="ixgbe", unbind_from_stub=True,
+                                        identity=host.mgr.sysfs.identity(PF))
         host.mgr.store.save(lists)
     report = host.mgr.reattach(VM1, [PF, vf1, vf0])
     assert report.reattached[-1] == PF
@@ -91,8 +91,8 @@ def test_prepare_takes_pf_before_its_vfs() -> None:
     from hostdev.linux.device import PciDevice, VfInfo
     from hostdev.ops.prepare import _is_vf_of
 
-    pf = PciDevice(address=PF, vendor=0x8086, device=0x1572, class_code=0x020000)
-    vf = PciDevice(address=PciAddress.parse("0000:01:00.1"), vendor=0x8086, device=0x154C,
+    pf = PciDevice(address=PF, vendor=0x8086, device=0x10FB, class_code=0x020000)
+    vf = PciDevice(address=PciAddress.parse("0000:03:10.0"), vendor=0x8086, device=0x10ED,
                    class_code=0x020000, vf=VfInfo(pf=PF, index=0))
     batch = {vf.address: vf, pf.address: pf}
     assert sorted(batch.values(), key=lambda d: _is_vf_of(d, batch)) == [pf, vf]

@@ -63,7 +63,7 @@ class Manager(RuleBasedStateMachine):
         return [NIC, NVME, *self.vfs]
 
     def host_driver(self, addr: PciAddress) -> str:
-        return HOST_DRIVER.get(addr, "iavf")
+        return HOST_DRIVER.get(addr, "ixgbevf")
 
     # ------------------------------------------------------------------ rules
     @rule(data=st.data(), owner=st.sampled_from(OWNERS))

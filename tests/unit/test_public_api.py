@@ -54,6 +54,7 @@ def _samples() -> list[errors.HostdevError]:
         errors.RestoreFailed("driverless", address=ADDR),
         errors.NotEnoughFreeVfs("too few", requested=2, candidates=3, free=[ADDR],
                                 not_free={ADDR: "assigned: qemu/vm1"}),
+        errors.DeviceNotFound.at(ADDR, "detach"),
     ]
 
 

@@ -19,7 +19,7 @@ from hostdev.state.store import StateStore
 def _record(addr: str, owner: Owner | None = None) -> DeviceRecord:
     return DeviceRecord(address=PciAddress.parse(addr), owner=owner, vendor=0x8086,
                         device=0x154C, original_driver="iavf", unbind_from_stub=True,
-                        pf=PciAddress.parse("0000:3b:00.0"), vf_index=1, generation=42)
+                        pf=PciAddress.parse("0000:3b:00.0"), vf_index=1, identity=42)
 
 
 def test_roundtrip_and_permissions(tmp_path: Path) -> None:
@@ -39,6 +39,33 @@ def test_roundtrip_and_permissions(tmp_path: Path) -> None:
     assert doc["active"][0]["vendor"] == "8086"
     assert store.saves == 1
     assert [p.name for p in store.dir.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_a_file_naming_the_identity_generation_still_loads(tmp_path: Path) -> None:
+    """Files and journals written by hostdev 0.1 call the device's identity "generation":
+    they load with it, and the next save writes the one name."""
+    from hostdev.state.journal import Intent, Journal
+
+    store = StateStore(tmp_path / "st")
+    with store.locked():
+        store.save(Lists(inactive={PciAddress.parse("0000:3b:02.0"): _record("0000:3b:02.0")}))
+    text = store.path.read_text()
+    assert '"identity":42' in text and "generation" not in text
+    store.path.write_text(text.replace('"identity":42', '"generation":42'))
+    old = StateStore(tmp_path / "st")
+    with old.locked():
+        lists = old.load()
+        assert lists.inactive[PciAddress.parse("0000:3b:02.0")].identity == 42
+        old.save(Lists(inactive=dict(lists.inactive)))
+    assert '"identity":42' in old.path.read_text()
+    journal = Journal(tmp_path / "st")
+    with open(journal.path, "w") as handle:
+        json.dump({"operation": "node_detach", "devices": [
+            {"address": "0000:3b:02.0", "driver": "iavf", "override": None,
+             "generation": 7}]}, handle)
+    os.chmod(journal.path, 0o600)
+    intent = journal.read()
+    assert isinstance(intent, Intent) and intent.devices[0].identity == 7
 
 
 @pytest.mark.parametrize(

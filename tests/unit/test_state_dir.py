@@ -192,7 +192,7 @@ def test_size_cap_fits_4096_records(tmp_path: Path) -> None:
         addr = PciAddress(domain=0, bus=i // 32, slot=i % 32, function=0)
         lists.active[addr] = DeviceRecord(address=addr, owner=owner, vendor=0x8086,
                                           device=0x10ed, original_driver="ixgbevf",
-                                          pf=addr, vf_index=i, generation=10**9 + i)
+                                          pf=addr, vf_index=i, identity=10**9 + i)
     store = StateStore(tmp_path / "big")
     store.save(lists)
     size = store.path.stat().st_size
@@ -325,7 +325,7 @@ def test_a_damaged_journal_that_parses_is_refused(fake_kernel: FakeKernel, damag
                            "devices": [], "pid": 999999, "start": None, "gave_up": True}]
     else:
         doc["devices"] = [{"address": str(NIC), "driver": "e1000e", "override": "a\nb",
-                           "generation": None}]
+                           "identity": None}]
     with open(f"{state}/intent.json", "w") as handle:
         json.dump(doc, handle)
     os.chmod(f"{state}/intent.json", 0o600)

@@ -18,9 +18,9 @@ ADDRS = [PciAddress(0, 0x3B, 2 + i // 8, i % 8) for i in range(24)]
 OWNERS = [None, Owner(driver="qemu", domain="vm1"), Owner(driver="qemu", domain="vm2")]
 
 
-def _record(addr: PciAddress, generation: int, owner: Owner | None = None) -> DeviceRecord:
+def _record(addr: PciAddress, identity: int, owner: Owner | None = None) -> DeviceRecord:
     return DeviceRecord(address=addr, owner=owner, vendor=0x8086, device=0x154C,
-                        original_driver="iavf", unbind_from_stub=True, generation=generation)
+                        original_driver="iavf", unbind_from_stub=True, identity=identity)
 
 
 def _fresh_bytes(tmp: Path, lists: Lists) -> bytes:

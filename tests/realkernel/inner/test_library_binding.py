@@ -76,7 +76,7 @@ def test_node_detach_and_reattach_vf(pf: str, manager: HostdevManager,
     assert str(record.address) == vf and record.owner is None and not record.managed
     assert (record.original_driver, record.original_override) == (None, None)
     assert record.unbind_from_stub and str(record.pf) == pf and record.vf_index == 0
-    assert record.generation == inode
+    assert record.identity == inode
     assert manager.active() == [] and manager.used_by(vf) is None
 
     again = manager.node_detach(vf)

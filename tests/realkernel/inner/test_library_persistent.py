@@ -64,9 +64,9 @@ def test_persistent_vf_count_and_detach_survive_a_reboot(
         assert guest.read(dev(pf) / "sriov_numvfs") == "2\n"
         assert (guest.driver_of(vf), guest.override_of(vf)) == ("vfio-pci", "vfio-pci")
         [again] = mgr.inactive()
-        assert again.generation != record.generation, "the VF is a new kernel object"
-        assert again.model_copy(update={"generation": None}) == \
-            record.model_copy(update={"generation": None})
+        assert again.identity != record.identity, "the VF is a new kernel object"
+        assert again.model_copy(update={"identity": None}) == \
+            record.model_copy(update={"identity": None})
 
         second = guest.within(60, mgr.apply_persistent, what="second apply_persistent")
         assert not second.changed and second.ok

@@ -57,8 +57,8 @@ def test_recreated_vf_is_not_the_old_record(pf: str, manager: HostdevManager,
     new_inode = os.stat(dev(vf)).st_ino
     observe.record("VF 0 group and directory inode before/after re-creation",
                    {"group": [old_group, guest.group_of(vf)],
-                    "inode": [old.generation, new_inode]})
-    assert new_inode != old.generation, "kernfs reused the inode: identity check is blind"
+                    "inode": [old.identity, new_inode]})
+    assert new_inode != old.identity, "kernfs reused the inode: identity check is blind"
     assert (guest.driver_of(vf), guest.override_of(vf)) == (None, "(null)")
     assert manager.inactive() == [old], "the stale record went away by itself"
 
@@ -70,7 +70,7 @@ def test_recreated_vf_is_not_the_old_record(pf: str, manager: HostdevManager,
     # The new VF is a fresh device for the library: it can be given to an owner.
     owner = Owner(driver="qemu", domain="vm-new")
     report = manager.prepare(owner, [HostdevSpec(address=vf)])
-    assert [r.generation for r in report.prepared] == [new_inode]
+    assert [r.identity for r in report.prepared] == [new_inode]
     assert guest.driver_of(vf) == "vfio-pci"
     back = manager.reattach(owner, [vf])
     assert [str(a) for a in back.reattached] == [vf] and back.failed == []
