@@ -17,7 +17,7 @@ from hostdev.cli.listing import peek_state
 from hostdev.cli.main import main
 from hostdev.cli.tables import BASE_COLUMNS, Column, status_table
 from hostdev.linux.device import PciDevice
-from hostdev.linux.scan import list_devices
+from hostdev.linux.scan import list_devices, read_device
 from hostdev.linux.sysfs import Sysfs
 from hostdev.manager import HostdevManager
 from hostdev.state.records import HostdevSpec, Owner
@@ -99,9 +99,15 @@ def test_vf_whose_pf_lost_the_link(fake_kernel: FakeKernel,
     pf = "/sys/bus/pci/devices/0000:3d:00.0"
     os.rename(f"{pf}/virtfn1", f"{pf}/virtfn7")  # a VF the PF no longer lists by index
     _both(capsys)
+    # The listing places VFs by the PF's offset and stride, which the VFs' own
+    # physfn links confirm: it reads no virtfn link, so it keeps index 1. A single
+    # read (``show``) confirms the index with the PF's link, and finds none.
+    address = PciAddress.parse("0000:3d:02.1")
     devices: list[PciDevice] = list_devices(Sysfs("/"))
-    vf = next(d for d in devices if d.address == PciAddress.parse("0000:3d:02.1"))
-    assert vf.vf is not None and vf.vf.index is None
+    vf = next(d for d in devices if d.address == address)
+    assert vf.vf is not None and vf.vf.index == 1
+    alone = read_device(Sysfs("/"), address)
+    assert alone.vf is not None and alone.vf.index is None
 
 
 def test_list_imports_no_pydantic() -> None:
