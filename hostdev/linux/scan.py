@@ -153,8 +153,15 @@ def _read_open(sysfs: Sysfs, files: DeviceFiles, addr: PciAddress, groups: Group
             reset_methods = methods.split()
         elif files.has("reset"):
             reset_methods = []
+    vf = None
+    pf_name = files.link("physfn")
+    if pf_name is not None:
+        pf = _parse_link(pf_name, addr, "physfn", warnings)
+        if pf is not None:
+            vf = VfInfo(pf=pf, index=None)
     sriov = None
-    total = _optional_number(files, "sriov_totalvfs", 10)
+    # A VF has no SR-IOV capability of its own (PCIe SR-IOV 3.3): not looked for.
+    total = None if pf_name is not None else _optional_number(files, "sriov_totalvfs", 10)
     if total is not None:
         numvfs = _number(files, "sriov_numvfs", 10)
         vfs = None
@@ -163,12 +170,6 @@ def _read_open(sysfs: Sysfs, files: DeviceFiles, addr: PciAddress, groups: Group
         if vfs is None:
             vfs = _read_vfs(sysfs, addr, files.path + "/", set(files.entries()), warnings)
         sriov = SriovInfo(totalvfs=total, numvfs=numvfs, vfs=vfs)
-    vf = None
-    pf_name = files.link("physfn")
-    if pf_name is not None:
-        pf = _parse_link(pf_name, addr, "physfn", warnings)
-        if pf is not None:
-            vf = VfInfo(pf=pf, index=None)
     override = read("driver_override")
     if override in ("(null)", ""):
         override = None
@@ -242,15 +243,29 @@ def _computed_vfs(files: DeviceFiles, addr: PciAddress, numvfs: int,
 
 
 def _uevent(text: str) -> tuple[str | None, int, int, int, int, int] | None:
-    """Driver, class, vendor, device and subsystem ids from ``uevent``; None if unusable."""
-    values = dict(line.partition("=")[::2] for line in text.split("\n") if line)
+    """Driver, class, vendor, device and subsystem ids from ``uevent``; None if unusable.
+
+    Four searches rather than a dictionary of every line: a listing parses one
+    per device."""
+    text = "\n" + text + "\n"
     try:
-        vendor, device = (int(x, 16) for x in values["PCI_ID"].split(":"))
-        sub_vendor, sub_device = (int(x, 16) for x in values["PCI_SUBSYS_ID"].split(":"))
-        class_code = int(values["PCI_CLASS"], 16)
-    except (KeyError, ValueError):
+        ids = _value(text, "\nPCI_ID=")
+        subsys = _value(text, "\nPCI_SUBSYS_ID=")
+        vendor, _, device = ids.partition(":")
+        sub_vendor, _, sub_device = subsys.partition(":")
+        found = (int(_value(text, "\nPCI_CLASS="), 16), int(vendor, 16), int(device, 16),
+                 int(sub_vendor, 16), int(sub_device, 16))
+    except ValueError:
         return None
-    return values.get("DRIVER") or None, class_code, vendor, device, sub_vendor, sub_device
+    start = text.find("\nDRIVER=")
+    driver = text[start + 8:text.index("\n", start + 8)] if start >= 0 else ""
+    return (driver or None, *found)
+
+
+def _value(text: str, key: str) -> str:
+    """The value of ``key`` (``\nNAME=``) in a newline-framed uevent; ValueError if absent."""
+    start = text.index(key) + len(key)
+    return text[start:text.index("\n", start)]
 
 
 def read_device(sysfs: Sysfs, address: PciAddress | str,
