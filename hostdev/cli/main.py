@@ -6,21 +6,20 @@ Exit codes: 0 success, 2 bad input (malformed address or driver name, a
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Sequence
 
 from hostdev import __version__
 from hostdev.errors import BadInput, HostdevError
 
+# typing.TYPE_CHECKING, without importing typing at run time (cold start).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_BAD_INPUT = 2
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_BAD_INPUT, f"hostdev: {message}; see 'hostdev --help'\n")
 
 
 _DRIVER_HELP = ("stub driver (default vfio-pci; 'auto': the device's vfio variant driver"
@@ -33,6 +32,8 @@ _FORCE_HOST_USE = ("take the device even if the host uses what it carries (a mou
 
 def _seconds(text: str) -> float:
     """A finite number of seconds >= 0 (nan, inf and negatives are refused)."""
+    import argparse
+
     try:
         value = float(text)
     except ValueError:
@@ -45,6 +46,13 @@ def _seconds(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
+    # Imported here: ``hostdev list`` is parsed without it (see fast_list_args).
+    import argparse
+
+    class _Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> None:  # type: ignore[override]
+            self.exit(EXIT_BAD_INPUT, f"hostdev: {message}; see 'hostdev --help'\n")
+
     parser = _Parser(prog="hostdev", description="Manage PCI host devices for VFIO passthrough.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--root", default="/", metavar="PATH",
@@ -63,8 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="list PCI functions grouped by driver kind")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(handler="hostdev.cli.listing:cmd_list")
+    p.set_defaults(handler=LIST_HANDLER)
     p.add_argument("--schema", action="store_true", help="print the JSON schema of --json")
+    p.add_argument("-v", "--verbose", action="count", dest="verbose", default=0,
+                   help="add a NAME column: vendor and device names from the system's"
+                        " pci.ids, when it has one")
+    for flag, metavar, text in LIST_FILTERS:
+        p.add_argument(flag, metavar=metavar, default=None, help=text)
 
     p = sub.add_parser("show", help="every fact of one device")
     p.set_defaults(handler="hostdev.cli.inventory:cmd_show")
@@ -126,9 +139,91 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+LIST_HANDLER = "hostdev.cli.listing:cmd_list"
+#: The filters of ``hostdev list`` (flag, metavar, help); their values are checked by
+#: :mod:`hostdev.cli.listing`, which says what a bad one is (exit 2).
+LIST_FILTERS: tuple[tuple[str, str, str], ...] = (
+    ("--driver", "NAME", "only functions bound to this driver ('none': to none)"),
+    ("--id", "VVVV:DDDD", "only functions with these vendor and device ids (hex)"),
+    ("--pf", "ADDR", "only this physical function and its virtual functions"),
+    ("--numa", "N", "only functions on this NUMA node"),
+    ("--list", "LIST", "only functions in this list: active, inactive or host"),
+    ("--class", "KIND", "only functions of this PCI base class: net, storage, display,"
+                        " multimedia, bridge, serial, accelerator... (a bad name lists"
+                        " them all)"),
+)
+_LIST_BOOLS = {"--json": "json", "--schema": "schema"}
+_LIST_VALUES = {flag: flag[2:] for flag, _, _ in LIST_FILTERS}
+
+
+class _Args:
+    """The parsed command line of the fast path (what argparse's Namespace would hold)."""
+
+    def __init__(self, **values: object) -> None:
+        self.__dict__.update(values)
+
+
+def fast_list_args(argv: Sequence[str]) -> argparse.Namespace | None:
+    """``hostdev list ...`` parsed without argparse (whose import and set-up cost
+    ``list`` a third of its start-up), or None for anything else: every other
+    command, help, an abbreviation or an error is left to argparse, so messages
+    and exit codes stay argparse's. Gives exactly what :func:`build_parser` would
+    (a test compares the two)."""
+    values: dict[str, object] = {"root": "/", "state_dir": None, "release_timeout": 10.0,
+                                 "load_modules": True}
+    i, n = 0, len(argv)
+    while i < n and argv[i] != "list":
+        flag, eq, value = argv[i].partition("=")
+        if flag not in ("--root", "--state-dir") and argv[i] != "--no-load-modules":
+            return None
+        if argv[i] == "--no-load-modules":
+            values["load_modules"] = False
+            i += 1
+            continue
+        if not eq:
+            i += 1
+            if i >= n or argv[i].startswith("-"):
+                return None
+            value = argv[i]
+        values[flag[2:].replace("-", "_")] = value
+        i += 1
+    if i >= n:
+        return None
+    values.update(command="list", handler=LIST_HANDLER, json=False, schema=False)
+    verbose = 0
+    values.update({dest: None for dest in _LIST_VALUES.values()})
+    i += 1
+    while i < n:
+        arg = argv[i]
+        if arg in _LIST_BOOLS:
+            values[_LIST_BOOLS[arg]] = True
+        elif arg == "--verbose":
+            verbose += 1
+        elif arg.startswith("-v") and arg.strip("v") == "-":  # -v, -vv...
+            verbose += len(arg) - 1
+        else:
+            flag, eq, value = arg.partition("=")
+            if flag not in _LIST_VALUES:
+                return None
+            if not eq:
+                i += 1
+                if i >= n or argv[i].startswith("-"):
+                    return None
+                value = argv[i]
+            values[_LIST_VALUES[flag]] = value
+        i += 1
+    values["verbose"] = verbose
+    # Duck-typed: the handlers read attributes only, as they do of a Namespace.
+    return _Args(**values)  # type: ignore[return-value]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    if argv is None:
+        argv = sys.argv[1:]
+    args = fast_list_args(argv)
+    if args is None:
+        args = build_parser().parse_args(argv)
     if args.command != "list":  # list logs nothing: keep the logging import off its start-up
         _configure_logging()
     try:
