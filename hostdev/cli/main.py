@@ -271,10 +271,9 @@ class _WaitOrWarning:
 def _dispatch(args: argparse.Namespace) -> int:
     """Run the command's handler, named ``module:function`` by its sub-parser and
     imported only now (``hostdev list`` must not pay for the other commands)."""
-    import importlib
-
     module, _, function = str(args.handler).partition(":")
-    handler = getattr(importlib.import_module(module), function)
+    # __import__ rather than importlib.import_module: importlib pulls in warnings.
+    handler = getattr(__import__(module, fromlist=[function]), function)
     args.rerun = main  # for commands that run others (the demo), without importing us
     code: int = handler(args)
     return code

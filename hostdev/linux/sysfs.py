@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-import select
 import stat
 import time
 from collections.abc import Callable, Sequence
@@ -126,7 +125,9 @@ class Sysfs:
         self.helpers: list[HelperWrite] = []
         #: Called with a helper as soon as it runs, and again when the caller gives up.
         self.on_helper: Callable[[HelperWrite], None] | None = None
-        base = _as_path_text(root).rstrip("/")
+        #: The root as messages name it (what ``str(self.root)`` gives).
+        self.root_text = _as_path_text(root)
+        base = self.root_text.rstrip("/")
         self._base = base
         self.pci_devices = f"{base}/sys/bus/pci/devices"
         self.pci_drivers = f"{base}/sys/bus/pci/drivers"
@@ -253,7 +254,7 @@ class Sysfs:
         """The refusal, naming the link that leads out of the trees."""
         link = self._culprit(path, 0) or path
         return UnsafePath(
-            f"{self.relative(link)} under {self.root} leads outside its sys, dev and proc"
+            f"{self.relative(link)} under {self.root_text} leads outside its sys, dev and proc"
             f" trees (to {real}); refusing to follow it: check the --root tree"
         )
 
@@ -305,7 +306,7 @@ class Sysfs:
                 self._real[candidate] = candidate
             return candidate  # absent (or unreadable): nothing to follow, not remembered
         if depth >= _MAX_LINKS:
-            raise UnsafePath(f"{self.relative(candidate)} under {self.root}: too many levels"
+            raise UnsafePath(f"{self.relative(candidate)} under {self.root_text}: too many levels"
                              " of symbolic links; check the --root tree")
         out = "" if target.startswith("/") else real
         for piece in target.split("/"):
@@ -318,7 +319,8 @@ class Sysfs:
         """Raise NotASysfsTree unless the root has ``sys/bus/pci/devices``."""
         if not os.path.isdir(self.pci_devices):
             raise NotASysfsTree(
-                f"{self.root} is not a sysfs tree: {self.relative(self.pci_devices)} is missing;"
+                f"{self.root_text} is not a sysfs tree:"
+                f" {self.relative(self.pci_devices)} is missing;"
                 " pass --root the directory that contains sys/ (default /)"
             )
 
@@ -707,7 +709,7 @@ class Sysfs:
         err = exc.errno or _errno.EIO
         rel = self.relative(path)
         if err == _errno.ELOOP:
-            return UnsafePath(f"{rel} under {self.root} is a symlink, which a kernel attribute"
+            return UnsafePath(f"{rel} under {self.root_text} is a symlink, which a kernel attribute"
                               " never is; refusing to follow it: check the --root tree")
         gone = err in (_errno.ENOENT, _errno.ENODEV)
         if gone and address is not None and not self.device_exists(address):
@@ -863,6 +865,8 @@ class _ForkedWrite:
             if left <= 0 or self._fd < 0:
                 return None
             # poll, not select: a daemon may well hold fds above FD_SETSIZE (1024).
+            import select  # here: hostdev list never waits for a helper
+
             poller = select.poll()
             poller.register(self._fd, select.POLLIN | select.POLLHUP)
             if not poller.poll(max(1, int(left * 1000))):

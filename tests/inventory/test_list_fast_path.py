@@ -112,12 +112,14 @@ def test_vf_whose_pf_lost_the_link(fake_kernel: FakeKernel,
 
 def test_list_imports_no_pydantic() -> None:
     """A cold ``hostdev list`` imports neither pydantic nor the manager (the
-    device model it prints is plain: it imports neither pydantic nor typing)."""
+    device model it prints is plain: it imports neither pydantic nor typing), nor
+    argparse, pathlib or the state store when there is no state directory."""
     code = ("import sys\nfrom hostdev.cli.main import main\n"
             "main(['--root', '/nonexistent', '--state-dir', '/nonexistent', 'list'])\n"
             "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic',"
-            " 'pydantic_core', 'filelock', 'logging', 'typing', 'dataclasses')"
-            " or m in ('hostdev.manager', 'hostdev.state.records'))\n"
+            " 'pydantic_core', 'filelock', 'logging', 'typing', 'dataclasses', 'argparse',"
+            " 'pathlib', 'shutil', 'contextlib', 'importlib', 'pyroute2', 'pyudev')"
+            " or m in ('hostdev.manager', 'hostdev.state.records', 'hostdev.state.store'))\n"
             "if 'hostdev.linux.device' not in sys.modules: heavy.append('no device model')\n"
             "print(','.join(heavy))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
