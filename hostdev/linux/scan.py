@@ -339,12 +339,13 @@ def scan(sysfs: Sysfs, *, brief: bool = False,
             warnings[-1] += "; the device is left out"
     if layouts:
         _check_layouts(sysfs, found, layouts, warnings)
-    index_of: dict[PciAddress, int] = {}
+    # (parent, index) of each VF a PF lists: an index counts only from the VF's own PF.
+    index_of: dict[PciAddress, tuple[PciAddress, int]] = {}
     members: dict[int, list[PciAddress]] = {}
     for facts in found:
         if facts.sriov is not None:
             for i, vf in enumerate(facts.sriov.vfs):
-                index_of[vf] = i
+                index_of[vf] = (facts.address, i)
         if facts.iommu_group is not None:
             group = members.get(facts.iommu_group)
             if group is None:
@@ -354,7 +355,9 @@ def scan(sysfs: Sysfs, *, brief: bool = False,
             members[facts.iommu_group].append(facts.address)  # in address order already
     for facts in found:
         if facts.vf is not None:
-            _store(facts.vf, "index", index_of.get(facts.address))
+            listed = index_of.get(facts.address)
+            _store(facts.vf, "index",
+                   listed[1] if listed is not None and listed[0] == facts.vf.pf else None)
     return found
 
 
