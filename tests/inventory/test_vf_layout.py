@@ -74,7 +74,8 @@ def test_a_vf_naming_another_pf_falls_back_to_the_links(fake_kernel: FakeKernel,
     after, trace = _traced()
     by = {str(d.address): d for d in after}
     # The PF's links still name the VF; the VF itself names another parent.
-    assert by[PF].sriov is not None and by[PF].sriov.vfs == pf.sriov.vfs
+    sriov, vf = by[PF].sriov, by[vf1].vf
+    assert sriov is not None and sriov.vfs == pf.sriov.vfs
     assert any(p.endswith(f"{PF}/virtfn1") for p in trace)
-    assert by[vf1].vf is not None and str(by[vf1].vf.pf) == "0000:00:00.0"
-    assert by[vf1].vf.index is None
+    assert vf is not None and str(vf.pf) == "0000:00:00.0"
+    assert vf.index is None  # not from the PF that lists it but is not its parent
