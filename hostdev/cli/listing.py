@@ -307,7 +307,10 @@ def list_json(root: str, note: str | None, devices: Sequence[PciDevice],
               placed: Sequence[Placement], iommu_enabled: bool = True,
               warnings: Sequence[str] = ()) -> str:
     """What ``hostdev list --json`` prints (schema ``hostdev.list/1``), newline included."""
-    from json.encoder import encode_basestring as quote
+    try:  # the json package's own C encoder, without importing the package (and re)
+        from _json import encode_basestring as quote
+    except ImportError:  # pragma: no cover - an interpreter without the C module
+        from json.encoder import encode_basestring as quote
 
     members = members_writer("      ")
     body = ",\n".join(_device(d, p, quote, members)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
 from hostdev.linux.device import FIELDS, PciDevice
 from hostdev.linux.drivers import is_stub_driver
 from hostdev.linux.pciclass import class_name
 
-Column = tuple[str, Callable[[PciDevice], str]]
-Section = tuple[str, Callable[[PciDevice], bool]]
+# collections.abc only for type checkers (it imports collections: a cold start cost).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    Column = tuple[str, Callable[[PciDevice], str]]
+    Section = tuple[str, Callable[[PciDevice], bool]]
+else:
+    Column = Section = tuple  # (header, cell) and (title, test): precise for type checkers
 
 #: The columns of ``hostdev list`` before LIST and OWNER: the facts that declare one.
 BASE_COLUMNS: list[Column] = [(f.header, f.cell) for f in FIELDS

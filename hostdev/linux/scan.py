@@ -220,8 +220,9 @@ def _computed_vfs(files: DeviceFiles, addr: PciAddress, numvfs: int,
                   layouts: dict[PciAddress, tuple[int, int]]) -> list[PciAddress] | None:
     """The PF's VFs by routing-id arithmetic, as the kernel places them: VF ``n`` is
     at routing id ``PF + sriov_offset + n * sriov_stride``, carrying into the next
-    bus numbers (docs/kernel-model.md §3.2). None when the PF does not say (no offset or stride, or one that is
-    not a number) or the result leaves the bus range: the links decide then."""
+    bus numbers (docs/kernel-model.md §3.2). None when the PF does not say (no
+    offset or stride, or one that is not a number) or the result leaves the bus
+    range: the links decide then."""
     if numvfs <= 0:
         return []
     try:

@@ -19,7 +19,6 @@ import errno as _errno
 import os
 import stat
 import time
-from collections.abc import Callable, Sequence
 
 from hostdev.address import PciAddress, validate_driver_name
 from hostdev.errors import (
@@ -36,6 +35,7 @@ from hostdev.errors import (
 # typing.Protocol, without importing typing at run time (cold start).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
     from pathlib import Path
     from typing import Protocol
 else:
