@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -126,3 +127,19 @@ def test_list_imports_no_pydantic() -> None:
                           check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "", done.stdout
+
+
+def test_the_command_script_imports_only_the_list_path() -> None:
+    """The ``hostdev`` script itself (not an entry-point wrapper, which imports re):
+    ``hostdev list`` imports neither re, enum, functools, argparse nor pathlib."""
+    script = Path(__file__).resolve().parents[2] / "scripts" / "hostdev"
+    done = subprocess.run([sys.executable, "-X", "importtime", str(script), "--root",
+                           "/nonexistent", "--state-dir", "/nonexistent", "list"],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 2 and "not a sysfs tree" in done.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "hostdev.cli.listing" in imported
+    heavy = imported & {"re", "enum", "functools", "argparse", "pathlib", "collections",
+                        "typing", "logging", "pydantic", "json", "importlib"}
+    assert heavy == set(), heavy
