@@ -12,8 +12,7 @@ here for ``list`` and ``show`` alike.
 
 from __future__ import annotations
 
-import os
-import sys
+import sys  # os is imported where used: see fence_blocked
 
 from hostdev.address import PciAddress
 from hostdev.cli.schema_ids import LIST_SCHEMA_ID
@@ -90,7 +89,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         if args.verbose:
             base.insert(2, ("NAME", _namer(args.root)))
         width = None
-        if sys.stdout.isatty():  # a terminal: fit it; a pipe or file: never truncate
+        if sys.stdout.isatty():
+            import os
+  # a terminal: fit it; a pipe or file: never truncate
             try:
                 width = os.get_terminal_size(sys.stdout.fileno()).columns
             except (OSError, ValueError):
@@ -177,6 +178,11 @@ def fence_blocked(sysfs: Sysfs, args: argparse.Namespace) -> None:
     VFIO user lets go; the journal of the state directory names them (read here
     without a lock and without pydantic; anything unreadable is ignored).
     """
+    # Imported here, not at the top: :mod:`hostdev.cli.inventory` reaches this module
+    # as an attribute of hostdev.cli, so a module-level os first bound under a test's
+    # fake file system (pyfakefs) would outlive that test.
+    import os
+
     directory = _state_dir(args)
     if directory is None:
         from hostdev.state.store import default_state_dir
@@ -217,6 +223,8 @@ def fence_blocked(sysfs: Sysfs, args: argparse.Namespace) -> None:
 
 def peek_state(args: argparse.Namespace) -> tuple[Lists | None, str | None]:
     """The lists if they can be read without writing anything, else a note why not."""
+    import os
+
     known = _state_dir(args)
     if known is not None and not os.path.lexists(known):
         return _NO_LISTS, None  # nothing recorded yet: every device is the host's

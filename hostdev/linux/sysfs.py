@@ -127,7 +127,10 @@ class Sysfs:
         self.on_helper: Callable[[HelperWrite], None] | None = None
         #: The root as messages name it (what ``str(self.root)`` gives).
         self.root_text = _as_path_text(root)
-        base = self.root_text.rstrip("/")
+        # Paths are resolved component by component from "/": a relative root is
+        # anchored at the working directory first (without folding its "..").
+        text = self.root_text
+        base = (text if text.startswith("/") else f"{os.getcwd()}/{text}").rstrip("/")
         self._base = base
         self.pci_devices = f"{base}/sys/bus/pci/devices"
         self.pci_drivers = f"{base}/sys/bus/pci/drivers"

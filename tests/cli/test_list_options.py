@@ -294,3 +294,24 @@ def test_state_dir_text_names_the_store_default(root: str,
         assert text.startswith("/") == expected.startswith("/")
     monkeypatch.delenv("XDG_RUNTIME_DIR")
     assert default_state_dir_text(root) is None
+
+
+def test_a_relative_root_lists_the_same(fake_kernel: FakeKernel,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    fake_kernel.load_fixture("two-socket-server")
+    os.makedirs("/trees", exist_ok=True)
+    os.symlink("/", "/trees/host")
+
+    def addresses(root: str) -> list[str]:
+        assert main([*STATE, "--root", root, "list", "--json"]) == 0
+        doc = ListOutput.model_validate_json(capsys.readouterr().out)
+        return [str(d.address) for d in doc.devices]
+
+    absolute = addresses("/trees/host")
+    assert len(absolute) > 10
+    os.chdir("/trees")
+    try:
+        assert addresses("host") == absolute
+        assert addresses("./host/") == absolute
+    finally:
+        os.chdir("/")
