@@ -148,6 +148,7 @@ class Sysfs:
         self._real: dict[str, str] = {}
         self._dirs_real: dict[str, str] = {}
         self._bounds: tuple[str, ...] | None = None
+        self._below: tuple[str, ...] = ()
 
     @property
     def root(self) -> Path:
@@ -251,7 +252,9 @@ class Sysfs:
         if bounds is None:
             top = self._realpath(self._base or "/").rstrip("/")
             bounds = self._bounds = tuple(f"{top}/{d}" for d in ("sys", "dev", "proc"))
-        return any(real == b or real.startswith(b + "/") for b in bounds)
+            self._below = tuple(f"{b}/" for b in bounds)
+        # One C-level test per call: a listing asks once per device.
+        return real in bounds or real.startswith(self._below)
 
     def _unsafe(self, path: str, real: str) -> UnsafePath:
         """The refusal, naming the link that leads out of the trees."""
