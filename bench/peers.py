@@ -33,6 +33,10 @@ COMMANDS: list[tuple[str, list[str]]] = [
     ("dpdk-devbind.py --status", ["dpdk-devbind.py", "--status"]),
     ("driverctl list-devices", ["driverctl", "list-devices"]),
     ("lspci -Dvmmnnk", ["lspci", "-Dvmmnnk"]),
+    # The floor of any Python command here: the interpreter's own start-up, with and
+    # without site (hostdev needs site for its environment's packages).
+    ("python -c pass", [sys.executable, "-c", "pass"]),
+    ("python -S -c pass", [sys.executable, "-S", "-c", "pass"]),
 ]
 #: A command whose warm-up run takes longer than this gets at most SLOW_RUNS runs.
 SLOW_S = 2.5

@@ -40,7 +40,7 @@ from common import OUT, PYCACHE, REPO, machine, median, ms, table
 
 TREES = OUT / "trees"
 PEERS = ["hostdev list", "hostdev list --json", "lspci -D", "dpdk-devbind.py --status",
-         "driverctl list-devices", "lspci -Dvmmnnk"]
+         "driverctl list-devices", "lspci -Dvmmnnk", "python -c pass", "python -S -c pass"]
 BASE = "lspci -D"
 
 
