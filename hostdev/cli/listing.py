@@ -58,7 +58,17 @@ def cmd_list(args: argparse.Namespace) -> int:
     fence_blocked(sysfs, args)
     warnings: list[str] = []
     busy: list[str] = []
-    devices = scan(sysfs, brief=not args.json, warnings=warnings, busy=busy)
+    # The scan makes thousands of objects that all live until the end: the cyclic
+    # collector would only walk them again and again (a few percent of the scan).
+    import gc
+
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        devices = scan(sysfs, brief=not args.json, warnings=warnings, busy=busy)
+    finally:
+        if collecting:
+            gc.enable()
     iommu = iommu_on(sysfs, devices)
     lists, note = peek_state(args)
     placed = place_all(devices, lists)
