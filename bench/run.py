@@ -75,7 +75,9 @@ FIXES = [
     " only when they disagree); VFs are not asked for SR-IOV attributes; `uevent` is parsed"
     " by four searches; `list` is parsed without argparse and imports neither pathlib,"
     " contextlib, select nor importlib, nor the state store when there is no state"
-    " directory.",
+    " directory; addresses and driver names are checked without `re`, and the `hostdev`"
+    " command is a plain script (the entry-point wrapper imported `re`); no cyclic"
+    " garbage collection during the scan.",
     "not ours to change here (described to the lead instead): `prune_missing()` and"
     " `reconcile()` take a full `read_device()` snapshot (about 16 reads) per record when"
     " identity needs the ids, the PF link and the VF index (about 6); a node verb"
