@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -32,6 +33,10 @@ COMMANDS: list[tuple[str, list[str]]] = [
     ("dpdk-devbind.py --status", ["dpdk-devbind.py", "--status"]),
     ("driverctl list-devices", ["driverctl", "list-devices"]),
     ("lspci -Dvmmnnk", ["lspci", "-Dvmmnnk"]),
+    # The floor of any Python command here: the interpreter's own start-up, with and
+    # without site (hostdev needs site for its environment's packages).
+    ("python -c pass", [sys.executable, "-c", "pass"]),
+    ("python -S -c pass", [sys.executable, "-S", "-c", "pass"]),
 ]
 #: A command whose warm-up run takes longer than this gets at most SLOW_RUNS runs.
 SLOW_S = 2.5
@@ -87,7 +92,12 @@ def main() -> int:
               file=sys.stderr)
         return 3
     env = child_env()
+    # A peer that is not installed is left out (and said so), not a failed run.
+    missing = [label for label, argv in COMMANDS
+               if "/" not in argv[0] and shutil.which(argv[0], path=env.get("PATH")) is None]
+    COMMANDS[:] = [(label, argv) for label, argv in COMMANDS if label not in missing]
     checks = _check(args.expect, env)
+    checks.update({label: "not installed" for label in missing})
     results: dict[str, dict[str, list[float]]] = {
         label: {"wall": [], "round": []} for label, _ in COMMANDS}
     rss: dict[str, int | None] = {}

@@ -36,11 +36,12 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-from collections.abc import Sequence
 
 # typing.TYPE_CHECKING, without importing typing at run time (cold start).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from hostdev.address import PciAddress
     from hostdev.linux.hostuse import HostUse
     from hostdev.linux.vfio import Holder

@@ -1,6 +1,6 @@
 """``hostdev completion bash|zsh|fish``: a completion script made from the parser.
 
-shtab writes it from :func:`hostdev.cli.main.build_parser`, so every sub-command
+shtab writes it from :func:`hostdev.cli.parser.build_parser`, so every sub-command
 and option is completed as it is declared; shtab is imported only here. An
 argument that takes a PCI address (metavar ``ADDRESS`` or ``PF``, or named
 ``address``) completes with the functions of this host's ``/sys/bus/pci/devices``.
@@ -16,7 +16,7 @@ def completion_script(shell: str) -> str:
     """The completion script of ``hostdev`` for ``shell`` (bash, zsh or fish)."""
     import shtab
 
-    from hostdev.cli.main import build_parser
+    from hostdev.cli.parser import build_parser
 
     parser = build_parser()
     addresses = shtab.cmd(f"ls {PCI_DEVICES} 2>/dev/null")

@@ -93,6 +93,8 @@ class DeviceDocument(BaseModel):
     class_code: Hex24
     driver: str | None = None
     driver_override: str | None = None
+    #: Network interfaces the function carries (the names under its ``net/``), sorted.
+    netdevs: list[str] = []
     iommu_group: int | None = None
     #: Every function of the IOMMU group, this one included, sorted.
     iommu_group_members: list[PciAddress] = []

@@ -57,7 +57,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     else:
         for line in [] if getattr(args, "quiet", False) else warnings:
             print(f"hostdev: warning: {line}", file=sys.stderr)
-        extra = [("list", note or listed.membership)]
+        from hostdev.linux.pciids import load_pci_ids
+
+        name = load_pci_ids(args.root).name(dev.vendor, dev.device)
+        extra = [("name", name)] if name is not None else []
+        extra.append(("list", note or listed.membership))
         if listed.owner is not None:
             extra.append(("owner", f"{listed.owner.driver}/{listed.owner.domain}"))
         if found_holders:

@@ -12,23 +12,29 @@ here for ``list`` and ``show`` alike.
 
 from __future__ import annotations
 
-import argparse
-import sys
-from collections.abc import Callable, Sequence
+import sys  # os is imported where used: see fence_blocked
 
 from hostdev.address import PciAddress
 from hostdev.cli.schema_ids import LIST_SCHEMA_ID
 from hostdev.cli.tables import BASE_COLUMNS, Column, status_table
-from hostdev.errors import HostdevError
+from hostdev.errors import BadInput, HostdevError
 from hostdev.linux.device import PciDevice, members_writer
 from hostdev.linux.scan import scan
 from hostdev.linux.sysfs import Sysfs
+from hostdev.state.location import default_state_dir_text
 
 # typing.TYPE_CHECKING, without importing typing at run time (cold start).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Sequence
+
     from hostdev.state.lists import Lists
     from hostdev.state.records import Owner
+
+    Quote = Callable[[str], str]
+    Members = Callable[[PciDevice, Quote], str]
+    Keep = Callable[[PciDevice, "Placement"], bool]
 
 
 #: (membership, owner) of a device: "active"/"inactive"/"host"/"unknown".
@@ -46,15 +52,29 @@ def cmd_list(args: argparse.Namespace) -> int:
 
         print(json.dumps(ListOutput.model_json_schema(by_alias=True), indent=2))
         return 0
-    # The table shows neither subsystem ids nor reset methods: do not read them.
+    keep = list_filter(args)  # bad filter values: an error before anything is read
+    # The table shows no reset methods: do not read them.
     sysfs = Sysfs(args.root)
     fence_blocked(sysfs, args)
     warnings: list[str] = []
     busy: list[str] = []
-    devices = scan(sysfs, brief=not args.json, warnings=warnings, busy=busy)
+    # The scan makes thousands of objects that all live until the end: the cyclic
+    # collector would only walk them again and again (a few percent of the scan).
+    import gc
+
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        devices = scan(sysfs, brief=not args.json, warnings=warnings, busy=busy)
+    finally:
+        if collecting:
+            gc.enable()
     iommu = iommu_on(sysfs, devices)
     lists, note = peek_state(args)
     placed = place_all(devices, lists)
+    if keep is not None:
+        kept = [(d, p) for d, p in zip(devices, placed, strict=True) if keep(d, p)]
+        devices, placed = [d for d, _ in kept], [p for _, p in kept]
     if note:
         print(f"hostdev: note: {note}", file=sys.stderr)
     for line in warnings:
@@ -75,8 +95,81 @@ def cmd_list(args: argparse.Namespace) -> int:
             ("LIST", lambda d: where[id(d)][0]),
             ("OWNER", lambda d: _owner_text(where[id(d)][1])),
         ]
-        sys.stdout.write(status_table(devices, [*BASE_COLUMNS, *columns]))
+        base = list(BASE_COLUMNS)
+        if args.verbose:
+            base.insert(2, ("NAME", _namer(args.root)))
+        width = None
+        if sys.stdout.isatty():
+            import os
+  # a terminal: fit it; a pipe or file: never truncate
+            try:
+                width = os.get_terminal_size(sys.stdout.fileno()).columns
+            except (OSError, ValueError):
+                width = None
+        sys.stdout.write(status_table(devices, [*base, *columns], width=width))
     return 0
+
+
+def _namer(root: str) -> Callable[[PciDevice], str]:
+    """The NAME cell: vendor and device names from the system's pci.ids ("-" unknown)."""
+    from hostdev.linux.pciids import load_pci_ids
+
+    ids = load_pci_ids(root)
+    return lambda d: ids.name(d.vendor, d.device) or "-"
+
+
+def list_filter(args: argparse.Namespace) -> Keep | None:
+    """The test a device must pass to be listed, from the filter options (None: no
+    filter). A bad value is BadInput (exit 2), naming the option and what it takes."""
+    tests: list[Keep] = []
+    driver = args.driver
+    if driver is not None:
+        if driver == "none":
+            tests.append(lambda d, p: d.driver is None)
+        else:
+            tests.append(lambda d, p: d.driver == driver)
+    if args.id is not None:
+        vendor, sep, device = str(args.id).partition(":")
+        try:
+            if not sep or not 1 <= len(vendor) <= 4 or not 1 <= len(device) <= 4:
+                raise ValueError
+            ids = (int(vendor, 16), int(device, 16))
+        except ValueError:
+            raise BadInput(f"--id {args.id!r} is not vendor:device ids: give VVVV:DDDD in"
+                           " hex, e.g. 8086:1593") from None
+        tests.append(lambda d, p: (d.vendor, d.device) == ids)
+    if args.pf is not None:
+        try:
+            pf = PciAddress.parse(args.pf)
+        except HostdevError as exc:
+            raise BadInput(f"--pf: {exc}") from None
+        tests.append(lambda d, p: d.address == pf or (d.vf is not None and d.vf.pf == pf))
+    if args.numa is not None:
+        try:
+            node = int(args.numa, 10)
+            if node < -1:
+                raise ValueError
+        except ValueError:
+            raise BadInput(f"--numa {args.numa!r} is not a NUMA node: give a number >= 0"
+                           " (-1: functions with no node)") from None
+        tests.append(lambda d, p: (-1 if d.numa_node is None else d.numa_node) == node)
+    if args.list is not None:
+        if args.list not in ("active", "inactive", "host"):
+            raise BadInput(f"--list {args.list!r} is not a list: give active, inactive or host")
+        membership = args.list
+        tests.append(lambda d, p: p[0] == membership)
+    kind = getattr(args, "class")
+    if kind is not None:
+        from hostdev.linux.pciclass import CLASS_KINDS
+
+        base = CLASS_KINDS.get(str(kind).lower())
+        if base is None:
+            raise BadInput(f"--class {kind!r} is not a kind of PCI function: give one of"
+                           f" {', '.join(CLASS_KINDS)}")
+        tests.append(lambda d, p: d.class_code >> 16 == base)
+    if not tests:
+        return None
+    return lambda d, p: all(test(d, p) for test in tests)
 
 
 def iommu_on(sysfs: Sysfs, devices: Sequence[PciDevice]) -> bool:
@@ -95,12 +188,21 @@ def fence_blocked(sysfs: Sysfs, args: argparse.Namespace) -> None:
     VFIO user lets go; the journal of the state directory names them (read here
     without a lock and without pydantic; anything unreadable is ignored).
     """
+    # Imported here, not at the top: :mod:`hostdev.cli.inventory` reaches this module
+    # as an attribute of hostdev.cli, so a module-level os first bound under a test's
+    # fake file system (pyfakefs) would outlive that test.
     import os
 
-    from hostdev.state.store import default_state_dir
+    directory = _state_dir(args)
+    if directory is None:
+        from hostdev.state.store import default_state_dir
 
+        try:
+            directory = str(default_state_dir(args.root))
+        except HostdevError:
+            return
     try:
-        path = os.path.join(args.state_dir or default_state_dir(args.root), "intent.json")
+        path = os.path.join(directory, "intent.json")
         if not os.path.exists(path):
             return
         import json
@@ -131,6 +233,11 @@ def fence_blocked(sysfs: Sysfs, args: argparse.Namespace) -> None:
 
 def peek_state(args: argparse.Namespace) -> tuple[Lists | None, str | None]:
     """The lists if they can be read without writing anything, else a note why not."""
+    import os
+
+    known = _state_dir(args)
+    if known is not None and not os.path.lexists(known):
+        return _NO_LISTS, None  # nothing recorded yet: every device is the host's
     from hostdev.state.store import StateStore, default_state_dir
 
     try:
@@ -140,6 +247,24 @@ def peek_state(args: argparse.Namespace) -> tuple[Lists | None, str | None]:
         return None, f"lists not shown: {exc}"
     except OSError as exc:
         return None, f"lists not shown: cannot read the state: {exc.strerror}"
+
+
+def _state_dir(args: argparse.Namespace) -> str | None:
+    """The state directory as text, when it can be told without the state store."""
+    if args.state_dir is not None:
+        return str(args.state_dir)
+    return default_state_dir_text(args.root)
+
+
+class _NoLists:
+    """Empty lists, for a host without a state directory (without importing them)."""
+
+    def __init__(self) -> None:
+        self.active: dict[PciAddress, object] = {}
+        self.inactive: frozenset[PciAddress] = frozenset()
+
+
+_NO_LISTS: Lists = _NoLists()  # type: ignore[assignment]
 
 
 def placement(address: PciAddress, lists: Lists | None) -> Placement:
@@ -173,9 +298,6 @@ def _owner_text(owner: Owner | None) -> str:
 # escaped by the json module's C encoder (``quote``), which escapes what
 # serde_json does. json is imported only here: the table does not need it.
 
-Quote = Callable[[str], str]
-
-
 def _str(value: str | None, quote: Quote) -> str:
     return "null" if value is None else quote(value)
 
@@ -185,9 +307,6 @@ def _strings(values: Sequence[str], indent: str, quote: Quote) -> str:
         return "[]"
     inner = ",\n".join(f"{indent}  {quote(v)}" for v in values)
     return f"[\n{inner}\n{indent}]"
-
-
-Members = Callable[[PciDevice, Quote], str]
 
 
 def _device(dev: PciDevice, place: Placement, quote: Quote, members: Members) -> str:
@@ -206,7 +325,10 @@ def list_json(root: str, note: str | None, devices: Sequence[PciDevice],
               placed: Sequence[Placement], iommu_enabled: bool = True,
               warnings: Sequence[str] = ()) -> str:
     """What ``hostdev list --json`` prints (schema ``hostdev.list/1``), newline included."""
-    from json.encoder import encode_basestring as quote
+    try:  # the json package's own C encoder, without importing the package (and re)
+        from _json import encode_basestring as quote
+    except ImportError:  # pragma: no cover - an interpreter without the C module
+        from json.encoder import encode_basestring as quote
 
     members = members_writer("      ")
     body = ",\n".join(_device(d, p, quote, members)

@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hostdev import __version__
-from hostdev.cli.main import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_OK, build_parser
+from hostdev.cli.main import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_OK
+from hostdev.cli.parser import build_parser
 from hostdev.state.audit import AUDIT_NAME, KEEP_ROTATED, MAX_AUDIT_SIZE
 from hostdev.state.journal import INTENT_NAME
 from hostdev.state.store import STATE_NAME

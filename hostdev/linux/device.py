@@ -107,7 +107,7 @@ class PciDevice(_ReadOnly):
 
     __slots__ = (
         "address", "class_code", "device", "driver", "driver_override", "iommu_group",
-        "iommu_group_members", "is_bridge", "numa_node", "reset_methods", "sriov",
+        "iommu_group_members", "is_bridge", "netdevs", "numa_node", "reset_methods", "sriov",
         "subsystem_device", "subsystem_vendor", "vendor", "vf", "vfio_dev",
     )
 
@@ -119,9 +119,10 @@ class PciDevice(_ReadOnly):
         numa_node: int | None = None, is_bridge: bool | None = None,
         sriov: SriovInfo | None = None, vf: VfInfo | None = None,
         reset_methods: list[str] | None = None, vfio_dev: bool = False,
+        netdevs: list[str] | None = None,
     ) -> None:
         """``is_bridge`` None: taken from the class code; ``iommu_group_members``
-        None: an empty list."""
+        and ``netdevs`` None: an empty list."""
         self.address: Final[PciAddress] = address
         self.vendor: Final[int] = vendor
         self.device: Final[int] = device
@@ -131,6 +132,8 @@ class PciDevice(_ReadOnly):
         self.class_code: Final[int] = class_code
         self.driver: Final[str | None] = driver
         self.driver_override: Final[str | None] = driver_override
+        #: Network interfaces the function carries (the names under its ``net/``), sorted.
+        self.netdevs: Final[list[str]] = [] if netdevs is None else netdevs
         self.iommu_group: Final[int | None] = iommu_group
         #: Every function of the IOMMU group, this one included, sorted.
         self.iommu_group_members: Final[list[PciAddress]] = (
@@ -231,6 +234,12 @@ def _list_or_null(value: object, indent: str, quote: Callable[[str], str]) -> st
     return f"[\n{inner}\n{indent}]"
 
 
+def _strings(value: object, indent: str, quote: Callable[[str], str]) -> str:
+    """A list of strings, never null."""
+    assert isinstance(value, list)
+    return _list_or_null(value, indent, quote)
+
+
 def _sriov_or_null(value: object, indent: str, quote: Callable[[str], str]) -> str:
     if value is None:
         return "null"
@@ -305,6 +314,8 @@ FIELDS: tuple[Field, ...] = (
     Field("driver_override", _str_or_null, label="driver_override",
           show=lambda d: d.driver_override or "(none)",
           header="OVERRIDE", cell=lambda d: d.driver_override or "-"),
+    Field("netdevs", _strings, label="netdev", show=lambda d: ", ".join(d.netdevs) or None,
+          header="NETDEV", cell=lambda d: ",".join(d.netdevs) or "-"),
     Field("iommu_group", _int_or_null, label="iommu group",
           show=lambda d: "(no IOMMU)" if d.iommu_group is None else str(d.iommu_group),
           header="GROUP", cell=lambda d: "-" if d.iommu_group is None else str(d.iommu_group)),

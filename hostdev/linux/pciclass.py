@@ -80,3 +80,14 @@ def class_name(class_code: int) -> str:
     if name is not None:
         return name
     return _BASE_NAMES.get(sub >> 8, f"Class {sub:04x}")
+
+
+#: Kinds of function by PCI base class, as ``hostdev list --class`` names them.
+CLASS_KINDS: dict[str, int] = {
+    "unclassified": 0x00, "storage": 0x01, "net": 0x02, "display": 0x03,
+    "multimedia": 0x04, "memory": 0x05, "bridge": 0x06, "communication": 0x07,
+    "system": 0x08, "input": 0x09, "docking": 0x0A, "processor": 0x0B, "serial": 0x0C,
+    "wireless": 0x0D, "intelligent": 0x0E, "satellite": 0x0F, "encryption": 0x10,
+    "signal": 0x11, "accelerator": 0x12, "instrumentation": 0x13, "coprocessor": 0x40,
+    "unassigned": 0xFF,
+}

@@ -3,11 +3,13 @@ snapshots: :func:`read_device` (one function) and :func:`list_devices` (the host
 built on :func:`read_facts` and :func:`scan`. No pydantic: ``hostdev list``
 prints what :func:`scan` returns.
 
-Reading one device costs one directory listing, one read of ``uevent`` (driver,
-class and ids in one go), and one read per other attribute present (a PF adds
-one ``readlink`` per VF). A scan shares the IOMMU-group
-directory reads and takes VF indexes from the PFs' ``virtfnN`` links, so no
-file is read twice.
+Reading one device opens its directory once and reads each attribute relative
+to it (no listing of the directory): one read of ``uevent`` (driver, class and
+ids in one go), one read per other attribute. A scan takes IOMMU group members
+from the devices' own links and each PF's VFs (so the VF indexes) from the
+routing-id arithmetic of its ``sriov_offset`` and ``sriov_stride``, checked
+against the VFs' ``physfn`` links, rather than from one ``virtfnN`` link per VF;
+no file is read twice.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from hostdev.errors import (
     UnsafePath,
 )
 from hostdev.linux.device import PciDevice, SriovInfo, VfInfo
-from hostdev.linux.sysfs import Sysfs
+from hostdev.linux.sysfs import DeviceFiles, Sysfs
 
 #: Sort key of addresses (a tuple, compared in C rather than by PciAddress.__lt__).
 _ORDER = attrgetter("_key")
@@ -77,11 +79,16 @@ def _link_address(sysfs: Sysfs, path: str, addr: PciAddress,
     name = sysfs.read_link_name(path, addr)
     if name is None:
         return None
+    return _parse_link(name, addr, path.rsplit("/", 1)[-1], warnings)
+
+
+def _parse_link(name: str, addr: PciAddress, link: str,
+                warnings: list[str] | None) -> PciAddress | None:
+    """The address a link of ``addr`` names; None (and a warning) if it names none."""
     try:
         return PciAddress.parse(name)
     except InvalidAddress:
         if warnings is not None:
-            link = path.rsplit("/", 1)[-1]
             shown = name if len(name) <= 40 else name[:40] + "..."
             warnings.append(f"PCI device {addr}: its {link} link points at {shown!r},"
                             " not a PCI function; that link is ignored")
@@ -89,70 +96,87 @@ def _link_address(sysfs: Sysfs, path: str, addr: PciAddress,
 
 
 def read_facts(sysfs: Sysfs, addr: PciAddress, groups: GroupCache | None,
-               brief: bool = False, warnings: list[str] | None = None) -> PciDevice:
+               brief: bool = False, warnings: list[str] | None = None, *,
+               layouts: dict[PciAddress, tuple[int, int]] | None = None) -> PciDevice:
     """Read one function; DeviceNotFound if it vanished.
 
+    The device's directory is opened once and every attribute read relative to it
+    (no listing of the directory: an attribute that is absent fails its open).
     A ``physfn`` or ``virtfnN`` link whose target is not a PCI address is ignored
     and noted in ``warnings`` (when given): one broken link does not hide the device.
 
     A VF's index is left None (:func:`scan` fills it from the PFs, :func:`vf_index`
     for a single device). ``groups`` None: ``iommu_group_members`` is left empty
     for the caller to fill. ``brief``: skip what ``hostdev list`` does not print
-    (subsystem ids and reset methods read None).
+    (reset methods read None). ``layouts`` (the scan): a PF's VFs are computed
+    from its ``sriov_offset`` and ``sriov_stride`` (recorded there) rather than
+    read from its ``virtfnN`` links, which :func:`scan` checks against the VFs'
+    own ``physfn`` links.
     """
-    base = sysfs.device_dir(addr)
-    names = sysfs.list_dir(base, addr)
-    if not names:
+    files = sysfs.open_device(addr)
+    if files is None:
         raise DeviceNotFound.at(addr)
-    entries = set(names)
-    prefix = base + "/"
-    read_hex = sysfs.read_hex
-    read_int = sysfs.read_int
-    read_link_name = sysfs.read_link_name
+    try:
+        return _read_open(sysfs, files, addr, groups, brief, warnings, layouts)
+    finally:
+        files.close()
 
+
+def _read_open(sysfs: Sysfs, files: DeviceFiles, addr: PciAddress, groups: GroupCache | None,
+               brief: bool, warnings: list[str] | None,
+               layouts: dict[PciAddress, tuple[int, int]] | None) -> PciDevice:
+    read = files.read
     # One read of ``uevent`` gives the driver, class and ids that would otherwise
     # take five or six (the kernel formats it from what it keeps in memory; no
     # config-space access, so no device is woken up).
-    event = _uevent(sysfs, prefix, addr) if "uevent" in entries else None
-    subsystem_vendor: int | None = None
-    subsystem_device: int | None = None
+    text = read("uevent")
+    event = _uevent(text) if text else None
+    subsystem_vendor: int | None
+    subsystem_device: int | None
     if event is not None:
-        driver, class_code, vendor, device, sub_vendor, sub_device = event
-        if not brief:
-            subsystem_vendor, subsystem_device = sub_vendor, sub_device
+        driver, class_code, vendor, device, subsystem_vendor, subsystem_device = event
     else:
-        class_code = read_hex(prefix + "class", addr)
-        vendor = read_hex(prefix + "vendor", addr)
-        device = read_hex(prefix + "device", addr)
-        if not brief:
-            if "subsystem_vendor" in entries:
-                subsystem_vendor = read_hex(prefix + "subsystem_vendor", addr)
-            if "subsystem_device" in entries:
-                subsystem_device = read_hex(prefix + "subsystem_device", addr)
-        driver = read_link_name(prefix + "driver", addr) if "driver" in entries else None
-    group = None
-    if "iommu_group" in entries:
-        group = _to_int(read_link_name(prefix + "iommu_group", addr), addr, "iommu_group")
-    numa = read_int(prefix + "numa_node", addr) if "numa_node" in entries else None
+        if text is None and not sysfs.device_exists(addr):
+            raise DeviceNotFound.at(addr)
+        class_code = _number(files, "class", 16)
+        vendor = _number(files, "vendor", 16)
+        device = _number(files, "device", 16)
+        subsystem_vendor = _optional_number(files, "subsystem_vendor", 16)
+        subsystem_device = _optional_number(files, "subsystem_device", 16)
+        driver = files.link("driver")
+    group = _to_int(files.link("iommu_group"), addr, "iommu_group")
+    numa = _optional_number(files, "numa_node", 10)
     reset_methods = None
-    if "reset" in entries and not brief:
-        reset_methods = []
-        if "reset_method" in entries:
-            text = sysfs.read_optional(prefix + "reset_method", addr) or ""
-            reset_methods = text.split()
-    sriov = None
-    if "sriov_totalvfs" in entries:
-        sriov = SriovInfo(
-            totalvfs=read_int(prefix + "sriov_totalvfs", addr),
-            numvfs=read_int(prefix + "sriov_numvfs", addr),
-            vfs=_read_vfs(sysfs, addr, prefix, entries, warnings),
-        )
+    if not brief:
+        methods = read("reset_method")
+        if methods is not None:
+            reset_methods = methods.split()
+        elif files.has("reset"):
+            reset_methods = []
     vf = None
-    if "physfn" in entries:
-        pf = _link_address(sysfs, prefix + "physfn", addr, warnings)
+    pf_name = files.link("physfn")
+    if pf_name is not None:
+        pf = _parse_link(pf_name, addr, "physfn", warnings)
         if pf is not None:
             vf = VfInfo(pf=pf, index=None)
-    override = sysfs.read_override(addr) if "driver_override" in entries else None
+    sriov = None
+    # A VF has no SR-IOV capability of its own (PCIe SR-IOV 3.3): not looked for.
+    total = None if pf_name is not None else _optional_number(files, "sriov_totalvfs", 10)
+    if total is not None:
+        numvfs = _number(files, "sriov_numvfs", 10)
+        vfs = None
+        if layouts is not None:
+            vfs = _computed_vfs(files, addr, numvfs, layouts)
+        if vfs is None:
+            vfs = _read_vfs(sysfs, addr, files.path + "/", set(files.entries()), warnings)
+        sriov = SriovInfo(totalvfs=total, numvfs=numvfs, vfs=vfs)
+    override = read("driver_override")
+    if override in ("(null)", ""):
+        override = None
+    # Only a bound driver makes a vfio-dev/ or a netdev: a function without one
+    # costs neither lookup.
+    vfio_dev = driver is not None and files.has("vfio-dev")
+    netdevs = sorted(files.names("net")) if driver is not None else []
     members: list[PciAddress] = []
     if group is None:
         members = [addr]
@@ -162,24 +186,86 @@ def read_facts(sysfs: Sysfs, addr: PciAddress, groups: GroupCache | None,
                      subsystem_vendor=subsystem_vendor, subsystem_device=subsystem_device,
                      class_code=class_code, driver=driver, driver_override=override,
                      iommu_group=group, iommu_group_members=members, numa_node=numa,
-                     sriov=sriov, vf=vf, reset_methods=reset_methods,
-                     vfio_dev="vfio-dev" in entries)
+                     sriov=sriov, vf=vf, reset_methods=reset_methods, vfio_dev=vfio_dev,
+                     netdevs=netdevs)
 
 
-def _uevent(sysfs: Sysfs, prefix: str, addr: PciAddress
-            ) -> tuple[str | None, int, int, int, int, int] | None:
-    """Driver, class, vendor, device and subsystem ids from ``uevent``; None if unusable."""
-    text = sysfs.read_optional(prefix + "uevent", addr)
-    if not text:
+def _number(files: DeviceFiles, name: str, base: int) -> int:
+    """A number attribute the device must have."""
+    value = _optional_number(files, name, base)
+    if value is None:
+        if not files.sysfs.device_exists(files.address):
+            raise DeviceNotFound.at(files.address)
+        path = f"{files.path}/{name}"
+        raise files.sysfs._missing(path, files.address)
+    return value
+
+
+def _optional_number(files: DeviceFiles, name: str, base: int) -> int | None:
+    """A number attribute (``%d``, ``%u``, ``0x%x``); None when absent."""
+    text = files.read(name)
+    if text is None:
         return None
-    values = dict(line.partition("=")[::2] for line in text.split("\n") if line)
     try:
-        vendor, device = (int(x, 16) for x in values["PCI_ID"].split(":"))
-        sub_vendor, sub_device = (int(x, 16) for x in values["PCI_SUBSYS_ID"].split(":"))
-        class_code = int(values["PCI_CLASS"], 16)
-    except (KeyError, ValueError):
+        return int(text, base)
+    except ValueError:
+        what = "a hex number" if base == 16 else "a number"
+        raise UnexpectedContent(
+            f"{files.sysfs.relative(files.path)}/{name} holds {text[:20]!r}, not {what}",
+            address=files.address) from None
+
+
+def _computed_vfs(files: DeviceFiles, addr: PciAddress, numvfs: int,
+                  layouts: dict[PciAddress, tuple[int, int]]) -> list[PciAddress] | None:
+    """The PF's VFs by routing-id arithmetic, as the kernel places them: VF ``n`` is
+    at routing id ``PF + sriov_offset + n * sriov_stride``, carrying into the next
+    bus numbers (docs/kernel-model.md §3.2). None when the PF does not say (no
+    offset or stride, or one that is not a number) or the result leaves the bus
+    range: the links decide then."""
+    if numvfs <= 0:
+        return []
+    try:
+        offset = files.read("sriov_offset")
+        stride = files.read("sriov_stride")
+        if offset is None or stride is None:
+            return None
+        first, step = addr.pf_bus_devfn + int(offset, 10), int(stride, 10)
+    except ValueError:
         return None
-    return values.get("DRIVER") or None, class_code, vendor, device, sub_vendor, sub_device
+    last = first + (numvfs - 1) * step
+    if step <= 0 or first <= addr.pf_bus_devfn or last > 0xFFFF:
+        return None
+    layouts[addr] = (first, step)
+    parse = PciAddress.parse  # the bus entries were parsed already: a dictionary hit
+    domain = addr.domain
+    return [parse(f"{domain:04x}:{rid >> 8:02x}:{(rid >> 3) & 0x1F:02x}.{rid & 7}")
+            for rid in range(first, last + 1, step)]
+
+
+def _uevent(text: str) -> tuple[str | None, int, int, int, int, int] | None:
+    """Driver, class, vendor, device and subsystem ids from ``uevent``; None if unusable.
+
+    Four searches rather than a dictionary of every line: a listing parses one
+    per device."""
+    text = "\n" + text + "\n"
+    try:
+        ids = _value(text, "\nPCI_ID=")
+        subsys = _value(text, "\nPCI_SUBSYS_ID=")
+        vendor, _, device = ids.partition(":")
+        sub_vendor, _, sub_device = subsys.partition(":")
+        found = (int(_value(text, "\nPCI_CLASS="), 16), int(vendor, 16), int(device, 16),
+                 int(sub_vendor, 16), int(sub_device, 16))
+    except ValueError:
+        return None
+    start = text.find("\nDRIVER=")
+    driver = text[start + 8:text.index("\n", start + 8)] if start >= 0 else ""
+    return (driver or None, *found)
+
+
+def _value(text: str, key: str) -> str:
+    """The value of ``key`` (``\nNAME=``) in a newline-framed uevent; ValueError if absent."""
+    start = text.index(key) + len(key)
+    return text[start:text.index("\n", start)]
 
 
 def read_device(sysfs: Sysfs, address: PciAddress | str,
@@ -229,9 +315,10 @@ def scan(sysfs: Sysfs, *, brief: bool = False,
     names = sysfs.list_dir(sysfs.pci_devices)
     addresses = sorted(parse_names(names, warnings, sysfs.relative(sysfs.pci_devices)),
                        key=_ORDER)
+    layouts: dict[PciAddress, tuple[int, int]] = {}
     for addr in addresses:
         try:
-            found.append(read_facts(sysfs, addr, None, brief, warnings))
+            found.append(read_facts(sysfs, addr, None, brief, warnings, layouts=layouts))
         except DeviceNotFound:
             continue
         except DeviceBusy as exc:
@@ -246,12 +333,15 @@ def scan(sysfs: Sysfs, *, brief: bool = False,
             text = str(exc)
             warnings.append(text if str(addr) in text else f"PCI device {addr}: {text}")
             warnings[-1] += "; the device is left out"
-    index_of: dict[PciAddress, int] = {}
+    if layouts:
+        _check_layouts(sysfs, found, layouts, warnings)
+    # (parent, index) of each VF a PF lists: an index counts only from the VF's own PF.
+    index_of: dict[PciAddress, tuple[PciAddress, int]] = {}
     members: dict[int, list[PciAddress]] = {}
     for facts in found:
         if facts.sriov is not None:
             for i, vf in enumerate(facts.sriov.vfs):
-                index_of[vf] = i
+                index_of[vf] = (facts.address, i)
         if facts.iommu_group is not None:
             group = members.get(facts.iommu_group)
             if group is None:
@@ -261,8 +351,41 @@ def scan(sysfs: Sysfs, *, brief: bool = False,
             members[facts.iommu_group].append(facts.address)  # in address order already
     for facts in found:
         if facts.vf is not None:
-            _store(facts.vf, "index", index_of.get(facts.address))
+            listed = index_of.get(facts.address)
+            _store(facts.vf, "index",
+                   listed[1] if listed is not None and listed[0] == facts.vf.pf else None)
     return found
+
+
+def _check_layouts(sysfs: Sysfs, found: list[PciDevice],
+                   layouts: dict[PciAddress, tuple[int, int]],
+                   warnings: list[str] | None) -> None:
+    """Hold each PF's computed VFs to the VFs' own ``physfn`` links (read anyway):
+    the computed addresses must be exactly the functions that name that PF. Where
+    they are not (odd hardware, a tree changed under the scan), the PF's
+    ``virtfnN`` links are read instead, as :func:`read_device` does."""
+    pf_of: dict[PciAddress, PciAddress] = {}
+    count: dict[PciAddress, int] = {}
+    for facts in found:
+        if facts.vf is not None:
+            pf = facts.vf.pf
+            pf_of[facts.address] = pf
+            count[pf] = count.get(pf, 0) + 1
+    for facts in found:
+        sriov = facts.sriov
+        if sriov is None or facts.address not in layouts:
+            continue
+        pf = facts.address
+        if count.get(pf, 0) == len(sriov.vfs) and all(pf_of.get(v) == pf for v in sriov.vfs):
+            continue
+        prefix = sysfs.device_dir(pf) + "/"
+        try:
+            entries = set(sysfs.list_dir(prefix[:-1], pf))
+            vfs = _read_vfs(sysfs, pf, prefix, entries, warnings)
+        except DeviceNotFound:
+            continue
+        _store(facts, "sriov", SriovInfo(totalvfs=sriov.totalvfs, numvfs=sriov.numvfs,
+                                         vfs=vfs))
 
 
 def _read_vfs(sysfs: Sysfs, addr: PciAddress, prefix: str, entries: set[str],

@@ -17,12 +17,8 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-import select
 import stat
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
-from pathlib import Path
 
 from hostdev.address import PciAddress, validate_driver_name
 from hostdev.errors import (
@@ -39,6 +35,8 @@ from hostdev.errors import (
 # typing.Protocol, without importing typing at run time (cold start).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from pathlib import Path
     from typing import Protocol
 else:
     Protocol = object
@@ -47,6 +45,9 @@ else:
 _READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
 #: Symlinks followed in one resolution before giving up, as the kernel does.
 _MAX_LINKS = 40
+#: A device directory, opened once per listing (its last component must not be a link:
+#: the bus entry's link was resolved and checked before).
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _WRITE_FLAGS = os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW
 #: Attribute names the library uses; anything else is a programming error.
 _ATTR_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-/")
@@ -65,6 +66,15 @@ def log_write(target: str, value: str, result: str) -> None:
     log = logging.getLogger(KERNEL_LOGGER)
     if log.isEnabledFor(logging.DEBUG):
         log.debug("write %r to %s: %s", value.strip(), printable(target), result)
+
+
+def _as_path_text(path: str | os.PathLike[str]) -> str:
+    """``str(pathlib.PurePosixPath(path))`` without importing pathlib: empty and
+    ``.`` components dropped, ``..`` kept, two leading slashes kept as POSIX says."""
+    text = os.fspath(path)
+    lead = "//" if text.startswith("//") and not text.startswith("///") else (
+        "/" if text.startswith("/") else "")
+    return lead + "/".join(p for p in text.split("/") if p not in ("", ".")) or "."
 
 
 def printable(text: str) -> str:
@@ -118,7 +128,8 @@ class Sysfs:
     """
 
     def __init__(self, root: str | os.PathLike[str] = "/") -> None:
-        self.root = Path(root)
+        self._root_arg = root
+        self._root: Path | None = None
         #: Deadline (s) of a write that may block in the kernel (see :meth:`write`).
         self.write_timeout = DEFAULT_WRITE_TIMEOUT
         #: Devices whose lock a blocked write of ours still holds in the kernel:
@@ -129,7 +140,12 @@ class Sysfs:
         self.helpers: list[HelperWrite] = []
         #: Called with a helper as soon as it runs, and again when the caller gives up.
         self.on_helper: Callable[[HelperWrite], None] | None = None
-        base = os.fspath(self.root).rstrip("/")
+        #: The root as messages name it (what ``str(self.root)`` gives).
+        self.root_text = _as_path_text(root)
+        # Paths are resolved component by component from "/": a relative root is
+        # anchored at the working directory first (without folding its "..").
+        text = self.root_text
+        base = (text if text.startswith("/") else f"{os.getcwd()}/{text}").rstrip("/")
         self._base = base
         self.pci_devices = f"{base}/sys/bus/pci/devices"
         self.pci_drivers = f"{base}/sys/bus/pci/drivers"
@@ -147,6 +163,17 @@ class Sysfs:
         self._real: dict[str, str] = {}
         self._dirs_real: dict[str, str] = {}
         self._bounds: tuple[str, ...] | None = None
+        self._below: tuple[str, ...] = ()
+
+    @property
+    def root(self) -> Path:
+        """The root as a :class:`~pathlib.Path` (built on first use: ``hostdev list``
+        does not import pathlib)."""
+        if self._root is None:
+            from pathlib import Path
+
+            self._root = Path(self._root_arg)
+        return self._root
 
     # ----------------------------------------------------------------- paths
     def device_dir(self, address: PciAddress) -> str:
@@ -240,13 +267,15 @@ class Sysfs:
         if bounds is None:
             top = self._realpath(self._base or "/").rstrip("/")
             bounds = self._bounds = tuple(f"{top}/{d}" for d in ("sys", "dev", "proc"))
-        return any(real == b or real.startswith(b + "/") for b in bounds)
+            self._below = tuple(f"{b}/" for b in bounds)
+        # One C-level test per call: a listing asks once per device.
+        return real in bounds or real.startswith(self._below)
 
     def _unsafe(self, path: str, real: str) -> UnsafePath:
         """The refusal, naming the link that leads out of the trees."""
         link = self._culprit(path, 0) or path
         return UnsafePath(
-            f"{self.relative(link)} under {self.root} leads outside its sys, dev and proc"
+            f"{self.relative(link)} under {self.root_text} leads outside its sys, dev and proc"
             f" trees (to {real}); refusing to follow it: check the --root tree"
         )
 
@@ -298,7 +327,7 @@ class Sysfs:
                 self._real[candidate] = candidate
             return candidate  # absent (or unreadable): nothing to follow, not remembered
         if depth >= _MAX_LINKS:
-            raise UnsafePath(f"{self.relative(candidate)} under {self.root}: too many levels"
+            raise UnsafePath(f"{self.relative(candidate)} under {self.root_text}: too many levels"
                              " of symbolic links; check the --root tree")
         out = "" if target.startswith("/") else real
         for piece in target.split("/"):
@@ -311,7 +340,8 @@ class Sysfs:
         """Raise NotASysfsTree unless the root has ``sys/bus/pci/devices``."""
         if not os.path.isdir(self.pci_devices):
             raise NotASysfsTree(
-                f"{self.root} is not a sysfs tree: {self.relative(self.pci_devices)} is missing;"
+                f"{self.root_text} is not a sysfs tree:"
+                f" {self.relative(self.pci_devices)} is missing;"
                 " pass --root the directory that contains sys/ (default /)"
             )
 
@@ -329,6 +359,41 @@ class Sysfs:
     def exists(self, path: str) -> bool:
         """Existence check that does not count as a read."""
         return os.path.lexists(path)
+
+    # ------------------------------------------------------- one device's files
+    def open_device(self, address: PciAddress) -> DeviceFiles | None:
+        """The device's directory opened once, for reads relative to it (a listing);
+        None when the device is not (or no longer) on the bus.
+
+        The bus entry's link is resolved and checked to lead inside the root's
+        ``sys`` (one ``readlink``, the link heads being remembered), then the
+        directory is opened with ``O_NOFOLLOW``. Every read through the result
+        names one component, opened with ``O_NOFOLLOW`` relative to that
+        descriptor: nothing read through it can lead out of the checked directory.
+        """
+        path = f"{self.pci_devices}/{address}"
+        stats = self.stats
+        stats.reads += 1
+        if stats.trace is not None:
+            stats.trace.append(path)
+        try:
+            real = self._resolve_but_last(path)
+            if real is None or not self._inside(real):
+                self._check_dir(path)  # refuses, naming the link
+                real = self._realpath(path)
+            try:
+                fd = os.open(real, _DIR_FLAGS)
+            except OSError as exc:
+                if exc.errno not in (_errno.ELOOP, _errno.ENOTDIR):
+                    raise
+                # A link below the checked head: resolve it all, and check it.
+                self._check_dir(path)
+                fd = os.open(self._realpath(path), _DIR_FLAGS)
+        except OSError as exc:
+            if exc.errno in (_errno.ENOENT, _errno.ENODEV):
+                return None
+            raise self._convert(exc, path, address, None) from None
+        return DeviceFiles(self, address, path, fd)
 
     # ----------------------------------------------------------------- reads
     # A listing does about ten reads per device, so these keep Python overhead
@@ -663,16 +728,10 @@ class Sysfs:
         return start is None or fields[19:20] == [str(start)]
 
     # --------------------------------------------------------------- helpers
-    @contextmanager
-    def _translate(
-        self, path: str, address: PciAddress | None, writing: str | None = None
-    ) -> Iterator[None]:
-        try:
-            yield
-        except HostdevError:
-            raise
-        except OSError as exc:
-            raise self._convert(exc, path, address, writing) from None
+    def _translate(self, path: str, address: PciAddress | None,
+                   writing: str | None = None) -> _Translate:
+        """A context turning ``OSError`` into the matching HostdevError."""
+        return _Translate(self, path, address, writing)
 
     def _convert(
         self, exc: OSError, path: str, address: PciAddress | None, writing: str | None
@@ -680,7 +739,7 @@ class Sysfs:
         err = exc.errno or _errno.EIO
         rel = self.relative(path)
         if err == _errno.ELOOP:
-            return UnsafePath(f"{rel} under {self.root} is a symlink, which a kernel attribute"
+            return UnsafePath(f"{rel} under {self.root_text} is a symlink, which a kernel attribute"
                               " never is; refusing to follow it: check the --root tree")
         gone = err in (_errno.ENOENT, _errno.ENODEV)
         if gone and address is not None and not self.device_exists(address):
@@ -785,9 +844,11 @@ def _reap() -> None:
     if os.getpid() == 1:
         # PID 1 of a namespace (hostdev as a container's entry point): the helpers'
         # orphans are re-parented to us, and nobody else would ever reap them.
-        with suppress(ChildProcessError):
+        try:
             while os.waitpid(-1, os.WNOHANG)[0]:
                 pass
+        except ChildProcessError:
+            pass
 
 
 class _ForkedWrite:
@@ -830,6 +891,8 @@ class _ForkedWrite:
             if left <= 0 or self._fd < 0:
                 return None
             # poll, not select: a daemon may well hold fds above FD_SETSIZE (1024).
+            import select  # here: hostdev list never waits for a helper
+
             poller = select.poll()
             poller.register(self._fd, select.POLLIN | select.POLLHUP)
             if not poller.poll(max(1, int(left * 1000))):
@@ -900,10 +963,139 @@ def _helper_main(read_end: int, write_end: int, path: str, data: bytes,
                 os.close(fd)
         except OSError as exc:
             err = exc.errno or _errno.EIO
-        with suppress(OSError):  # EPIPE: the caller gave up waiting
+        try:  # noqa: SIM105 - contextlib stays off hostdev list's start-up
             os.write(write_end, f"{err} {written}\n".encode())
+        except OSError:  # EPIPE: the caller gave up waiting
+            pass
     finally:
         os._exit(0)
+
+
+class _Translate:
+    """Context of :meth:`Sysfs._translate` (a class: contextlib costs a cold start)."""
+
+    __slots__ = ("address", "path", "sysfs", "writing")
+
+    def __init__(self, sysfs: Sysfs, path: str, address: PciAddress | None,
+                 writing: str | None) -> None:
+        self.sysfs = sysfs
+        self.path = path
+        self.address = address
+        self.writing = writing
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: object) -> None:
+        if isinstance(exc, OSError):
+            raise self.sysfs._convert(exc, self.path, self.address, self.writing) from None
+
+
+class DeviceFiles:
+    """One device's directory, open for reads relative to it (see
+    :meth:`Sysfs.open_device`); close it with :meth:`close`.
+
+    Reads count in the owner's :class:`IoStats` like path reads (the path is
+    built only when a trace is kept). An absent attribute reads None, as for
+    :meth:`Sysfs.read_optional`; any other failure raises what a path read would.
+    """
+
+    __slots__ = ("address", "fd", "fenced", "path", "stats", "sysfs")
+
+    def __init__(self, sysfs: Sysfs, address: PciAddress, path: str, fd: int) -> None:
+        self.sysfs = sysfs
+        self.stats = sysfs.stats
+        self.address = address
+        self.path = path
+        self.fd = fd
+        #: Why reads that may take the device lock are refused (a write of ours is
+        #: blocked on it), or None.
+        self.fenced = sysfs.fenced.get(address) if sysfs.fenced else None
+
+    def close(self) -> None:
+        """Close the directory (idempotent)."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def _count(self, name: str) -> None:
+        stats = self.stats
+        stats.reads += 1
+        if stats.trace is not None:
+            stats.trace.append(f"{self.path}/{name}")
+
+    def read(self, name: str) -> str | None:
+        """The attribute's text without its trailing newline; None when absent."""
+        stats = self.stats
+        stats.reads += 1
+        if stats.trace is not None:
+            stats.trace.append(f"{self.path}/{name}")
+        if self.fenced is not None and name not in _UNLOCKED_READS:
+            raise DeviceBusy(f"PCI device {self.address} is not touched: {self.fenced}",
+                             address=self.address)
+        try:
+            fd = os.open(name, _READ_FLAGS, dir_fd=self.fd)
+            try:
+                data = os.read(fd, 65536)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            if exc.errno == _errno.ENOENT:
+                return None
+            raise self._error(exc, name) from None
+        text = data.decode("utf-8", "replace")
+        return text[:-1] if text.endswith("\n") else text
+
+    def link(self, name: str) -> str | None:
+        """The last component of a link's target; None when the link is absent."""
+        stats = self.stats
+        stats.reads += 1
+        if stats.trace is not None:
+            stats.trace.append(f"{self.path}/{name}")
+        try:
+            target = os.readlink(name, dir_fd=self.fd)
+        except OSError as exc:
+            if exc.errno == _errno.ENOENT:
+                return None
+            raise self._error(exc, name) from None
+        return target.rstrip("/").rpartition("/")[2]
+
+    def names(self, name: str) -> list[str]:
+        """The entries of a subdirectory (unsorted); empty when it is absent."""
+        self._count(name)
+        try:
+            fd = os.open(name, _DIR_FLAGS, dir_fd=self.fd)
+        except OSError as exc:
+            if exc.errno in (_errno.ENOENT, _errno.ENOTDIR):
+                return []
+            raise self._error(exc, name) from None
+        try:
+            return os.listdir(fd)
+        finally:
+            os.close(fd)
+
+    def entries(self) -> list[str]:
+        """The names in the directory itself (unsorted)."""
+        stats = self.stats
+        stats.reads += 1
+        if stats.trace is not None:
+            stats.trace.append(self.path)
+        try:
+            return os.listdir(self.fd)
+        except OSError as exc:
+            raise self.sysfs._convert(exc, self.path, self.address, None) from None
+
+    def has(self, name: str) -> bool:
+        """Whether an entry exists (a file, directory or link; not counted as a read)."""
+        try:
+            os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+        except OSError:
+            return False
+        return True
+
+    def _error(self, exc: OSError, name: str) -> Exception:
+        return self.sysfs._convert(exc, f"{self.path}/{name}", self.address, None)
 
 
 class _AttributeMissing(HostdevError):

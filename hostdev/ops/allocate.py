@@ -165,11 +165,7 @@ def choose(txn: Transaction, owner: Owner, request: VfRequest, stub: str, *,
     if request.pf is not None:
         pf = next((d for d in devices if d.address == request.pf), None)
         if pf is None:
-            raise DeviceNotFound(
-                f"PCI device {request.pf} not found: it is not on this host, cannot allocate"
-                " its VFs; check the address with 'hostdev list'",
-                address=request.pf,
-            )
+            raise DeviceNotFound.at(request.pf, "allocate its VFs")
         if pf.sriov is None:
             raise BadInput(f"PCI device {request.pf} is not an SR-IOV PF: name a PF"
                            " (a device 'hostdev list' shows as 'PF (n/m VFs)')")

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from hostdev.cli.completion import completion_script
-from hostdev.cli.main import build_parser, main
+from hostdev.cli.main import main
 from hostdev.cli.manpage import SHIPPED, escape, render
+from hostdev.cli.parser import build_parser
 
 COMMANDS = sorted(next(a for a in build_parser()._actions
                        if isinstance(a, argparse._SubParsersAction)).choices)

@@ -9,7 +9,8 @@ import threading
 
 import pytest
 
-from hostdev.cli.main import build_parser, main
+from hostdev.cli.main import main
+from hostdev.cli.parser import build_parser
 from hostdev.testing import FakeKernel
 
 STATE = ["--state-dir", "/run/hostdev"]

@@ -36,6 +36,7 @@ _SCHEMA_OF = {
     model._str_or_null: {"anyOf": [{"type": "string"}, {"type": "null"}]},
     model._int_or_null: {"anyOf": [{"type": "integer"}, {"type": "null"}]},
     model._bool: {"type": "boolean"},
+    model._strings: {"type": "array", "items": {"type": "string"}},
     model._sriov_or_null: {"anyOf": [{"$ref": "#/$defs/SriovInfo"}, {"type": "null"}]},
     model._vf_or_null: {"anyOf": [{"$ref": "#/$defs/VfInfo"}, {"type": "null"}]},
 }

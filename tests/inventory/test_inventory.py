@@ -16,7 +16,7 @@ import pytest
 from hostdev.address import PciAddress
 from hostdev.errors import DeviceNotFound, NotASysfsTree
 from hostdev.linux.scan import list_devices, read_device
-from hostdev.linux.sysfs import Sysfs
+from hostdev.linux.sysfs import DeviceFiles, Sysfs
 from hostdev.testing import FakeKernel
 from hostdev.testing.hostspec import HostSpec
 
@@ -127,13 +127,14 @@ def test_device_vanishing_mid_listing_is_skipped(fake_kernel: FakeKernel,
     fake_kernel.load_fixture("qemu-guest")
     sysfs = Sysfs("/")
     victim = PciAddress.parse("0000:01:00.0")
-    original = Sysfs.list_dir
+    original = DeviceFiles.read
 
-    def list_dir(self: Sysfs, path: str, address: PciAddress | None = None) -> list[str]:
-        if address == victim:
+    def read(self: DeviceFiles, name: str) -> str | None:
+        # Gone after its directory was opened: every later read finds nothing.
+        if self.address == victim and name == "uevent":
             fake_kernel.remove_device(victim)
-        return original(self, path, address)
+        return original(self, name)
 
-    monkeypatch.setattr(Sysfs, "list_dir", list_dir)
+    monkeypatch.setattr(DeviceFiles, "read", read)
     addresses = [d.address for d in list_devices(sysfs)]
     assert victim not in addresses and len(addresses) == 7

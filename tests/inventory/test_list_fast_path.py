@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +18,7 @@ from hostdev.cli.listing import peek_state
 from hostdev.cli.main import main
 from hostdev.cli.tables import BASE_COLUMNS, Column, status_table
 from hostdev.linux.device import PciDevice
-from hostdev.linux.scan import list_devices
+from hostdev.linux.scan import list_devices, read_device
 from hostdev.linux.sysfs import Sysfs
 from hostdev.manager import HostdevManager
 from hostdev.state.records import HostdevSpec, Owner
@@ -99,22 +100,47 @@ def test_vf_whose_pf_lost_the_link(fake_kernel: FakeKernel,
     pf = "/sys/bus/pci/devices/0000:3d:00.0"
     os.rename(f"{pf}/virtfn1", f"{pf}/virtfn7")  # a VF the PF no longer lists by index
     _both(capsys)
+    # The listing places VFs by the PF's offset and stride, which the VFs' own
+    # physfn links confirm: it reads no virtfn link, so it keeps index 1. A single
+    # read (``show``) confirms the index with the PF's link, and finds none.
+    address = PciAddress.parse("0000:3d:02.1")
     devices: list[PciDevice] = list_devices(Sysfs("/"))
-    vf = next(d for d in devices if d.address == PciAddress.parse("0000:3d:02.1"))
-    assert vf.vf is not None and vf.vf.index is None
+    vf = next(d for d in devices if d.address == address)
+    assert vf.vf is not None and vf.vf.index == 1
+    alone = read_device(Sysfs("/"), address)
+    assert alone.vf is not None and alone.vf.index is None
 
 
 def test_list_imports_no_pydantic() -> None:
     """A cold ``hostdev list`` imports neither pydantic nor the manager nor netlink
-    (the device model it prints is plain: it imports neither pydantic nor typing)."""
+    (the device model it prints is plain: it imports neither pydantic nor typing), nor
+    argparse, pathlib or the state store when there is no state directory."""
     code = ("import sys\nfrom hostdev.cli.main import main\n"
             "main(['--root', '/nonexistent', '--state-dir', '/nonexistent', 'list'])\n"
             "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic',"
-            " 'pydantic_core', 'filelock', 'logging', 'typing', 'dataclasses', 'pyroute2')"
-            " or m in ('hostdev.manager', 'hostdev.state.records', 'hostdev.linux.netlink'))\n"
+            " 'pydantic_core', 'filelock', 'logging', 'typing', 'dataclasses', 'argparse',"
+            " 'pathlib', 'shutil', 'contextlib', 'importlib', 'pyroute2', 'pyudev')"
+            " or m in ('hostdev.manager', 'hostdev.state.records', 'hostdev.linux.netlink',"
+            " 'hostdev.state.store', 'hostdev.cli.parser'))\n"
             "if 'hostdev.linux.device' not in sys.modules: heavy.append('no device model')\n"
             "print(','.join(heavy))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "", done.stdout
+
+
+def test_the_command_script_imports_only_the_list_path() -> None:
+    """The ``hostdev`` script itself (not an entry-point wrapper, which imports re):
+    ``hostdev list`` imports neither re, enum, functools, argparse nor pathlib."""
+    script = Path(__file__).resolve().parents[2] / "scripts" / "hostdev"
+    done = subprocess.run([sys.executable, "-X", "importtime", str(script), "--root",
+                           "/nonexistent", "--state-dir", "/nonexistent", "list"],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 2 and "not a sysfs tree" in done.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "hostdev.cli.listing" in imported
+    heavy = imported & {"re", "enum", "functools", "argparse", "pathlib", "collections",
+                        "typing", "logging", "pydantic", "json", "importlib"}
+    assert heavy == set(), heavy

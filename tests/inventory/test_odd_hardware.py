@@ -60,12 +60,20 @@ def test_garbage_virtfn_keeps_the_vfs_before_it(
         capsys: pytest.CaptureFixture[str]) -> None:
     fake_kernel.load_fixture("vmd-workstation")
     _relink(fs, PF, "virtfn1", "../nonsense")
-    code, out, err = run(capsys, "list", "--json")
+    # ``show`` reads the PF's virtfn links, and stops at the broken one.
+    code, out, err = run(capsys, "show", PF, "--json")
     assert code == 0
+    shown = ShowOutput.model_validate_json(out)
+    assert shown.device.sriov is not None and [str(v) for v in shown.device.sriov.vfs] == [VF0]
+    assert any(f"PCI device {PF}: its virtfn1 link points at 'nonsense'" in w
+               for w in shown.warnings)
+    # ``list`` places the VFs by the PF's offset and stride, which both VFs' physfn
+    # links confirm: it never reads the virtfn links.
+    code, out, err = run(capsys, "list", "--json")
+    assert code == 0 and err == ""
     listing = ListOutput.model_validate_json(out)
     pf = next(d for d in listing.devices if str(d.address) == PF)
-    assert pf.sriov is not None and [str(v) for v in pf.sriov.vfs] == [VF0]
-    assert f"PCI device {PF}: its virtfn1 link points at 'nonsense'" in err
+    assert pf.sriov is not None and [str(v) for v in pf.sriov.vfs] == [VF0, VF1]
     assert len(listing.devices) == 8
 
 
