@@ -30,8 +30,10 @@ from hostdev.cli.schema_ids import (
     PRUNE_SCHEMA_ID,
     RECONCILE_SCHEMA_ID,
     RELEASE_SCHEMA_ID,
+    SCHEMAS_SCHEMA_ID,
     SHOW_SCHEMA_ID,
     SRIOV_SCHEMA_ID,
+    UNITS_SCHEMA_ID,
     WATCH_SCHEMA_ID,
     WISHES_SCHEMA_ID,
 )
@@ -267,6 +269,27 @@ class WatchOutput(WatchEvent, _Stamped):
     schema_id: Literal["hostdev.watch/1"] = Field(default=WATCH_SCHEMA_ID, alias="schema")
 
 
+class UnitsOutput(BaseModel):
+    """What ``hostdev install-units --json`` prints."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    schema_id: Literal["hostdev.units/1"] = Field(default=UNITS_SCHEMA_ID, alias="schema")
+    #: The files written (the systemd unit, the udev rule), absolute paths.
+    written: list[str]
+    #: The command to run on the system the files are for.
+    next_step: str
+
+
+class SchemasOutput(BaseModel):
+    """What ``hostdev schema --json`` prints: each document name and its schema id."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    schema_id: Literal["hostdev.schemas/1"] = Field(default=SCHEMAS_SCHEMA_ID, alias="schema")
+    documents: dict[str, str]
+
+
 class ErrorInfo(BaseModel):
     """Why a command failed."""
 
@@ -336,6 +359,8 @@ DOCUMENTS: dict[str, type[BaseModel]] = {
     "boot": BootOutput,
     "wishes": WishesOutput,
     "watch": WatchOutput,
+    "units": UnitsOutput,
+    "schemas": SchemasOutput,
     "error": ErrorOutput,
     "audit": AuditEntry,
 }

@@ -205,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--command", dest="command_path", default=None, metavar="PATH",
                    help="absolute path of the hostdev command the unit runs (default: this"
                         " one)")
+    p.add_argument("--json", action="store_true", help="machine-readable report")
 
     p = sub.add_parser("demo", help="narrated walk-through on a bundled fake host")
     p.add_argument("--host", default="two-socket-server", help="fixture host name")
@@ -214,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler="hostdev.cli.schemas:cmd_schema")
     p.add_argument("name", nargs="?", metavar="NAME",
                    help="document name (without it: list the names and schema ids)")
+    p.add_argument("--json", action="store_true",
+                   help="the list of names as a document (a schema is JSON already)")
 
     p = sub.add_parser("completion", help="print a shell completion script")
     p.set_defaults(handler="hostdev.cli.completion:cmd_completion")

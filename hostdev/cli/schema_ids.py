@@ -20,5 +20,8 @@ BOOT_SCHEMA_ID: Final[Literal["hostdev.boot/1"]] = "hostdev.boot/1"
 WISHES_SCHEMA_ID: Final[Literal["hostdev.wishes/1"]] = "hostdev.wishes/1"
 #: One line per event of ``hostdev watch --json``.
 WATCH_SCHEMA_ID: Final[Literal["hostdev.watch/1"]] = "hostdev.watch/1"
+UNITS_SCHEMA_ID: Final[Literal["hostdev.units/1"]] = "hostdev.units/1"
+#: ``hostdev schema --json``: the document names and their schema ids.
+SCHEMAS_SCHEMA_ID: Final[Literal["hostdev.schemas/1"]] = "hostdev.schemas/1"
 #: What any command prints with ``--json`` when it fails.
 ERROR_SCHEMA_ID: Final[Literal["hostdev.error/1"]] = "hostdev.error/1"

@@ -10,8 +10,15 @@ from hostdev.errors import BadInput
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    """Print the schema of ``args.name``, or every name with its schema id."""
+    """Print the schema of ``args.name``, or every name with its schema id (with
+    ``--json``, as a document; a schema is JSON already, ``--json`` changes nothing)."""
     if args.name is None:
+        if args.json:
+            from hostdev.cli.documents import SchemasOutput
+
+            names = {name: schema_id_of(model) for name, model in DOCUMENTS.items()}
+            print(SchemasOutput(documents=names).model_dump_json(by_alias=True, indent=2))
+            return 0
         width = max(len(name) for name in DOCUMENTS)
         for name, model in DOCUMENTS.items():
             print(f"{name:<{width}}  {schema_id_of(model)}")

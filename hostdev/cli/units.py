@@ -61,6 +61,7 @@ def cmd_install_units(args: argparse.Namespace) -> int:
     root = Path(args.unit_root)
     if not root.is_dir():
         raise BadInput(f"--root {root} is not a directory; create it or name the system root")
+    written: list[str] = []
     for name, where in UNITS.items():
         target = root / where
         text = render(name, command, config_dir)
@@ -75,7 +76,16 @@ def cmd_install_units(args: argparse.Namespace) -> int:
                 tmp.unlink()
             raise HostdevError(f"cannot write {target}: {exc.strerror}; run as root or"
                                " choose another --root") from None
-        print(f"wrote {target}")
-    print("on that system, run: systemctl daemon-reload && systemctl enable"
-          " hostdev-boot.service && udevadm control --reload")
+        written.append(str(target.absolute()))
+    step = ("systemctl daemon-reload && systemctl enable hostdev-boot.service"
+            " && udevadm control --reload")
+    if args.json:
+        from hostdev.cli.documents import UnitsOutput
+
+        print(UnitsOutput(written=written, next_step=step).model_dump_json(by_alias=True,
+                                                                           indent=2))
+        return 0
+    for path in written:
+        print(f"wrote {path}")
+    print(f"on that system, run: {step}")
     return 0

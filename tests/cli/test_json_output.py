@@ -68,10 +68,12 @@ def test_every_command_prints_a_document_of_its_schema(
     assert doc("node", "detach", NIC, "--persistent")["results"][0]["address"] == NIC
     assert [w["device"]["address"] for w in doc("wishes", "wishes")["detach"]] == [NIC]
     assert [o["address"] for o in doc("boot", "boot")["already"]] == [NIC]
+    assert set(doc("schemas", "schema")["documents"]) == set(DOCUMENTS)
     doc("error", "show", "0000:99:00.0", code=1)
-    # The audit log is a file, not a command's output; watch lines are checked where
-    # the watch runs (tests/cli/test_watch_command.py).
-    assert seen == set(DOCUMENTS) - {"audit", "watch"}
+    # The audit log is a file, not a command's output; watch lines and install-units
+    # (which reads the package's files, not on the fake file system) are checked in
+    # tests/cli/test_watch_command.py and tests/cli/test_persistent_commands.py.
+    assert seen == set(DOCUMENTS) - {"audit", "watch", "units"}
 
 
 def test_a_report_that_fails_keeps_its_document_and_exit_code(

@@ -8,8 +8,10 @@ import shutil
 import stat
 from pathlib import Path
 
+import jsonschema
 import pytest
 
+from hostdev.cli.documents import json_schema
 from hostdev.cli.main import main
 from hostdev.testing import FakeKernel
 from tests.smallhost import GPU, NIC, NVME, PF, build_host
@@ -115,6 +117,13 @@ def test_install_units_writes_the_shipped_files(tmp_path: Path,
     assert "ExecStart=/opt/hd/bin/hostdev --config-dir /srv/hd boot\n" in unit.read_text()
     assert 'TEST=="/srv/hd/wishes.json"' in rule.read_text()
     assert sorted(p.name for p in rule.parent.iterdir()) == ["90-hostdev.rules"]
+    capsys.readouterr()
+    assert main(["install-units", "--root", str(tmp_path), "--command", "/usr/bin/hostdev",
+                 "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    jsonschema.validate(doc, json_schema("units"))
+    assert doc["schema"] == "hostdev.units/1" and doc["written"] == [str(unit), str(rule)]
+    assert doc["next_step"].startswith("systemctl daemon-reload")
 
 
 @pytest.mark.parametrize("argv, message", [
