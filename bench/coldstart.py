@@ -34,7 +34,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import OUT, PYCACHE, REPO, child_env, median, ms, run_once, table
+from common import OUT, PYCACHE, REPO, child_env, export_package, median, ms, run_once, table
 
 WORK = OUT / "coldstart"
 ADDRESS = "0000:01:00.0"
@@ -95,16 +95,8 @@ def base_ref() -> str:
 
 
 def export(ref: str) -> tuple[str, Path]:
-    """The package as of git ``ref`` (``git archive``), under bench/out; (short rev, dir)."""
-    rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", ref],
-                         capture_output=True, text=True, check=True).stdout.strip()
-    target = WORK / f"base-{rev}"
-    if not (target / "hostdev").is_dir():
-        target.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(["git", "-C", str(REPO), "archive", rev, "hostdev"],
-                                 capture_output=True, check=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
-    return rev, target
+    """The package as of git ``ref``, under bench/out/coldstart; (short rev, dir)."""
+    return export_package(ref, WORK)
 
 
 def materialize_host() -> Path:

@@ -150,3 +150,17 @@ def machine() -> dict[str, str]:
         "dpdk-devbind.py": f"dpdk {package_version('dpdk')}",
         "driverctl": f"driverctl {package_version('driverctl')}",
     }
+
+
+def export_package(ref: str, under: Path) -> tuple[str, Path]:
+    """The ``hostdev`` package as of git ``ref`` (``git archive``), unpacked once in a
+    directory of ``under`` named after the revision; returns (short rev, that directory)."""
+    rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", ref],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    target = under / f"base-{rev}"
+    if not (target / "hostdev").is_dir():
+        target.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", rev, "hostdev"],
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return rev, target

@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import coldstart
-from common import OUT, PYCACHE, REPO, machine, median, ms, table
+from common import OUT, PYCACHE, REPO, export_package, machine, median, ms, table
 
 TREES = OUT / "trees"
 PEERS = ["hostdev list", "hostdev list --json", "lspci -D", "dpdk-devbind.py --status",
@@ -212,15 +212,7 @@ def _replay(ops: list[tuple[int, str]]) -> None:
 
 def export_baseline(ref: str) -> Path:
     """The package as of git ``ref``, exported (``git archive``) under bench/out."""
-    rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", ref],
-                         capture_output=True, text=True, check=True).stdout.strip()
-    target = OUT / f"baseline-{rev}"
-    if not (target / "hostdev").is_dir():
-        target.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(["git", "-C", str(REPO), "archive", rev, "hostdev"],
-                                 capture_output=True, check=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
-    return target
+    return export_package(ref, OUT)[1]
 
 
 # ------------------------------------------------------------------ part 3 and 4
