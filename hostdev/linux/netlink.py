@@ -168,6 +168,18 @@ def _transport(sysfs: Sysfs) -> Transport:
     return _Pyroute2()
 
 
+#: RTEXT_FILTER_VF | RTEXT_FILTER_SKIP_STATS (include/uapi/linux/rtnetlink.h).
+_VF_NO_STATS = 1 | 8
+#: What rtnetlink reports for a switch the driver does not tell (-1 as a u32).
+_UNKNOWN = 0xFFFFFFFF
+
+
+def _switch(value: object) -> bool | None:
+    """An on/off setting as the kernel reports it; None when the driver cannot tell."""
+    number = int(str(value))
+    return None if number in (_UNKNOWN, -1) else number == 1
+
+
 class _Pyroute2:
     """rtnetlink through pyroute2 (a new socket per call: calls are rare)."""
 
@@ -176,7 +188,10 @@ class _Pyroute2:
 
         with _as_oserror(), IPRoute() as ipr:
             index = _index(ipr, ifname)
-            links = ipr.get_links(index, ext_mask=1)  # RTEXT_FILTER_VF
+            # RTEXT_FILTER_VF | RTEXT_FILTER_SKIP_STATS: the VF list without per-VF
+            # statistics, which hostdev never reads and which make the answer for a
+            # PF with hundreds of VFs outgrow a netlink attribute.
+            links = ipr.get_links(index, ext_mask=_VF_NO_STATS)
         out: list[VfConfig] = []
         vfinfo = links[0].get_attr("IFLA_VFINFO_LIST") if links else None
         for info in vfinfo.get_attrs("IFLA_VF_INFO") if vfinfo is not None else []:
@@ -190,9 +205,10 @@ class _Pyroute2:
                 "vf": int(mac.get("vf", vlan.get("vf", -1))),
                 "mac": str(mac.get("mac", VF_DEFAULTS["mac"])).lower(),
                 "vlan": int(vlan.get("vlan", 0)), "qos": int(vlan.get("qos", 0)),
-                # The kernel reports -1 (as u32) for a setting the driver cannot tell.
-                "spoofchk": int(spoof.get("spoofchk", 1)) == 1,
-                "trust": int(trust.get("trust", 0)) == 1,
+                # The kernel reports -1 (as u32) for a setting the driver cannot
+                # tell: unknown (None), never "off".
+                "spoofchk": _switch(spoof.get("spoofchk", 1)),
+                "trust": _switch(trust.get("trust", 0)),
                 "link_state": names.get(int(state.get("link_state", 0)), "auto"),
             })
         return out

@@ -53,6 +53,12 @@ def node_reattach(txn: Transaction, address: PciAddress) -> NodeResult:
     drop_stale(txn, dev, pruned)
     record = txn.lists.inactive.get(address)
     if dev.driver is not None and not is_stub_driver(dev.driver, dev.vfio_dev):
+        saved = vf_net.journaled(record) if record is not None else None
+        if record is not None and saved is not None:
+            # Put on a host driver behind our back with a guest's network settings
+            # still to give back: they go back before the record is dropped.
+            txn.declare("node_reattach", [dev], vf_nets=[saved])
+            vf_net.give_back(txn, record, saved)
         txn.lists.inactive.pop(address, None)
         return NodeResult(address=address, driver=dev.driver,
                           action=f"already on host driver {dev.driver}", pruned=pruned)

@@ -111,6 +111,21 @@ def _restore_net(txn: Transaction, record: DeviceRecord, report: ReattachReport)
     return True
 
 
+def _guest_settings_again(txn: Transaction, record: DeviceRecord) -> str:
+    """The guest keeps its VF after all: it gets its network settings back (they were
+    just given back to the host); what to add to the failure's reason."""
+    if record.net is None or record.net_saved is None:
+        return ""
+    try:
+        vf_net.reapply(txn, record)
+    except HostdevError as exc:
+        log.error("VF %s stays with its guest, but its network settings could not be set"
+                  " back to the guest's: %s", record.address, exc)
+        return (f"; its network settings are the host's again and could not be set back to"
+                f" the guest's ({exc}): 'hostdev reconcile' shows the drift")
+    return "; its network settings stay the guest's"
+
+
 def _give_back_pending(record: DeviceRecord) -> bool:
     """An ownerless managed record we moved onto a stub, or whose VF network
     settings are still to be given back: only a give-back that failed (reattach,
@@ -154,10 +169,12 @@ def _give_back(txn: Transaction, record: DeviceRecord, report: ReattachReport) -
     except DeviceBusy as exc:
         # A VFIO user showed up after the first look: the device stays as it was
         # (active, or inactive for an earlier unfinished give-back).
+        reason = str(exc)
         if record.owner is not None:
             txn.lists.inactive.pop(addr, None)
             txn.lists.active[addr] = record
-        report.failed.append(ReattachFailure(address=addr, reason=str(exc)))
+            reason += _guest_settings_again(txn, record)
+        report.failed.append(ReattachFailure(address=addr, reason=reason))
         return
     except HostdevError as exc:
         # Still tracked inactive with how to restore it (nothing bound, or a stub

@@ -24,7 +24,7 @@ from hostdev.ops.identity import Presence, check_identity
 from hostdev.ops.transaction import Transaction
 from hostdev.ops.vf_count import restore_count
 from hostdev.reports import DriverChange, ReconcileReport
-from hostdev.state.journal import Intent, PendingWrite
+from hostdev.state.journal import Intent, PendingWrite, VfNetBefore
 from hostdev.state.records import DeviceRecord
 
 log = logging.getLogger("hostdev")
@@ -108,9 +108,15 @@ def recover(txn: Transaction, intent: Intent, *, complete: bool = False,
             changed = vf_net.put_back(txn, saved)
         except HostdevError as exc:
             log.error("recovery: cannot set the network settings of %s back: %s", addr, exc)
-            failed.append(f"{addr}: could not set its network settings back"
-                          f" ({' '.join(f'{k} {v}' for k, v in saved.values.fields().items())}):"
-                          f" {exc}")
+            line = (f"{addr}: could not set its network settings back"
+                    f" ({' '.join(f'{k} {v}' for k, v in saved.values.fields().items())}):"
+                    f" {exc}")
+            if _keep_for_settings(txn, intent, saved):
+                # Not given back to the host with the settings it has now: it stays
+                # on its stub, tracked with what to give back.
+                handled.add(addr)
+                line += "; kept on its stub, tracked: 'hostdev reattach' finishes"
+            failed.append(line)
             continue
         if changed:
             done.append(f"{addr}: network settings back to {', '.join(changed)}")
@@ -198,6 +204,27 @@ def _finished(txn: Transaction, intent: Intent, entry: PendingWrite,
         txn.lists.drop(addr)
     return f"{head}; now on {now or 'no driver'}" + (
         "; its record dropped" if record else ""), True
+
+
+def _keep_for_settings(txn: Transaction, intent: Intent, saved: VfNetBefore) -> bool:
+    """A VF whose network settings could not be put back: if it sits on a stub, track
+    it (inactive, with the settings to give back) so that it does not go back to the
+    host with a guest's settings; True if it is tracked so."""
+    addr = saved.address
+    try:
+        dev = read_device(txn.sysfs, addr)
+    except HostdevError:
+        return False
+    if dev.driver is None or not is_stub_driver(dev.driver, dev.vfio_dev):
+        return False
+    before = next((d for d in intent.devices if d.address == addr), None)
+    if txn.lists.find(addr) is None and (
+            before is None or not _track(txn, addr, before.driver, before.override)):
+        return False
+    record = txn.lists.inactive.get(addr)
+    if record is not None and record.net_saved is None:
+        txn.lists.inactive[addr] = record.model_copy(update={"net_saved": saved.values})
+    return True
 
 
 def _track(txn: Transaction, addr: PciAddress, driver: str | None,

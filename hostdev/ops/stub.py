@@ -82,8 +82,13 @@ def detach_to_stub(txn: Transaction, dev: PciDevice, *, stub: str, managed: bool
     lists = txn.lists
     existing = lists.inactive.get(dev.address)
     original = (dev.driver, dev.driver_override)
+    carried_net = None
     if existing is not None:
         still_ours = check_identity(txn.sysfs, existing, dev) is Presence.PRESENT
+        if still_ours:
+            # Network settings an earlier give-back could not restore stay owed to
+            # the VF, whatever happened to its binding since.
+            carried_net = existing.net_saved
         if still_ours and dev.driver == existing.stub_driver:
             return existing
         if still_ours and dev.driver is None and existing.unbind_from_stub and \
@@ -110,5 +115,7 @@ def detach_to_stub(txn: Transaction, dev: PciDevice, *, stub: str, managed: bool
             keep_if_failed=record, address=addr,
         ))
         binding.move_to(sysfs, addr, stub, dev.driver, txn.guard)
+    if carried_net is not None:
+        record = record.model_copy(update={"net_saved": carried_net})
     lists.inactive[dev.address] = record
     return record

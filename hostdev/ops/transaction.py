@@ -85,10 +85,20 @@ class Transaction:
         self.undo.append(step)
 
     def rollback(self, original: Lists) -> tuple[Lists, list[str]]:
-        """Undo every step in reverse; return the lists to save and what failed."""
+        """Undo every step in reverse; return the lists to save and what failed.
+
+        When a step that keeps its device tracked fails, the device's earlier steps
+        are not tried: the record kept says where it is, and moving it further (say,
+        off its stub with a guest's network settings still on it) would lose that.
+        """
         lists = original.copy()
         failures: list[str] = []
+        kept: set[PciAddress] = set()
         for step in reversed(self.undo):
+            if step.address is not None and step.address in kept:
+                log.warning("rollback: not trying to %s: an undo of the device failed"
+                            " before, it stays tracked as it is", step.what)
+                continue
             try:
                 if step.address is not None and step.address in self.sysfs.fenced:
                     log.warning("rollback: not trying to %s: %s", step.what,
@@ -103,6 +113,7 @@ class Transaction:
                 record = step.keep_if_failed
             if record is not None and record.address not in lists.active:
                 lists.inactive[record.address] = record
+                kept.add(record.address)
         self.undo.clear()
         return lists, failures
 

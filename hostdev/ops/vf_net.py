@@ -34,6 +34,12 @@ def before(txn: Transaction, dev: PciDevice, config: VfNetConfig) -> VfNetBefore
                             " not list it", address=dev.address)
     now = netlink.read_vf(txn.sysfs, ifname, index, dev.address)
     wanted = _with_partner(config.fields())
+    unknown = [key for key in wanted if now[key] is None]
+    if unknown:
+        raise NotAssignable(
+            f"VF {dev.address}: the driver of its PF {pf} does not report its {unknown[0]}"
+            " setting, so hostdev could not give it back after the guest: leave"
+            f" {unknown[0]} out of the network configuration", address=dev.address)
     return VfNetBefore(address=dev.address, pf=pf, index=index,
                        identity=txn.sysfs.identity(dev.address),
                        values=VfNetValues(**{key: now[key] for key in wanted}))
@@ -47,15 +53,21 @@ def apply(txn: Transaction, record: DeviceRecord, saved: VfNetBefore,
     # they are what the VF had before any guest, unlike what it shows now.
     original = {**saved.values.fields(),
                 **(record.net_saved.fields() if record.net_saved is not None else {})}
+    done = record.model_copy(update={"net": VfNetValues(**applied),
+                                     "net_saved": VfNetValues(**original)})
+    # If an undo fails, the VF must not go back to the host with a guest's settings:
+    # it stays on its stub, tracked with what to give back (the rollback then skips
+    # the device's other undo steps), and a reattach finishes the job.
+    keep = done.model_copy(update={"owner": None})
     for field, keys in netlink.WRITE_FIELDS.items():
         if not any(key in config.fields() for key in keys):
             continue
         old = {key: saved.values.fields()[key] for key in keys}
         txn.push(UndoStep(what=f"set {_shown(old)} back on VF {saved.index} of {saved.pf}",
-                          run=_writer(txn, saved, field, old)))
+                          run=_writer(txn, saved, field, old), keep_if_failed=keep,
+                          address=saved.address))
         _writer(txn, saved, field, {key: applied[key] for key in keys})()
-    return record.model_copy(update={"net": VfNetValues(**applied),
-                                     "net_saved": VfNetValues(**original)})
+    return done
 
 
 def restore(txn: Transaction, record: DeviceRecord) -> None:
@@ -90,6 +102,15 @@ def give_back(txn: Transaction, record: DeviceRecord, journaled: VfNetBefore) ->
     restore(txn, record)
 
 
+def reapply(txn: Transaction, record: DeviceRecord) -> None:
+    """Give the VF the guest's settings again (the record's ``net``): a reattach gave
+    the host's back, then found a VFIO user still holding the VF."""
+    if record.net is None or record.pf is None or record.vf_index is None:
+        return
+    put_back(txn, VfNetBefore(address=record.address, pf=record.pf, index=record.vf_index,
+                              identity=record.identity, values=record.net))
+
+
 def put_back(txn: Transaction, saved: VfNetBefore) -> list[str]:
     """Write every saved setting that differs from what the PF reports; what changed."""
     ifname = _interface(txn, saved)
@@ -115,8 +136,9 @@ def drift(txn: Transaction, record: DeviceRecord) -> list[str]:
     if ifname is None:
         return [f"its PF {record.pf} carries no network interface any more"]
     now = netlink.read_vf(txn.sysfs, ifname, record.vf_index, record.address)
+    # A setting the driver does not report (None) cannot be said to have drifted.
     return [f"{key} {now[key]}, not {value}" for key, value in record.net.fields().items()
-            if now[key] != value]
+            if now[key] is not None and now[key] != value]
 
 
 def _with_partner(fields: dict[str, object]) -> list[str]:

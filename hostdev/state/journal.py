@@ -56,6 +56,8 @@ class VfCountBefore(BaseModel):
 class VfNetBefore(BaseModel):
     """A VF's network settings before the transaction changed them through its PF."""
 
+    model_config = ConfigDict(defer_build=True)
+
     address: PciAddress
     pf: PciAddress
     index: int

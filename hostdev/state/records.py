@@ -81,7 +81,7 @@ class VfNetValues(BaseModel):
     What a record saves before changing them (any MAC the kernel reports,
     ``00:00:00:00:00:00`` included: a VF nobody configured)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     mac: Annotated[str, Field(pattern=_MAC.pattern)] | None = None
     vlan: Annotated[int, Field(ge=0, le=4095)] | None = None
@@ -143,6 +143,10 @@ class VfNetConfig(VfNetValues):
         if state is not None and state not in ("auto", "enable", "disable"):
             raise BadInput(f"invalid VF link state {state!r}: expected auto, enable or"
                            " disable")
+        if all(out.get(key) is None for key in _NET_KEYS):
+            # It would still need a VF of a NIC PF, and change nothing: a mistake.
+            raise BadInput("a VF network configuration sets nothing: give at least one of"
+                           f" {', '.join(_NET_KEYS)}, or no configuration at all")
         return out
 
 

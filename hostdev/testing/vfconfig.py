@@ -28,6 +28,7 @@ from pyfakefs.fake_filesystem import FakeFilesystem
 from hostdev.address import PciAddress
 from hostdev.linux import netlink as netlink_module
 from hostdev.linux import sysfs as sysfs_module
+from hostdev.linux.drivers import USER_SPACE_DRIVERS, is_stub_driver
 from hostdev.linux.sysfs import Sysfs
 from hostdev.testing import children
 from hostdev.testing.events import FakeKernelSetupError, SimulatedCrash, WriteRecord, kerr
@@ -175,7 +176,9 @@ def _vf_mac(pf: Device, index: int, spec: children.NetSpec) -> str:
 def on_bind(state: KernelState, dev: Device) -> None:
     """A NIC VF's host driver made its interface (named after the PF's)."""
     pf, drv = dev.physfn, dev.driver
-    if pf is None or dev.vf_index is None or drv is None or drv.vfio or drv.name == "pci-stub":
+    # Stubs (vfio, pci-stub, pciback) and user-space I/O drivers make no interface.
+    if pf is None or dev.vf_index is None or drv is None or drv.vfio \
+            or is_stub_driver(drv.name) or drv.name in USER_SPACE_DRIVERS:
         return
     pf_name = next((s.ifname for s in _pf_specs(state, pf)
                     if s.ifname in state.host.netdevs), None)

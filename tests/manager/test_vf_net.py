@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import logging
+from typing import Any
 
 import pytest
 
@@ -275,3 +276,97 @@ def test_node_reattach_restore_failure_changes_nothing(nic: Host) -> None:
     assert nic.kernel.vf_net(PF, 0)["mac"] == "52:54:00:aa:bb:01"  # the undo put it back
     [record] = nic.mgr.inactive()
     assert record.net_saved is not None
+
+
+# ------------------------------------------- an undo, a recovery or a give-back fails
+
+
+def test_a_failed_undo_keeps_the_vf_on_its_stub_with_what_to_give_back(nic: Host) -> None:
+    vf0, _ = nic.vfs(2)
+    nic.kernel.fail_netlink("ens1f0", 0, "vlan", errno.EIO)  # the prepare's second write
+    # ... and, armed as that write is made (after the MAC write), the MAC's undo fails.
+    with nic.kernel.watch_writes(
+            lambda path, address: nic.kernel.fail_netlink("ens1f0", 0, "mac", errno.EIO),
+            match="netlink:ens1f0/vf0/vlan"), pytest.raises(KernelRefused):
+        nic.mgr.prepare(VM1, [HostdevSpec(address=vf0, net=GUEST)])
+    assert nic.kernel.vf_net(PF, 0)["mac"] == "52:54:00:aa:bb:01", "the undo did fail"
+    # Not given back to the host with the guest's MAC: on its stub, tracked, owed.
+    assert nic.driver(vf0) == "vfio-pci"
+    [record] = nic.mgr.inactive()
+    assert record.address == vf0 and record.owner is None
+    assert record.net_saved is not None and record.net_saved.mac == DEFAULTS["mac"]
+    assert nic.mgr.active() == []
+    result = nic.mgr.node_reattach(vf0)
+    assert result.driver == "ixgbevf" and nic.kernel.vf_net(PF, 0) == DEFAULTS
+    assert nic.mgr.inactive() == []
+
+
+def test_recovery_that_cannot_give_settings_back_keeps_the_vf_on_its_stub(nic: Host) -> None:
+    vf0, _ = nic.vfs(2)
+    sysfs_writes = _writes_until_first_netlink(nic, vf0)
+    nic.kernel.crash_after_writes(sysfs_writes + 1)  # right after the MAC write
+    with pytest.raises(SimulatedCrash):
+        nic.mgr.prepare(VM1, [HostdevSpec(address=vf0, net=GUEST)])
+    nic.kernel.fail_netlink("ens1f0", 0, "mac", errno.EBUSY)
+    report = _fresh(nic).reconcile()
+    assert any("kept on its stub, tracked" in line for line in report.failed), report
+    assert nic.driver(vf0) == "vfio-pci", "not back on the host with the guest's MAC"
+    [record] = _fresh(nic).inactive()
+    assert record.net_saved is not None and record.net_saved.mac == DEFAULTS["mac"]
+    assert _fresh(nic).node_reattach(vf0).driver == "ixgbevf"
+    assert nic.kernel.vf_net(PF, 0) == DEFAULTS
+
+
+def test_a_holder_found_at_give_back_leaves_the_guest_its_settings(nic: Host) -> None:
+    vf0, _ = nic.vfs(2)
+    nic.mgr.prepare(VM1, [HostdevSpec(address=vf0, net=GUEST)])
+    # A VFIO user opens the VF after the release wait, as its settings go back.
+    with nic.kernel.watch_writes(lambda path, address: nic.kernel.hold_vfio(vf0, pid=4242),
+                                 match="netlink:ens1f0/vf0/mac"):
+        result = nic.mgr.reattach(VM1, [vf0])
+    assert [f.address for f in result.failed] == [vf0]
+    assert "stay the guest's" in result.failed[0].reason
+    assert nic.mgr.used_by(vf0) == VM1 and nic.driver(vf0) == "vfio-pci"
+    assert nic.kernel.vf_net(PF, 0)["mac"] == "52:54:00:aa:bb:01"
+    assert nic.kernel.vf_net(PF, 0)["vlan"] == 42
+
+
+def test_node_reattach_of_a_vf_put_on_its_driver_behind_our_back_gives_settings_back(
+        nic: Host) -> None:
+    vf0, _ = nic.vfs(2)
+    nic.mgr.prepare(VM1, [HostdevSpec(address=vf0, net=GUEST)])
+    nic.kernel.fail_netlink("ens1f0", 0, "mac", errno.EIO)
+    assert not nic.mgr.reattach(VM1, [vf0]).ok  # settings owed, kept on the stub
+    # Someone moves it to its host driver by hand.
+    sysfs = nic.mgr.sysfs
+    sysfs.write(sysfs.device_path(vf0, "driver_override"), "\n")
+    sysfs.write("/sys/bus/pci/drivers/vfio-pci/unbind", str(vf0))
+    sysfs.write("/sys/bus/pci/drivers_probe", str(vf0))
+    assert nic.driver(vf0) == "ixgbevf"
+    nic.mgr.node_reattach(vf0)
+    assert nic.kernel.vf_net(PF, 0) == DEFAULTS and nic.mgr.inactive() == []
+
+
+def test_an_empty_network_configuration_is_bad_input() -> None:
+    with pytest.raises(BadInput, match="sets nothing"):
+        VfNetConfig()
+
+
+def test_a_setting_the_driver_does_not_report_cannot_be_changed(
+        nic: Host, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hostdev.linux import netlink
+
+    real = netlink.read_vf
+
+    def unknown_spoofchk(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        return {**real(*args, **kwargs), "spoofchk": None}  # the kernel said -1
+
+    monkeypatch.setattr(netlink, "read_vf", unknown_spoofchk)
+    vf0, _ = nic.vfs(2)
+    writes = len(nic.kernel.writes)
+    with pytest.raises(NotAssignable, match="does not report its spoofchk"):
+        nic.mgr.prepare(VM1, [HostdevSpec(address=vf0, net=VfNetConfig(spoofchk=False))])
+    assert len(nic.kernel.writes) == writes and nic.driver(vf0) == "ixgbevf"
+    # A setting it does report can still be given.
+    nic.mgr.prepare(VM1, [HostdevSpec(address=vf0, net=VfNetConfig(vlan=9))])
+    assert nic.kernel.vf_net(PF, 0)["vlan"] == 9

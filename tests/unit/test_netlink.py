@@ -15,8 +15,11 @@ from hostdev.errors import KernelRefused
 from hostdev.linux import netlink
 from hostdev.linux.sysfs import Sysfs
 
+#: What rtnetlink reports for a switch the driver does not tell (-1 as a u32).
+UNKNOWN = 0xFFFFFFFF
 
-def _answer() -> ifinfmsg:
+
+def _answer(unknown: bool = False) -> ifinfmsg:
     """A PF's RTM_NEWLINK answer with two VFs, as the kernel would send it."""
     msg = ifinfmsg()
     msg["attrs"] = [("IFLA_IFNAME", "ens1f0"), ("IFLA_VFINFO_LIST", {"attrs": [
@@ -29,9 +32,9 @@ def _answer() -> ifinfmsg:
         ("IFLA_VF_INFO", {"attrs": [
             ("IFLA_VF_MAC", {"vf": 1, "mac": "00:00:00:00:00:00"}),
             ("IFLA_VF_VLAN", {"vf": 1, "vlan": 0, "qos": 0}),
-            ("IFLA_VF_SPOOFCHK", {"vf": 1, "spoofchk": 1}),
+            ("IFLA_VF_SPOOFCHK", {"vf": 1, "spoofchk": UNKNOWN if unknown else 1}),
             ("IFLA_VF_LINK_STATE", {"vf": 1, "link_state": 0}),
-            ("IFLA_VF_TRUST", {"vf": 1, "trust": 0})]})]})]
+            ("IFLA_VF_TRUST", {"vf": 1, "trust": UNKNOWN if unknown else 0})]})]})]
     msg.encode()
     decoded = ifinfmsg(msg.data)
     decoded.decode()
@@ -63,6 +66,8 @@ class FakeIPRoute:
 
     sent: ClassVar[list[dict[str, Any]]] = []
     error: ClassVar[Exception | None] = None
+    #: VF 1's driver cannot tell its spoof check and trust settings.
+    unknown: ClassVar[bool] = False
 
     def __enter__(self) -> FakeIPRoute:
         return self
@@ -76,8 +81,8 @@ class FakeIPRoute:
     def get_links(self, index: int | None = None, ext_mask: int = 0) -> list[ifinfmsg]:
         if index is None:
             return [_link(1, "lo"), _link(7, "ens1f0")]
-        assert (index, ext_mask) == (7, 1)
-        return [_answer()]
+        assert (index, ext_mask) == (7, 9)  # the VF list, without per-VF statistics
+        return [_answer(FakeIPRoute.unknown)]
 
     def get_addr(self, family: int) -> list[ifaddrmsg]:
         return [_addr(1, "127.0.0.1", 8), _addr(7, "10.9.0.5", 32), _addr(7, "10.1.0.2", 24)]
@@ -95,6 +100,7 @@ def ipr(monkeypatch: pytest.MonkeyPatch) -> type[FakeIPRoute]:
     monkeypatch.setattr(pyroute2, "IPRoute", FakeIPRoute)
     FakeIPRoute.sent = []
     FakeIPRoute.error = None
+    FakeIPRoute.unknown = False
     return FakeIPRoute
 
 
@@ -110,6 +116,14 @@ def test_reads_the_vf_list(ipr: type[FakeIPRoute]) -> None:
     with pytest.raises(KernelRefused) as gone:
         netlink.read_vf(sysfs, "eth9", 0)
     assert gone.value.errno == errno.ENODEV
+
+
+def test_a_setting_the_driver_cannot_tell_is_unknown_not_off(ipr: type[FakeIPRoute]) -> None:
+    # rtnetlink presets these to -1 and reports them as a u32 when the driver says nothing.
+    ipr.unknown = True
+    values = netlink.read_vf(Sysfs("/"), "ens1f0", 1)
+    assert (values["spoofchk"], values["trust"]) == (None, None)
+    assert values["mac"] == "00:00:00:00:00:00" and values["vlan"] == 0
 
 
 def test_writes_one_attribute_per_call(ipr: type[FakeIPRoute]) -> None:
