@@ -139,10 +139,11 @@ class HostdevManager:
     @contextmanager
     def _transaction(self, release_timeout: float | None = None, *,
                      verb: str | None = None) -> Iterator[Transaction]:
-        """One transaction, audited when it ends (see :meth:`_audited`)."""
+        """One transaction under the state lock, audited when it ends, before the lock
+        is released (see :meth:`_audited`); a state directory that cannot be locked
+        (busy, or refused as unsafe) gets no audit line."""
         named = _call_site(self)
-        with self._audited(verb or named[0], named[1]) as seen, \
-                self._locked_transaction(release_timeout, seen) as txn:
+        with self._locked_transaction(release_timeout, verb or named[0], named[1]) as txn:
             yield txn
 
     @contextmanager
@@ -174,8 +175,8 @@ class HostdevManager:
             self.audit.record(verb, devices, error)
 
     @contextmanager
-    def _locked_transaction(self, release_timeout: float | None,
-                            seen: list[tuple[Transaction, Lists]]) -> Iterator[Transaction]:
+    def _locked_transaction(self, release_timeout: float | None, verb: str,
+                            named: list[PciAddress]) -> Iterator[Transaction]:
         timeout = self._timeout(release_timeout)
 
         def guard(address: PciAddress, driver: str) -> None:
@@ -183,7 +184,7 @@ class HostdevManager:
                     self.sysfs.device_path(address, "vfio-dev")):
                 vfio.wait_released(self.sysfs, address, timeout)
 
-        with self.store.locked():
+        with self.store.locked(), self._audited(verb, named) as seen:
             self.sysfs.forget_checked_paths()  # check the tree's links anew each transaction
             self.sysfs.fenced.clear()  # recovery fences again what is still blocked
             self.sysfs.helpers.clear()

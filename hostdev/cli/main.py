@@ -46,6 +46,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(wants_json, "Interrupted", "interrupted", EXIT_ERROR)
     except BrokenPipeError:
         return EXIT_OK
+    except Exception as exc:
+        # A bug of ours, not the host's fault: one line (and the error document) by
+        # default; HOSTDEV_TRACEBACK=1 shows where.
+        import os
+
+        if os.environ.get("HOSTDEV_TRACEBACK"):
+            raise
+        return _fail(wants_json, "InternalError",
+                     f"internal error: {type(exc).__name__}: {exc} (a bug in hostdev:"
+                     " rerun with HOSTDEV_TRACEBACK=1 and report the traceback)", EXIT_ERROR)
 
 
 def _parse(words: list[str]) -> argparse.Namespace:

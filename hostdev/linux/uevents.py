@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import socket
 import time
 from collections.abc import Callable, Mapping
 from typing import NamedTuple, Protocol
@@ -152,12 +153,14 @@ class PyudevSource:
     def __init__(self) -> None:
         try:
             import pyudev  # type: ignore[import-untyped]
-        except ImportError as exc:  # the package, or libudev.so.1 under it
+
+            context = pyudev.Context()  # loads libudev.so.1 (ImportError without it)
+        except ImportError as exc:
             raise UeventsUnavailable(f"watch needs pyudev and libudev: {exc}; install them"
                                      " (pip install pyudev; libudev1 from the distribution)"
                                      ) from None
         try:
-            self._monitor = pyudev.Monitor.from_netlink(pyudev.Context(), source="kernel")
+            self._monitor = pyudev.Monitor.from_netlink(context, source="kernel")
             self._monitor.filter_by("pci")
             # Unprivileged: the default buffer stays; a lost batch makes the caller rescan.
             with contextlib.suppress(OSError):
@@ -178,8 +181,12 @@ class PyudevSource:
             try:
                 device = self._monitor.poll(timeout=wait)
             except OSError as exc:
-                if exc.errno != errno.ENOBUFS:
-                    raise UeventsUnavailable(f"reading the kernel's uevents failed: {exc}"
+                # An overrun marks the socket with ENOBUFS: poll() reports POLLERR,
+                # which pyudev raises with no errno, and the error stays until read.
+                pending = self._socket_error() if exc.errno is None else 0
+                if errno.ENOBUFS not in (exc.errno, pending):
+                    why = os.strerror(pending) if pending else str(exc)
+                    raise UeventsUnavailable(f"reading the kernel's uevents failed: {why}"
                                              ) from None
                 lost, wait = True, 0
                 continue
@@ -190,6 +197,14 @@ class PyudevSource:
             if event is not None:
                 events.append(event)
         return Batch(events, lost)
+
+    def _socket_error(self) -> int:
+        """Read (and so clear) the monitor socket's pending error; 0 for none."""
+        sock = socket.socket(fileno=os.dup(self._monitor.fileno()))
+        try:
+            return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+        finally:
+            sock.close()
 
     def close(self) -> None:
         """See :meth:`EventSource.close`."""

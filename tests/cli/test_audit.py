@@ -7,6 +7,8 @@ import errno
 import json
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +17,11 @@ import pytest
 
 from hostdev.address import PciAddress
 from hostdev.cli.documents import json_schema
-from hostdev.errors import KernelRefused
+from hostdev.errors import HostdevError, KernelRefused
 from hostdev.manager import HostdevManager
 from hostdev.state.audit import AuditLog
 from hostdev.state.records import HostdevSpec, Owner
+from hostdev.state.store import StateStore
 from hostdev.testing import FakeKernel
 
 STATE = Path("/run/hostdev")
@@ -184,3 +187,41 @@ def test_the_cli_names_the_verb_of_each_command(fake_kernel: FakeKernel,
     verbs = [(line["verb"], line["result"]) for line in _lines()]
     assert verbs == [("node_detach", "ok"), ("set_num_vfs", "ok"), ("node_reset", "error")]
     assert _lines()[-1]["devices"] == ["0000:99:00.0"]
+
+
+def test_a_state_directory_refused_as_unsafe_gets_no_audit_line(
+        fake_kernel: FakeKernel) -> None:
+    fake_kernel.load_fixture("two-socket-server")
+    STATE.mkdir(parents=True)
+    os.chmod(STATE, 0o777)  # anyone could plant files: refused, and nothing written there
+    mgr = HostdevManager(root="/", state_dir=STATE, release_timeout=0)
+    with pytest.raises(HostdevError):
+        mgr.node_detach(NIC)
+    assert sorted(os.listdir(STATE)) == []
+
+
+def test_the_audit_line_is_written_under_the_state_lock(mgr: HostdevManager,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    inside: list[bool] = [False]
+    held: list[bool] = []
+    real_locked, real_record = StateStore.locked, AuditLog.record
+
+    @contextmanager
+    def locked(self: StateStore, timeout: float | None = None) -> Iterator[None]:
+        with real_locked(self, timeout):
+            inside[0] = True
+            try:
+                yield
+            finally:
+                inside[0] = False
+
+    def record(self: AuditLog, *args: Any, **kwargs: Any) -> None:
+        held.append(inside[0])
+        real_record(self, *args, **kwargs)
+
+    monkeypatch.setattr(StateStore, "locked", locked)
+    monkeypatch.setattr(AuditLog, "record", record)
+    mgr.node_detach(NIC)
+    with pytest.raises(HostdevError):
+        mgr.node_detach("0000:99:00.0")
+    assert held == [True, True], "each line (success or error) written before unlocking"

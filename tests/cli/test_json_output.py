@@ -178,3 +178,27 @@ def test_an_unknown_schema_name_is_bad_input(capsys: pytest.CaptureFixture[str])
     assert main(["schema", "nope"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("hostdev: no document named 'nope': choose one of list, show,")
+
+
+def test_an_internal_error_is_one_line_and_a_document(
+        fake_kernel: FakeKernel, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_kernel.load_fixture("two-socket-server")
+    import importlib
+
+    # The module the command runs (sys.modules'; a test may have re-imported it).
+    inventory = importlib.import_module("hostdev.cli.inventory")
+
+    def broken(args: object) -> int:
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(inventory, "cmd_show", broken)
+    monkeypatch.delenv("HOSTDEV_TRACEBACK", raising=False)
+    assert main([*STATE, "show", NIC, "--json"]) == 1
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and "internal error: ZeroDivisionError" in err
+    assert "HOSTDEV_TRACEBACK=1" in err
+    assert json.loads(out)["error"]["type"] == "InternalError"
+    monkeypatch.setenv("HOSTDEV_TRACEBACK", "1")
+    with pytest.raises(ZeroDivisionError):
+        main([*STATE, "show", NIC])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 import time
 from collections.abc import Iterator
 from types import SimpleNamespace
@@ -112,6 +113,49 @@ def test_an_overflowed_socket_is_a_lost_batch() -> None:
                      pci("remove")])
     batch = src.drain(0.1)
     assert batch.lost and [e.action for e in batch.events] == ["add", "remove"]
+
+
+def test_an_overrun_reported_by_poll_is_a_lost_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    # What really happens: the overrun marks the socket (ENOBUFS), poll() reports
+    # POLLERR, pyudev raises an OSError with no errno; the pending error says why.
+    src, _ = source([pci("add"), OSError("Error while polling fd: 5"), pci("remove")])
+    monkeypatch.setattr(PyudevSource, "_socket_error", lambda self: errno.ENOBUFS)
+    batch = src.drain(0.1)
+    assert batch.lost and [e.action for e in batch.events] == ["add", "remove"]
+
+
+def test_a_poll_error_that_is_not_an_overrun_is_unavailable(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    src, _ = source([OSError("Error while polling fd: 5")])
+    monkeypatch.setattr(PyudevSource, "_socket_error", lambda self: errno.ECONNRESET)
+    with pytest.raises(UeventsUnavailable, match=os.strerror(errno.ECONNRESET)):
+        src.drain(0.1)
+
+
+def test_the_pending_socket_error_is_read_and_cleared() -> None:
+    # A real socket with an error pending: UDP to a closed local port.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.connect(("127.0.0.1", port))
+        sock.send(b"x")
+        time.sleep(0.05)  # the ICMP answer marks the socket
+        src, _ = source([])
+        src._monitor.fileno = sock.fileno  # type: ignore[attr-defined]
+        assert src._socket_error() == errno.ECONNREFUSED
+        assert src._socket_error() == 0, "reading it clears it"
+
+
+def test_a_missing_libudev_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyudev  # type: ignore[import-untyped]
+
+    def no_library() -> None:
+        raise ImportError("No library named udev")
+
+    monkeypatch.setattr(pyudev, "Context", no_library)
+    with pytest.raises(UeventsUnavailable, match="No library named udev"):
+        PyudevSource()
 
 
 def test_another_socket_error_is_unavailable() -> None:

@@ -73,6 +73,29 @@ def test_pyudev_hears_the_kernel_without_udevd(pf: str, observe: Observer) -> No
         ("add", None), ("bind", "vfio-pci"), ("unbind", None), ("remove", None)]
 
 
+def test_an_overrun_monitor_reports_a_lost_batch(pf: str, observe: Observer) -> None:
+    """With the receive buffer at its minimum, a VF count change overruns the socket:
+    the kernel marks it ENOBUFS, poll() reports an error, and drain() says the batch
+    is lost (the watch then reconciles) instead of failing."""
+    source = PyudevSource()
+    try:
+        source._monitor.set_receive_buffer_size(1)  # the kernel rounds up to its minimum
+        vfs = guest.enable_vfs(3, autoprobe=True)
+        time.sleep(1.0)  # every add and bind sent before the first read
+        lost = False
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline:
+            batch = source.drain(0.2)
+            lost = lost or batch.lost
+            if not batch.events and not batch.lost:
+                break
+        guest.must(dev(pf) / "sriov_numvfs", "0")
+    finally:
+        source.close()
+    observe.record("a minimal receive buffer and 3 VFs enabled: batch lost", lost)
+    assert vfs and lost
+
+
 def _start_watch(state_dir: Path) -> tuple[subprocess.Popen[bytes], guest.LineReader,
                                            guest.LineReader]:
     argv = [sys.executable, "-m", "hostdev.cli.main", "--state-dir", str(state_dir),
