@@ -532,8 +532,8 @@ class HostdevManager:
         """The persistent wishes of the configuration directory (none when it is absent)."""
         return self.wish_store.load()
 
-    def apply_persistent(self, only: Iterable[AddressLike] | AddressLike | None = None
-                         ) -> PersistentReport:
+    def apply_persistent(self, only: Iterable[AddressLike] | AddressLike | None = None, *,
+                         vf_counts_only: bool = False) -> PersistentReport:
         """Make the host match the persistent wishes; never forces anything.
 
         VF counts first (so that the VFs exist), then detaches, each device
@@ -543,8 +543,9 @@ class HostdevManager:
         reported in ``failed`` and leaves the others be. A device that is not on
         the host is reported in ``missing``. Running it again changes nothing.
         ``only``: apply only the wishes of these addresses (a device that just
-        appeared). A wishes file that cannot be trusted raises before anything
-        is done.
+        appeared). ``vf_counts_only``: leave the detach wishes (a PF's driver just
+        bound: a device an operator reattached by hand stays on its driver). A
+        wishes file that cannot be trusted raises before anything is done.
         """
         if only is None:
             chosen = None
@@ -558,7 +559,7 @@ class HostdevManager:
             if chosen is None or sriov.device.address in chosen:
                 self._apply_wish(report, sriov.device.address, f"{sriov.num_vfs} VFs",
                                  partial(apply_vf_count, wish=sriov))
-        for detach in wishes.detach:
+        for detach in [] if vf_counts_only else wishes.detach:
             if chosen is None or detach.device.address in chosen:
                 self._apply_wish(report, detach.device.address, f"on {detach.stub_driver}",
                                  partial(apply_detach, wish=detach))

@@ -190,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler="hostdev.cli.persistent:cmd_boot")
     p.add_argument("--only", action="append", metavar="ADDRESS",
                    help="apply only the wishes of this device (repeatable)")
+    p.add_argument("--vf-counts-only", action="store_true",
+                   help="apply only VF count wishes (what the udev rule runs when a PF's"
+                        " driver binds)")
     p.add_argument("--json", action="store_true", help="machine-readable report")
 
     p = sub.add_parser("wishes", help="list the persistent wishes")

@@ -35,7 +35,8 @@ def cmd_boot(args: argparse.Namespace) -> int:
     A device that is not present is not a failure: the udev rule applies its
     wish when it appears.
     """
-    report = manager(args).apply_persistent(only=args.only)
+    report = manager(args).apply_persistent(only=args.only,
+                                            vf_counts_only=args.vf_counts_only)
     if args.json:
         from hostdev.cli.documents import BootOutput
 

@@ -19,13 +19,21 @@ from importlib import resources
 from pathlib import Path
 
 from hostdev.errors import BadInput, HostdevError
+from hostdev.state.wishes import default_config_dir
 
 #: Shipped file -> where it goes under the root.
 UNITS = {
     "hostdev-boot.service": "etc/systemd/system/hostdev-boot.service",
+    "hostdev-apply@.service": "etc/systemd/system/hostdev-apply@.service",
+    "hostdev-apply-vfs@.service": "etc/systemd/system/hostdev-apply-vfs@.service",
     "90-hostdev.rules": "etc/udev/rules.d/90-hostdev.rules",
 }
-DEFAULT_CONFIG_DIR = "/etc/hostdev"
+DEFAULT_CONFIG_DIR = str(default_config_dir())
+#: What the udev rule runs to start a unit without waiting (udev needs a full path).
+SYSTEMCTL = "/usr/bin/systemctl"
+#: Characters a path written into a unit or a rule must not hold: blanks and quotes
+#: split it, '%' and '$' are expanded by systemd and udev, a newline ends the line.
+_UNSAFE = "\"' \t\n\\%$"
 
 
 def render(name: str, command: str, config_dir: str = DEFAULT_CONFIG_DIR) -> str:
@@ -34,7 +42,8 @@ def render(name: str, command: str, config_dir: str = DEFAULT_CONFIG_DIR) -> str
     invoke = shlex.quote(command)
     if config_dir != DEFAULT_CONFIG_DIR:
         invoke += f" --config-dir {shlex.quote(config_dir)}"
-    return text.replace("@HOSTDEV@", invoke).replace("@CONFIG_DIR@", config_dir)
+    return (text.replace("@HOSTDEV@", invoke).replace("@CONFIG_DIR@", config_dir)
+            .replace("@SYSTEMCTL@", SYSTEMCTL))
 
 
 def default_command() -> str:
@@ -55,9 +64,10 @@ def cmd_install_units(args: argparse.Namespace) -> int:
         raise BadInput(f"--command {command!r} must be an absolute path: udev and systemd"
                        " run with a minimal PATH")
     config_dir = args.config_dir or DEFAULT_CONFIG_DIR
-    if not os.path.isabs(config_dir) or any(c in config_dir for c in "\"'\n\\ %$"):
-        raise BadInput(f"--config-dir {config_dir!r} must be an absolute path without"
-                       " blanks, quotes, backslashes, '%' or '$' to be written in a unit")
+    for option, path in (("--command", command), ("--config-dir", config_dir)):
+        if not os.path.isabs(path) or any(c in path for c in _UNSAFE):
+            raise BadInput(f"{option} {path!r} must be an absolute path without blanks,"
+                           " quotes, backslashes, '%' or '$' to be written in a unit")
     root = Path(args.unit_root)
     if not root.is_dir():
         raise BadInput(f"--root {root} is not a directory; create it or name the system root")
@@ -78,7 +88,7 @@ def cmd_install_units(args: argparse.Namespace) -> int:
                                " choose another --root") from None
         written.append(str(target.absolute()))
     step = ("systemctl daemon-reload && systemctl enable hostdev-boot.service"
-            " && udevadm control --reload")
+            " && udevadm control --reload-rules")
     if args.json:
         from hostdev.cli.documents import UnitsOutput
 

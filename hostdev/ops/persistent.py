@@ -56,6 +56,10 @@ def apply_vf_count(txn: Transaction, wish: VfCountWish) -> tuple[Outcome, str]:
     blocked = _present(txn, wish.device)
     if blocked is not None:
         return blocked
+    if current_driver(txn.sysfs, wish.device.address) is None:
+        # The kernel takes a VF count only from a PF's driver: not a failure, the
+        # wish is applied when the driver binds (the udev rule), or at the next boot.
+        return Outcome.MISSING, "its driver is not bound yet: applied when it binds"
     report = set_num_vfs(txn, wish.device.address, wish.num_vfs, force=False)
     if report.before == wish.num_vfs:
         return Outcome.ALREADY, f"has {wish.num_vfs} VFs"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import stat
 from pathlib import Path
@@ -98,23 +99,33 @@ def test_install_units_writes_the_shipped_files(tmp_path: Path,
     code = main(["install-units", "--root", str(tmp_path), "--command", "/usr/bin/hostdev"])
     out = capsys.readouterr().out
     assert code == 0 and "systemctl enable hostdev-boot.service" in out
-    unit = tmp_path / "etc/systemd/system/hostdev-boot.service"
+    units = tmp_path / "etc/systemd/system"
+    boot, apply, apply_vfs = (units / "hostdev-boot.service", units / "hostdev-apply@.service",
+                              units / "hostdev-apply-vfs@.service")
     rule = tmp_path / "etc/udev/rules.d/90-hostdev.rules"
-    for path in (unit, rule):
+    for path in (boot, apply, apply_vfs, rule):
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
-        assert "@" not in path.read_text().replace("@CONFIG", "")
-    text = unit.read_text()
+        assert re.search(r"@[A-Z_]+@", path.read_text()) is None, path  # all filled in
+    text = boot.read_text()
     assert "ExecStart=/usr/bin/hostdev boot\n" in text
     assert "ConditionPathExists=/etc/hostdev/wishes.json" in text
     assert "Before=network-pre.target libvirtd.service" in text
-    assert "Type=oneshot" in text and "\nRemainAfterExit=" not in text
+    assert "WantedBy=sysinit.target" in text
+    # A device that appears gets its own wishes; a PF whose driver binds, its VF count.
+    assert "ExecStart=/usr/bin/hostdev boot --only %I\n" in apply.read_text()
+    assert "ExecStart=/usr/bin/hostdev boot --only %I --vf-counts-only\n" in \
+        apply_vfs.read_text()
     lines = [ln for ln in rule.read_text().splitlines() if ln and not ln.startswith("#")]
-    assert lines == ['ACTION=="add", SUBSYSTEM=="pci", TEST=="/etc/hostdev/wishes.json",'
-                     ' TAG+="systemd", ENV{SYSTEMD_WANTS}+="hostdev-boot.service"']
+    assert lines == [
+        'ACTION=="add", SUBSYSTEM=="pci", TEST=="/etc/hostdev/wishes.json",'
+        ' TAG+="systemd", ENV{SYSTEMD_WANTS}+="hostdev-apply@%k.service"',
+        'ACTION=="bind", SUBSYSTEM=="pci", TEST=="/etc/hostdev/wishes.json",'
+        ' RUN+="/usr/bin/systemctl --no-block start hostdev-apply-vfs@%k.service"']
     # Again, with another configuration directory: replaced, not appended.
     main(["--config-dir", "/srv/hd", "install-units", "--root", str(tmp_path),
           "--command", "/opt/hd/bin/hostdev"])
-    assert "ExecStart=/opt/hd/bin/hostdev --config-dir /srv/hd boot\n" in unit.read_text()
+    assert "ExecStart=/opt/hd/bin/hostdev --config-dir /srv/hd boot\n" in boot.read_text()
+    assert "/opt/hd/bin/hostdev --config-dir /srv/hd boot --only %I\n" in apply.read_text()
     assert 'TEST=="/srv/hd/wishes.json"' in rule.read_text()
     assert sorted(p.name for p in rule.parent.iterdir()) == ["90-hostdev.rules"]
     capsys.readouterr()
@@ -122,12 +133,15 @@ def test_install_units_writes_the_shipped_files(tmp_path: Path,
                  "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     jsonschema.validate(doc, json_schema("units"))
-    assert doc["schema"] == "hostdev.units/1" and doc["written"] == [str(unit), str(rule)]
+    assert doc["schema"] == "hostdev.units/1"
+    assert doc["written"] == [str(boot), str(apply), str(apply_vfs), str(rule)]
     assert doc["next_step"].startswith("systemctl daemon-reload")
 
 
 @pytest.mark.parametrize("argv, message", [
     (["--command", "hostdev"], "must be an absolute path"),
+    (["--command", "/opt/100%/hostdev"], "without blanks, quotes"),
+    (["--command", "/opt/$HOME/hostdev"], "without blanks, quotes"),
     (["--command", "/x/hostdev", "--root", "/nonexistent/dir"], "is not a directory"),
 ])
 def test_install_units_bad_input(argv: list[str], message: str,

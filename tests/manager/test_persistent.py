@@ -334,3 +334,21 @@ def test_device_held_by_a_vfio_user_is_reported(host: Host) -> None:
     holder.release()
     assert [o.address for o in host.mgr.apply_persistent().done] == [NIC]
     assert host.driver(NIC) == "pci-stub"
+
+
+def test_a_pf_without_its_driver_waits_for_it_and_vf_counts_only_leaves_detaches(
+        host: Host) -> None:
+    host.mgr.set_num_vfs(PF, 2, persistent=True)
+    host.mgr.node_detach(NIC, persistent=True)
+    reboot(host)
+    sysfs = host.mgr.sysfs
+    sysfs.write(sysfs.device_path(PF, "driver/unbind"), str(PF))  # its module not loaded yet
+    report = host.mgr.apply_persistent(only=[PF])
+    # Not a failure: the kernel takes a VF count from the PF's driver only.
+    assert report.ok and [(o.address, o.detail) for o in report.missing] == [
+        (PF, "its driver is not bound yet: applied when it binds")]
+    assert host.vfs_now() == []
+    sysfs.write(sysfs.drivers_probe_path, str(PF))  # the driver binds: the udev rule runs
+    report = host.mgr.apply_persistent(only=[PF, NIC], vf_counts_only=True)
+    assert [o.address for o in report.done] == [PF] and len(host.vfs_now()) == 2
+    assert host.driver(NIC) == "e1000e", "a detach wish is not applied at a bind"
