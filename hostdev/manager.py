@@ -690,12 +690,13 @@ class HostdevManager:
 
         done, added, now = self._run(act)
         _hand_over(done, callback)
-        for address in added:
-            _hand_over(self._wish_for_added(address), callback)
+        if added:
+            _hand_over(self._wishes_for_added(added), callback)
         return now
 
-    def _wish_for_added(self, address: PciAddress) -> list[WatchEvent]:
-        """Give a device the watch saw added its persistent wish, if it has one.
+    def _wishes_for_added(self, addresses: list[PciAddress]) -> list[WatchEvent]:
+        """Give the devices the watch saw added their persistent wishes, if they have
+        any (the wishes file read once for the batch, each wish its own transaction).
 
         Returns what was done (or could not be), as ``wish`` events. A wishes file
         that cannot be read is logged, not raised: the watch goes on pruning.
@@ -703,9 +704,10 @@ class HostdevManager:
         from hostdev.ops import watch as watching
 
         try:
-            report = self.apply_persistent(only=[address])
+            report = self.apply_persistent(only=addresses)
         except HostdevError as exc:
-            watching.log.warning("%s: persistent wishes not applied: %s", address, exc,
+            watching.log.warning("persistent wishes of %s not applied: %s",
+                                 ", ".join(map(str, addresses)), exc,
                                  extra={watching.EVENT_LOG_FLAG: True})
             return []
         return watching.from_wishes(report)

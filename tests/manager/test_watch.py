@@ -156,11 +156,11 @@ def test_start_reconciles_what_changed_while_no_watch_ran(host: Host) -> None:
 def test_added_devices_go_to_the_wish_hook(host: Host, monkeypatch: pytest.MonkeyPatch) -> None:
     asked: list[PciAddress] = []
 
-    def wish(self: HostdevManager, address: PciAddress) -> list[WatchEvent]:
-        asked.append(address)
-        return [WatchEvent(kind="wish", address=address, message=f"{address}: wish")]
+    def wish(self: HostdevManager, addresses: list[PciAddress]) -> list[WatchEvent]:
+        asked.extend(addresses)
+        return [WatchEvent(kind="wish", address=a, message=f"{a}: wish") for a in addresses]
 
-    monkeypatch.setattr(HostdevManager, "_wish_for_added", wish)
+    monkeypatch.setattr(HostdevManager, "_wishes_for_added", wish)
     vf0, _ = host.vfs(2)
     host.mgr.node_detach(vf0)
     events = watch(host.mgr, lambda: host.vfs(3))
@@ -344,4 +344,4 @@ def test_a_wishes_file_that_cannot_be_read_does_not_stop_the_watch(
     events = watch(host.mgr, lambda: host.vfs(2))
     assert [(e.kind, e.address) for e in events] == [("stale", vf1)]
     assert host.driver(vf1) == "ixgbevf"
-    assert any("persistent wishes not applied" in r.getMessage() for r in caplog.records)
+    assert any("not applied: wishes file" in r.getMessage() for r in caplog.records)
