@@ -248,16 +248,7 @@ def append_line(path: Path, line: bytes, what: str) -> int:
     being written, and the open never follows a symlink nor waits on a FIFO. A
     write the disk refuses raises StateWriteFailed.
     """
-    try:
-        before = os.lstat(path)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        raise StateUnusable(f"{what} {path} cannot be examined: {exc.strerror}") from None
-    else:
-        if not stat.S_ISREG(before.st_mode):
-            raise StateUnusable(f"{what} {path} is {_kind(before.st_mode)}, not a regular"
-                                " file; hostdev never creates one: move it aside")
+    _refuse_non_regular(path, what)
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
         fd = os.open(path, flags, 0o600)
@@ -281,6 +272,20 @@ def append_line(path: Path, line: bytes, what: str) -> int:
     return info.st_size
 
 
+def _refuse_non_regular(path: Path, what: str) -> None:
+    """StateUnusable when something other than a regular file sits at ``path`` (looked
+    at without following a link); nothing there is fine (it will be created)."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StateUnusable(f"{what} {path} cannot be examined: {exc.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise StateUnusable(f"{what} {path} is {_kind(info.st_mode)}, not a regular file;"
+                            " hostdev never creates one: move it aside")
+
+
 @contextmanager
 def locked(path: Path, timeout: float, directory: Path) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``path`` (created 0600 if absent), or raise
@@ -288,16 +293,7 @@ def locked(path: Path, timeout: float, directory: Path) -> Iterator[None]:
     the other files: a FIFO, directory, symlink or foreign file there is refused."""
     import fcntl
 
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        raise StateUnusable(f"lock file {path} cannot be examined: {exc.strerror}") from None
-    else:
-        if not stat.S_ISREG(info.st_mode):
-            raise StateUnusable(f"lock file {path} is {_kind(info.st_mode)}, not a regular file;"
-                                " hostdev never creates one: move it aside")
+    _refuse_non_regular(path, "lock file")
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
                      0o600)

@@ -6,19 +6,8 @@ import json
 
 import pytest
 
-from hostdev.cli.main import main
 from hostdev.testing import FakeKernel
-
-STATE = ["--state-dir", "/run/hostdev"]
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main([*STATE, *argv])
-    except SystemExit as exc:  # argparse's own refusals
-        code = int(str(exc.code))
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.cli.clirun import run
 
 
 @pytest.fixture

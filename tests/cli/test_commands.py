@@ -10,14 +10,8 @@ import pytest
 from hostdev.cli.documents import ListOutput, ShowOutput
 from hostdev.cli.main import main
 from hostdev.testing import FakeKernel
-
-STATE = ["--state-dir", "/run/hostdev"]
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.cli.clirun import STATE
+from tests.cli.clirun import run_cli as run
 
 
 def test_list_table_groups(fake_kernel: FakeKernel, capsys: pytest.CaptureFixture[str]) -> None:

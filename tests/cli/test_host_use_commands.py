@@ -6,18 +6,12 @@ import json
 
 import pytest
 
-from hostdev.cli.main import main
 from hostdev.testing import FakeKernel
+from tests.cli.clirun import run
 
-STATE = ["--state-dir", "/run/hostdev"]
 NVME = "0000:18:00.0"
 PF = "0000:3d:00.0"
 
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main([*STATE, *argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

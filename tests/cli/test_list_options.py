@@ -21,15 +21,10 @@ from hostdev.linux.scan import list_devices
 from hostdev.linux.sysfs import Sysfs
 from hostdev.manager import HostdevManager
 from hostdev.testing import FakeKernel
+from tests.cli.clirun import STATE, run
 
-STATE = ["--state-dir", "/run/hostdev"]
 PF = "0000:3d:00.0"
 
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main([*STATE, *argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def listed(capsys: pytest.CaptureFixture[str], *argv: str) -> list[str]:

@@ -11,15 +11,10 @@ from hostdev.cli.main import main
 from hostdev.manager import HostdevManager
 from hostdev.state.records import Owner
 from hostdev.testing import FakeKernel
+from tests.cli.clirun import STATE, run
 
-STATE = ["--state-dir", "/run/hostdev"]
 PF = "0000:3d:00.0"
 
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main([*STATE, *argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_sriov_command(fake_kernel: FakeKernel, capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,19 +8,14 @@ import json
 import pytest
 
 from hostdev.cli.documents import ShowOutput
-from hostdev.cli.main import main
 from hostdev.cli.netargs import add_net_arguments, net_config_from_args
 from hostdev.errors import BadInput
 from hostdev.testing import FakeKernel
+from tests.cli.clirun import STATE
+from tests.cli.clirun import run_cli as run
 
-STATE = ["--state-dir", "/run/hostdev"]
 PF, VF0, VF1 = "0000:3d:00.0", "0000:3d:02.0", "0000:3d:02.1"
 
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture
