@@ -32,9 +32,7 @@ from hostdev.linux.hostuse import HostUse, host_uses
 from hostdev.linux.modules import AUTO, MODPROBE_TIMEOUT, ModuleLoader, choose_stub, is_real_root
 from hostdev.linux.modules import modprobe as run_modprobe
 from hostdev.linux.sysfs import DEFAULT_WRITE_TIMEOUT, HelperWrite, Sysfs
-from hostdev.ops.allocate import VfRequest, choose
 from hostdev.ops.node import node_detach, node_reattach, node_reset
-from hostdev.ops.persistent import Outcome, apply_detach, apply_vf_count, identity_of
 from hostdev.ops.prepare import prepare
 from hostdev.ops.reattach import reattach
 from hostdev.ops.recovery import prune as prune_records
@@ -64,6 +62,7 @@ from hostdev.state.wishes import DetachWish, Wishes, WishStore, default_config_d
 
 if TYPE_CHECKING:
     from hostdev.linux.uevents import Batch, EventSource
+    from hostdev.ops.persistent import Outcome
 
 T = TypeVar("T")
 SpecLike = HostdevSpec | AddressLike
@@ -386,6 +385,8 @@ class HostdevManager:
         gets (as ``HostdevSpec.net``); only VFs of a PF that carries a network
         interface are then candidates, and a MAC can be given to one VF only.
         """
+        from hostdev.ops.allocate import VfRequest, choose
+
         request = VfRequest.parse(count, pf=pf, numa_node=numa_node,
                                   vendor_device=vendor_device)
         stub = validate_driver_name(stub_driver)
@@ -446,6 +447,8 @@ class HostdevManager:
                 txn.sysfs.device_exists(addr) else stub
             result = node_detach(txn, addr, chosen, force=force)
             if wishes is not None:
+                from hostdev.ops.persistent import identity_of
+
                 wishes.set_detach(DetachWish(device=identity_of(txn.sysfs, addr),
                                              stub_driver=chosen))
                 self._save_wishes(wishes)
@@ -521,6 +524,8 @@ class HostdevManager:
                 self._save_wishes(wishes)
                 return SriovReport(pf=addr, before=0, after=0)
             report = change_num_vfs(txn, addr, count, force=force)
+            from hostdev.ops.persistent import identity_of
+
             wishes.set_vf_count(identity_of(txn.sysfs, addr), count)
             self._save_wishes(wishes)
             return report
@@ -547,6 +552,8 @@ class HostdevManager:
         bound: a device an operator reattached by hand stays on its driver). A
         wishes file that cannot be trusted raises before anything is done.
         """
+        from hostdev.ops.persistent import apply_detach, apply_vf_count
+
         if only is None:
             chosen = None
         elif isinstance(only, str | PciAddress):
@@ -567,6 +574,8 @@ class HostdevManager:
 
     def _apply_wish(self, report: PersistentReport, address: PciAddress, wish: str,
                     action: Callable[[Transaction], tuple[Outcome, str]]) -> None:
+        from hostdev.ops.persistent import Outcome
+
         try:
             outcome, detail = self._run(action)
         except DeviceNotFound as exc:  # vanished between the look and the act
