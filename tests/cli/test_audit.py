@@ -24,20 +24,30 @@ from hostdev.state.records import HostdevSpec, Owner
 from hostdev.state.store import StateStore
 from hostdev.testing import FakeKernel
 
-STATE = Path("/run/hostdev")
-LOG = STATE / "audit.log"
+
+# Functions, not module constants: a Path made before pyfakefs patches the file
+# system would reach the real one on Python 3.10 (its pathlib binds the I/O early).
+def state_dir() -> Path:
+    return Path("/run/hostdev")
+
+
+def audit_log() -> Path:
+    return state_dir() / "audit.log"
+
+
 NIC = PciAddress.parse("0000:18:00.0")
 PF = PciAddress.parse("0000:3d:00.0")
 
 
-def _lines(path: Path = LOG) -> list[dict[str, Any]]:
+def _lines(path: Path | None = None) -> list[dict[str, Any]]:
+    path = audit_log() if path is None else path
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 @pytest.fixture
 def mgr(fake_kernel: FakeKernel) -> HostdevManager:
     fake_kernel.load_fixture("two-socket-server")
-    return HostdevManager(root="/", state_dir=STATE, release_timeout=0)
+    return HostdevManager(root="/", state_dir=state_dir(), release_timeout=0)
 
 
 def test_one_line_per_transaction_with_verb_devices_and_result(mgr: HostdevManager) -> None:
@@ -61,7 +71,7 @@ def test_one_line_per_transaction_with_verb_devices_and_result(mgr: HostdevManag
         assert line["result"] == "ok" and line["error"] is None
         assert line["pid"] == os.getpid() and line["uid"] == os.getuid()
         assert line["schema"] == "hostdev.audit/1"
-    assert os.stat(LOG).st_mode & 0o777 == 0o600
+    assert os.stat(audit_log()).st_mode & 0o777 == 0o600
 
 
 def test_a_failed_transaction_is_logged_with_its_error(mgr: HostdevManager,
@@ -90,33 +100,34 @@ def test_devices_a_call_did_not_name_are_the_ones_it_changed(mgr: HostdevManager
 
 
 def test_rotated_at_the_size_cap_keeping_a_few_files(mgr: HostdevManager) -> None:
-    mgr.audit = AuditLog(STATE, max_size=600, keep=2)
+    mgr.audit = AuditLog(state_dir(), max_size=600, keep=2)
     for _ in range(12):
         mgr.reconcile()
-    names = sorted(p.name for p in STATE.iterdir() if p.name.startswith("audit.log"))
+    names = sorted(p.name for p in state_dir().iterdir() if p.name.startswith("audit.log"))
     assert names == ["audit.log", "audit.log.1", "audit.log.2"]
     for name in names:
-        size = (STATE / name).stat().st_size
+        size = (state_dir() / name).stat().st_size
         assert 0 < size <= 600
-        assert all(line["verb"] == "reconcile" for line in _lines(STATE / name))
+        assert all(line["verb"] == "reconcile" for line in _lines(state_dir() / name))
     # No line is lost between the newest two files: each holds whole lines.
-    assert len(_lines(STATE / "audit.log.1")) == 600 // len(LOG.read_text().splitlines()[0])
+    line_size = len(audit_log().read_text().splitlines()[0])
+    assert len(_lines(state_dir() / "audit.log.1")) == 600 // line_size
 
 
 @pytest.mark.parametrize("kind", ["symlink", "directory", "foreign"])
 def test_an_unsafe_audit_file_warns_once_and_never_fails_the_operation(
         mgr: HostdevManager, caplog: pytest.LogCaptureFixture, kind: str) -> None:
     mgr.reconcile()  # the state directory exists
-    LOG.unlink()
-    target = STATE / "elsewhere"
+    audit_log().unlink()
+    target = state_dir() / "elsewhere"
     if kind == "symlink":
         target.write_text("kept\n")
-        os.symlink(target, LOG)
+        os.symlink(target, audit_log())
     elif kind == "directory":
-        LOG.mkdir()
+        audit_log().mkdir()
     else:
-        LOG.write_text("")
-        os.chown(LOG, os.getuid() + 1, -1)
+        audit_log().write_text("")
+        os.chown(audit_log(), os.getuid() + 1, -1)
     caplog.set_level(logging.WARNING)
     mgr.node_detach(NIC)
     mgr.node_reattach(NIC)
@@ -127,7 +138,7 @@ def test_an_unsafe_audit_file_warns_once_and_never_fails_the_operation(
     if kind == "symlink":  # nothing was written through the link
         assert target.read_text() == "kept\n"
     elif kind != "directory":
-        assert LOG.read_text() == ""
+        assert audit_log().read_text() == ""
 
 
 @pytest.mark.parametrize("kind", ["fifo", "socket", "group-writable"])
@@ -180,7 +191,7 @@ def test_the_cli_names_the_verb_of_each_command(fake_kernel: FakeKernel,
     from hostdev.cli.main import main
 
     fake_kernel.load_fixture("two-socket-server")
-    state = ["--state-dir", str(STATE)]
+    state = ["--state-dir", str(state_dir())]
     assert main([*state, "detach", str(NIC)]) == 0
     assert main([*state, "sriov", str(PF), "4"]) == 0
     assert main([*state, "reset", "0000:99:00.0"]) == 1
@@ -192,12 +203,12 @@ def test_the_cli_names_the_verb_of_each_command(fake_kernel: FakeKernel,
 def test_a_state_directory_refused_as_unsafe_gets_no_audit_line(
         fake_kernel: FakeKernel) -> None:
     fake_kernel.load_fixture("two-socket-server")
-    STATE.mkdir(parents=True)
-    os.chmod(STATE, 0o777)  # anyone could plant files: refused, and nothing written there
-    mgr = HostdevManager(root="/", state_dir=STATE, release_timeout=0)
+    state_dir().mkdir(parents=True)
+    os.chmod(state_dir(), 0o777)  # anyone could plant files: refused, and nothing written there
+    mgr = HostdevManager(root="/", state_dir=state_dir(), release_timeout=0)
     with pytest.raises(HostdevError):
         mgr.node_detach(NIC)
-    assert sorted(os.listdir(STATE)) == []
+    assert sorted(os.listdir(state_dir())) == []
 
 
 def test_the_audit_line_is_written_under_the_state_lock(mgr: HostdevManager,

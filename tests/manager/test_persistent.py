@@ -32,7 +32,12 @@ from hostdev.state import files as statedir
 from hostdev.testing import FakeKernel
 from tests.smallhost import GPU, NIC, NVME, PF, VM1, Host
 
-CONFIG = Path("/etc/hostdev/wishes.json")
+
+def config_file() -> Path:
+    """The wishes file (a function: a Path made before pyfakefs patches the file system
+    would reach the real one on Python 3.10)."""
+    return Path("/etc/hostdev/wishes.json")
+
 CARD = PciAddress.parse("0000:05:00.0")
 
 
@@ -68,7 +73,7 @@ def test_reboot_reapplies_vf_count_then_detaches(host: Host) -> None:
     vf2 = host.vfs_now()[2]
     host.mgr.node_detach(vf2, persistent=True)
     host.mgr.node_detach(GPU, "pci-stub", persistent=True)
-    assert stat.S_IMODE(os.stat(CONFIG).st_mode) == 0o644
+    assert stat.S_IMODE(os.stat(config_file()).st_mode) == 0o644
     tracked = {r.address: r.model_copy(update={"identity": None})
                for r in host.mgr.inactive()}
 
@@ -107,10 +112,10 @@ def test_wish_recorded_only_when_the_operation_succeeded(host: Host) -> None:
     host.kernel.add_mount("/dev/nvme0n1", "/")
     with pytest.raises(DeviceUsedByHost):
         host.mgr.node_detach(NVME, persistent=True)
-    assert not CONFIG.exists()
+    assert not config_file().exists()
     with pytest.raises(Exception, match="supports 0 to 8"):
         host.mgr.set_num_vfs(PF, 9, persistent=True)
-    assert not CONFIG.exists()
+    assert not config_file().exists()
 
 
 def test_reattach_and_zero_vfs_drop_the_wishes(host: Host) -> None:
@@ -255,37 +260,37 @@ def test_failed_vf_count_write_is_reported(host: Host) -> None:
                                      b'{"format": "hostdev-wishes", "version": 1, "detach":'
                                      b' [{"device": {"address": "zz"}}]}'])
 def test_corrupt_wishes_file_is_refused_and_nothing_changes(host: Host, content: bytes) -> None:
-    CONFIG.parent.mkdir(parents=True, exist_ok=True)
-    CONFIG.write_bytes(content)
+    config_file().parent.mkdir(parents=True, exist_ok=True)
+    config_file().write_bytes(content)
     before = snapshot(host)
     for call in (host.mgr.apply_persistent, lambda: host.mgr.node_detach(NIC, persistent=True),
                  lambda: host.mgr.set_num_vfs(PF, 2, persistent=True)):
         with pytest.raises(StateCorrupt, match=r"wishes file /etc/hostdev/wishes\.json"):
             call()
     assert snapshot(host) == before and host.mgr.inactive() == []
-    assert CONFIG.read_bytes() == content
+    assert config_file().read_bytes() == content
 
 
 def test_unsafe_configuration_directory_is_refused(host: Host) -> None:
     host.mgr.node_detach(NIC, persistent=True)
-    os.chmod(CONFIG.parent, 0o777)
+    os.chmod(config_file().parent, 0o777)
     before = snapshot(host)
     with pytest.raises(StateUnusable, match="configuration directory /etc/hostdev is writable"):
         host.mgr.apply_persistent()
     with pytest.raises(StateUnusable, match="configuration directory"):
         host.mgr.node_reattach(NIC, persistent=True)
     assert snapshot(host) == before
-    shutil.rmtree(CONFIG.parent)
-    CONFIG.parent.symlink_to("/tmp")
+    shutil.rmtree(config_file().parent)
+    config_file().parent.symlink_to("/tmp")
     with pytest.raises(StateUnusable, match="is a symlink"):
         host.mgr.apply_persistent()
 
 
 def test_duplicate_address_in_wishes_file_is_refused(host: Host) -> None:
     host.mgr.node_detach(NIC, persistent=True)
-    doc = json.loads(CONFIG.read_text())
+    doc = json.loads(config_file().read_text())
     doc["detach"].append(doc["detach"][0])
-    CONFIG.write_text(json.dumps(doc))
+    config_file().write_text(json.dumps(doc))
     with pytest.raises(StateCorrupt, match=f"names {NIC} twice"):
         host.mgr.apply_persistent()
 
@@ -305,7 +310,7 @@ def test_wish_that_cannot_be_written_undoes_the_change(
     with pytest.raises(StateWriteFailed, match="wishes file"):
         host.mgr.set_num_vfs(PF, 2, persistent=True)
     assert snapshot(host) == before and host.mgr.inactive() == []
-    assert not CONFIG.exists() and os.listdir(CONFIG.parent) == []
+    assert not config_file().exists() and os.listdir(config_file().parent) == []
     assert host.mgr.reconcile().changed is False
 
 
