@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 
 from hostdev.address import AddressLike, PciAddress
 from hostdev.errors import BadInput, DeviceNotFound, NotEnoughFreeVfs
-from hostdev.linux import netlink
 from hostdev.linux.device import PciDevice
 from hostdev.linux.drivers import USER_SPACE_DRIVERS, is_vfio_driver
 from hostdev.linux.hostuse import HostUseScan
@@ -169,10 +168,8 @@ def choose(txn: Transaction, owner: Owner, request: VfRequest, stub: str, *,
         if pf.sriov is None:
             raise BadInput(f"PCI device {request.pf} is not an SR-IOV PF: name a PF"
                            " (a device 'hostdev list' shows as 'PF (n/m VFs)')")
-    nic_pfs = None
-    if needs_interface:
-        pfs = {d.vf.pf for d in devices if d.vf is not None}
-        nic_pfs = {pf for pf in pfs if netlink.pf_interface(txn.sysfs, pf) is not None}
+    # The scan read each function's interfaces already (its ``net/`` directory).
+    nic_pfs = {d.address for d in devices if d.netdevs} if needs_interface else None
     return select(devices, txn.lists, owner, request, stub=stub,
                   busy=lambda addresses: kernel_busy(txn.sysfs, addresses), nic_pfs=nic_pfs)
 
