@@ -70,22 +70,27 @@ def apply(txn: Transaction, record: DeviceRecord, saved: VfNetBefore,
     return done
 
 
+def _settings_of(record: DeviceRecord, values: VfNetValues | None) -> VfNetBefore | None:
+    """``values`` as settings of the record's VF (None: nothing, or not a VF)."""
+    if values is None or record.pf is None or record.vf_index is None:
+        return None
+    return VfNetBefore(address=record.address, pf=record.pf, index=record.vf_index,
+                       identity=record.identity, values=values)
+
+
 def restore(txn: Transaction, record: DeviceRecord) -> None:
     """Give the VF the settings it had before we changed them (HostdevError if not)."""
-    if record.net_saved is None or record.pf is None or record.vf_index is None:
-        return
-    put_back(txn, VfNetBefore(address=record.address, pf=record.pf, index=record.vf_index,
-                              identity=record.identity, values=record.net_saved))
+    saved = _settings_of(record, record.net_saved)
+    if saved is not None:
+        put_back(txn, saved)
 
 
 def journaled(record: DeviceRecord) -> VfNetBefore | None:
     """What a transaction about to give the record's VF its settings back journals: the
     settings the record says the VF has now (None: nothing to give back)."""
-    if record.net_saved is None or record.pf is None or record.vf_index is None:
+    if record.net_saved is None:
         return None
-    now = record.net if record.net is not None else record.net_saved
-    return VfNetBefore(address=record.address, pf=record.pf, index=record.vf_index,
-                       identity=record.identity, values=now)
+    return _settings_of(record, record.net if record.net is not None else record.net_saved)
 
 
 def give_back(txn: Transaction, record: DeviceRecord, journaled: VfNetBefore) -> None:
@@ -105,10 +110,9 @@ def give_back(txn: Transaction, record: DeviceRecord, journaled: VfNetBefore) ->
 def reapply(txn: Transaction, record: DeviceRecord) -> None:
     """Give the VF the guest's settings again (the record's ``net``): a reattach gave
     the host's back, then found a VFIO user still holding the VF."""
-    if record.net is None or record.pf is None or record.vf_index is None:
-        return
-    put_back(txn, VfNetBefore(address=record.address, pf=record.pf, index=record.vf_index,
-                              identity=record.identity, values=record.net))
+    guest = _settings_of(record, record.net)
+    if guest is not None:
+        put_back(txn, guest)
 
 
 def put_back(txn: Transaction, saved: VfNetBefore) -> list[str]:
