@@ -38,7 +38,7 @@ def _addresses(texts: Sequence[str]) -> list[PciAddress]:
     return [PciAddress.parse(t) for t in texts]
 
 
-def _document(name: str, content: BaseModel | dict[str, Any]) -> BaseModel:
+def document(name: str, content: BaseModel | dict[str, Any]) -> BaseModel:
     """The JSON document ``name`` (``hostdev schema NAME``) holding ``content``.
 
     The document models are imported only here: a command run without ``--json``
@@ -49,12 +49,12 @@ def _document(name: str, content: BaseModel | dict[str, Any]) -> BaseModel:
     return DOCUMENTS[name].model_validate(dict(content))
 
 
-def _emit(args: argparse.Namespace, name: str, content: BaseModel | dict[str, Any],
-          lines: Sequence[str]) -> None:
+def emit(args: argparse.Namespace, name: str, content: BaseModel | dict[str, Any],
+         lines: Sequence[str]) -> None:
     """Print document ``name`` holding ``content`` (with ``--json``), or ``lines``."""
     if getattr(args, "json", False):
-        document = _document(name, content)
-        sys.stdout.write(document.model_dump_json(by_alias=True, indent=2) + "\n")
+        doc = document(name, content)
+        sys.stdout.write(doc.model_dump_json(by_alias=True, indent=2) + "\n")
     else:
         for line in lines:
             print(line)
@@ -71,14 +71,14 @@ def _node_verb(args: argparse.Namespace, texts: Sequence[str],
             result = verb(addr)
         except HostdevError as exc:
             if results:  # the JSON error document says what was done before it
-                done = _document("node", {"results": results})
+                done = document("node", {"results": results})
                 setattr(exc, DONE_ATTRIBUTE, json.loads(done.model_dump_json(by_alias=True)))
             raise
         results.append(result)
         if not getattr(args, "json", False):
             print(f"{addr}: {result.action}{suffix}")
     if getattr(args, "json", False):
-        _emit(args, "node", {"results": results}, [])
+        emit(args, "node", {"results": results}, [])
     return 0
 
 
@@ -133,7 +133,7 @@ def cmd_assign(args: argparse.Namespace) -> int:
              + (f", network settings {_settings(r.net.fields())}" if r.net is not None else "")
              for r in report.prepared]
     lines += [f"{r.address}: stale record pruned (device re-created)" for r in report.pruned]
-    _emit(args, "assign", report, lines)
+    emit(args, "assign", report, lines)
     return 0
 
 
@@ -158,7 +158,7 @@ def _allocate(args: argparse.Namespace, owner: Owner, stub: str) -> int:
     lines += [f"{r.address}: stale record pruned (device re-created)" for r in report.pruned]
     lines += [f"{a}: not on NUMA node {args.numa} (too few free VFs there)"
               for a in report.off_node]
-    _emit(args, "allocate", report, lines)
+    emit(args, "allocate", report, lines)
     return 0
 
 
@@ -176,7 +176,7 @@ def cmd_release(args: argparse.Namespace) -> int:
     lines += [f"{r.address}: vanished from the host; record pruned" for r in report.pruned]
     lines += [f"{f.address}: FAILED: {f.reason}" for f in report.failed]
     lines += [f"warning: {w}" for w in report.warnings]
-    _emit(args, "release", report, lines)
+    emit(args, "release", report, lines)
     return 0 if report.ok else 1
 
 
@@ -184,7 +184,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     """Drop records of devices that vanished."""
     pruned = manager(args).prune_missing()
     lines = [f"{r.address}: pruned" + (f" (was {r.owner})" if r.owner else "") for r in pruned]
-    _emit(args, "prune", {"pruned": pruned}, lines or ["nothing to prune"])
+    emit(args, "prune", {"pruned": pruned}, lines or ["nothing to prune"])
     return 0
 
 
@@ -200,7 +200,7 @@ def cmd_sriov(args: argparse.Namespace) -> int:
                 if args.persistent else "")]
     lines += [f"{r.address}: record pruned (VF vanished)" for r in report.pruned]
     lines += [f"{r.address}: ORPHANED: was assigned to {r.owner}" for r in report.orphaned]
-    _emit(args, "sriov", report, lines)
+    emit(args, "sriov", report, lines)
     return 0
 
 
@@ -220,5 +220,5 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     lines += [f"drift: {line}" for line in report.net_drift]
     if not lines:
         lines = ["the lists agree with the host"]
-    _emit(args, "reconcile", report, lines)
+    emit(args, "reconcile", report, lines)
     return 1 if report.failed else 0

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from hostdev.cli.manage import manager
+from hostdev.cli.manage import emit, manager
 from hostdev.reports import PersistentReport
 from hostdev.state.wishes import DeviceIdentity
 
@@ -37,32 +36,18 @@ def cmd_boot(args: argparse.Namespace) -> int:
     """
     report = manager(args).apply_persistent(only=args.only,
                                             vf_counts_only=args.vf_counts_only)
-    if args.json:
-        from hostdev.cli.documents import BootOutput
-
-        document = BootOutput.model_validate(dict(report))
-        sys.stdout.write(document.model_dump_json(by_alias=True, indent=2) + "\n")
-    else:
-        for line in report_lines(report):
-            print(line)
+    emit(args, "boot", report, report_lines(report))
     return 0 if report.ok else 1
 
 
 def cmd_wishes(args: argparse.Namespace) -> int:
     """Print the persistent wishes."""
     wishes = manager(args).wishes()
-    if args.json:
-        from hostdev.cli.documents import WishesOutput
-
-        document = WishesOutput.model_validate(dict(wishes))
-        sys.stdout.write(document.model_dump_json(by_alias=True, indent=2) + "\n")
-        return 0
-    for vf in wishes.sriov:
-        print(f"{vf.device.address}: {vf.num_vfs} VFs ({_named(vf.device)})")
-    for detach in wishes.detach:
-        print(f"{detach.device.address}: on {detach.stub_driver} ({_named(detach.device)})")
-    if not wishes.sriov and not wishes.detach:
-        print("no persistent wishes")
+    lines = [f"{vf.device.address}: {vf.num_vfs} VFs ({_named(vf.device)})"
+             for vf in wishes.sriov]
+    lines += [f"{detach.device.address}: on {detach.stub_driver} ({_named(detach.device)})"
+              for detach in wishes.detach]
+    emit(args, "wishes", wishes, lines or ["no persistent wishes"])
     return 0
 
 
