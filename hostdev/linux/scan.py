@@ -25,6 +25,7 @@ from hostdev.errors import (
     UnsafePath,
 )
 from hostdev.linux.device import PciDevice, SriovInfo, VfInfo
+from hostdev.linux.drivers import STUB_DRIVERS, USER_SPACE_DRIVERS
 from hostdev.linux.sysfs import DeviceFiles, Sysfs
 
 #: Sort key of addresses (a tuple, compared in C rather than by PciAddress.__lt__).
@@ -174,9 +175,12 @@ def _read_open(sysfs: Sysfs, files: DeviceFiles, addr: PciAddress, groups: Group
     if override in ("(null)", ""):
         override = None
     # Only a bound driver makes a vfio-dev/ or a netdev: a function without one
-    # costs neither lookup.
-    vfio_dev = driver is not None and files.has("vfio-dev")
-    netdevs = sorted(files.names("net")) if driver is not None else []
+    # costs neither lookup. A stub or a uio driver registers no netdev, and a
+    # driver that did register one is a network driver, not a VFIO (variant)
+    # driver: each bound function costs one of the two lookups, not both.
+    netdevs = (sorted(files.names("net")) if driver is not None
+               and driver not in STUB_DRIVERS and driver not in USER_SPACE_DRIVERS else [])
+    vfio_dev = driver is not None and not netdevs and files.has("vfio-dev")
     members: list[PciAddress] = []
     if group is None:
         members = [addr]

@@ -144,3 +144,45 @@ def test_the_command_script_imports_only_the_list_path() -> None:
     heavy = imported & {"re", "enum", "functools", "argparse", "pathlib", "collections",
                         "typing", "logging", "pydantic", "json", "importlib"}
     assert heavy == set(), heavy
+
+
+def test_each_bound_function_costs_one_netdev_or_vfio_lookup(
+        fake_kernel: FakeKernel, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stub or uio driver is not asked for netdevs, a function with a netdev is not
+    asked for ``vfio-dev/``, a function with no driver for neither; the facts stay
+    what the whole lookup gives."""
+    from hostdev.linux.sysfs import DeviceFiles
+
+    from tests.smallhost import GPU, NIC, NOGROUP, NVME, build_host
+
+    nic, parked, uio, bare = NIC, GPU, NVME, NOGROUP
+    build_host(fake_kernel)
+    fake_kernel.add_netdev(nic, "eno1")
+    fake_kernel.add_driver("uio_pci_generic")
+    mgr = HostdevManager(root="/", state_dir=STATE_DIR)
+    mgr.node_detach(parked)
+    mgr.node_detach(uio, "uio_pci_generic")
+    asked: list[tuple[str, str]] = []
+    has, names = DeviceFiles.has, DeviceFiles.names
+
+    def spy_has(self: DeviceFiles, name: str) -> bool:
+        asked.append((str(self.address), name))
+        return has(self, name)
+
+    def spy_names(self: DeviceFiles, name: str) -> list[str]:
+        asked.append((str(self.address), name))
+        return names(self, name)
+
+    monkeypatch.setattr(DeviceFiles, "has", spy_has)
+    monkeypatch.setattr(DeviceFiles, "names", spy_names)
+    found = {d.address: d for d in list_devices(Sysfs("/"))}
+    mine = {str(a) for a in (nic, parked, uio, bare)}
+    asked = [(a, n) for a, n in asked if a in mine and n != "reset"]
+    assert sorted(asked) == sorted([(str(nic), "net"), (str(parked), "vfio-dev"),
+                                    (str(uio), "vfio-dev")])
+    assert (found[nic].netdevs, found[nic].vfio_dev) == (["eno1"], False)
+    assert (found[parked].driver, found[parked].netdevs, found[parked].vfio_dev) == (
+        "vfio-pci", [], True)
+    assert (found[uio].driver, found[uio].netdevs, found[uio].vfio_dev) == (
+        "uio_pci_generic", [], False)
+    assert (found[bare].netdevs, found[bare].vfio_dev) == ([], False)
