@@ -495,23 +495,30 @@ class HostdevManager:
 
     def set_num_vfs(self, pf: AddressLike, count: int, *, force: bool = False,
                     release_timeout: float | None = None,
-                    persistent: bool = False) -> SriovReport:
+                    persistent: bool = False, stub_driver: str | None = None) -> SriovReport:
         """Set a PF's VF count; refuses while a VF that would vanish is assigned, or
         the host uses something a vanishing VF carries (both unless
         ``force``), or a VF is held by a VFIO user. Reconciles the lists after.
 
+        ``stub_driver`` (``"vfio-pci"``, ``"auto"``...): the VFs this creates go
+        straight onto it, tracked inactive (as :meth:`node_detach` leaves them),
+        without being bound to the host's VF driver first; the report names them
+        in ``detached``. VFs that exist already are left where they are.
         ``persistent``: also record ``count`` as the PF's wished VF count, once it
         is set (a count of 0 drops the wish: 0 VFs is what a PF has after boot;
-        for a PF that is not on the host, 0 only drops the wish).
+        for a PF that is not on the host, 0 only drops the wish); with a stub
+        driver, each VF created is also wished detached, as
+        ``node_detach(persistent=True)`` does.
         """
         addr = PciAddress.parse(pf)
         if isinstance(count, bool) or not isinstance(count, int):
             raise BadInput(f"VF count must be an integer, not {count!r}")
+        stub = None if stub_driver is None else validate_driver_name(stub_driver)
         self._timeout(release_timeout)
 
         def run(txn: Transaction) -> SriovReport:
             if not persistent:
-                return change_num_vfs(txn, addr, count, force=force)
+                return change_num_vfs(txn, addr, count, force=force, stub=stub)
             wishes = self.wish_store.load()
             if count == 0 and not txn.sysfs.device_exists(addr):
                 known = any(w.device.address == addr for w in wishes.sriov)
@@ -523,10 +530,14 @@ class HostdevManager:
                 wishes.sriov = [w for w in wishes.sriov if w.device.address != addr]
                 self._save_wishes(wishes)
                 return SriovReport(pf=addr, before=0, after=0)
-            report = change_num_vfs(txn, addr, count, force=force)
+            report = change_num_vfs(txn, addr, count, force=force, stub=stub)
             from hostdev.ops.persistent import identity_of
 
             wishes.set_vf_count(identity_of(txn.sysfs, addr), count)
+            for vf in report.detached:
+                assert vf.driver is not None
+                wishes.set_detach(DetachWish(device=identity_of(txn.sysfs, vf.address),
+                                             stub_driver=vf.driver))
             self._save_wishes(wishes)
             return report
 

@@ -108,6 +108,8 @@ class SriovReport(BaseModel):
     #: Active records dropped only because ``force`` was given: guests lost these VFs.
     orphaned: list[DeviceRecord] = Field(default_factory=list)
     went_through_zero: bool = False
+    #: New VFs created straight onto a stub driver and tracked inactive.
+    detached: list[NodeResult] = Field(default_factory=list)
 
 
 class DriverChange(BaseModel):

@@ -192,12 +192,13 @@ def cmd_sriov(args: argparse.Namespace) -> int:
     """Set a PF's VF count."""
     pf = PciAddress.parse(args.pf)
     report = manager(args).set_num_vfs(pf, args.count, force=args.force,
-                                       persistent=args.persistent)
+                                       persistent=args.persistent, stub_driver=args.stub)
     lines = [f"{pf}: {report.before} -> {report.after} VFs"
              + (" (through 0: the kernel refuses a direct change)"
                 if report.went_through_zero else "")
              + ((" (persistent)" if args.count else " (persistent VF count dropped)")
                 if args.persistent else "")]
+    lines += [f"{vf.address}: {vf.action} (inactive)" for vf in report.detached]
     lines += [f"{r.address}: record pruned (VF vanished)" for r in report.pruned]
     lines += [f"{r.address}: ORPHANED: was assigned to {r.owner}" for r in report.orphaned]
     emit(args, "sriov", report, lines)

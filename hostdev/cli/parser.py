@@ -172,7 +172,13 @@ def build_parser() -> argparse.ArgumentParser:
                         " the host uses a disk, interface or mount tag a vanishing VF"
                         " carries")
     p.add_argument("--persistent", action="store_true",
-                   help="also give the PF N VFs after a reboot (0 drops that wish)")
+                   help="also give the PF N VFs after a reboot (0 drops that wish; with"
+                        " --stub, the new VFs are also kept on the stub)")
+    p.add_argument("--stub", metavar="DRIVER",
+                   help="create the VFs straight onto this stub driver (vfio-pci, or auto:"
+                        " a VF's vfio variant driver if one claims it), tracked inactive,"
+                        " never bound to the host's VF driver; VFs that exist already stay"
+                        " where they are")
     p.add_argument("--json", action="store_true", help="machine-readable report")
 
     p = sub.add_parser("reconcile",

@@ -97,6 +97,22 @@ def reset(sysfs: Sysfs, address: PciAddress) -> None:
     sysfs.write(path, "1\n", address)
 
 
+def vf_autoprobe(sysfs: Sysfs, pf: PciAddress) -> bool:
+    """The PF's ``sriov_drivers_autoprobe``: whether its new VFs are bound to a driver
+    as they appear (docs/kernel-model.md §3.3)."""
+    text = sysfs.read_text(sysfs.device_path(pf, "sriov_drivers_autoprobe"), pf).strip()
+    if text not in ("0", "1"):
+        raise UnexpectedContent(f"PCI device {pf}: sriov_drivers_autoprobe holds {text[:20]!r},"
+                                " not 0 or 1", address=pf)
+    return text == "1"
+
+
+def set_vf_autoprobe(sysfs: Sysfs, pf: PciAddress, on: bool) -> None:
+    """Write the PF's ``sriov_drivers_autoprobe`` (checked by the kernel at every later
+    probe of one of its VFs; a VF with a driver override is probed anyway)."""
+    sysfs.write(sysfs.device_path(pf, "sriov_drivers_autoprobe"), "1\n" if on else "0\n", pf)
+
+
 def set_num_vfs(sysfs: Sysfs, pf: PciAddress, count: int) -> None:
     """Write ``sriov_numvfs`` (the kernel refuses nonzero to nonzero: go through 0).
 

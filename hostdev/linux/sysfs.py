@@ -698,6 +698,8 @@ class Sysfs:
             self.fenced[addr] = reason
 
     def _check_fence(self, path: str, address: PciAddress | None = None) -> None:
+        if path.rpartition("/")[2] in _UNLOCKED_WRITES:
+            return
         for addr, reason in self.fenced.items():
             if addr == address or path.startswith(f"{self.pci_devices}/{addr}/"):
                 raise DeviceBusy(f"PCI device {addr} is not touched: {reason}", address=addr)
@@ -764,7 +766,14 @@ _UNLOCKED_READS = frozenset({"vendor", "device", "class", "subsystem_vendor",
                              "subsystem_device", "revision",
                              # Counters read without the lock: what tells whether a
                              # VFIO user still holds a fenced device.
-                             "enable", "runtime_usage"})
+                             "enable", "runtime_usage",
+                             # A plain flag of the PF (iov.c), read and written
+                             # without the lock.
+                             "sriov_drivers_autoprobe"})
+#: Attributes of a fenced device that may still be written: the kernel's store
+#: takes no lock (a PF's VF count blocked on a VF's user does not stop putting its
+#: autoprobe setting back).
+_UNLOCKED_WRITES = frozenset({"sriov_drivers_autoprobe"})
 #: Default deadline (s) for a write that may block in the kernel.
 DEFAULT_WRITE_TIMEOUT = 30.0
 

@@ -88,6 +88,11 @@ def recover(txn: Transaction, intent: Intent, *, complete: bool = False,
     if complete:
         return done, failed
     for count in intent.vf_counts:
+        # Before the counts, so that VFs a count brings back get their host driver;
+        # even for a PF whose write is still blocked (the flag takes no lock).
+        if count.autoprobe is not None:
+            _restore_autoprobe(txn, count.pf, count.autoprobe, done, failed)
+    for count in intent.vf_counts:
         if count.pf in handled:
             continue
         try:
@@ -233,12 +238,19 @@ def _track(txn: Transaction, addr: PciAddress, driver: str | None,
     its driver; True if it is tracked (now or already)."""
     from hostdev.ops.stub import new_record
 
-    if txn.lists.find(addr) is not None:
-        return True
     try:
         dev = read_device(txn.sysfs, addr)
     except HostdevError:
-        return False
+        return txn.lists.find(addr) is not None
+    known = txn.lists.find(addr)
+    if known is not None:
+        if check_identity(txn.sysfs, known, dev) is Presence.PRESENT:
+            return True
+        # The record of an earlier device at this address (a VF the crashed
+        # transaction removed and re-created): it does not track this one.
+        log.warning("recovery: dropping the record of the earlier %s (owner %s): the"
+                    " device there now is another one", addr, known.owner or "none")
+        txn.lists.drop(addr)
     on_stub = dev.driver is not None and is_stub_driver(dev.driver, dev.vfio_dev)
     if not on_stub and not (dev.driver is None and driver is not None):
         return False  # on a host driver: not lost, nothing of ours to undo
@@ -306,3 +318,18 @@ def reconcile(txn: Transaction, report: ReconcileReport) -> ReconcileReport:
             report.net_drift.append(f"{addr}: network settings {'; '.join(differences)}"
                                     " (as the record says)")
     return report
+
+
+def _restore_autoprobe(txn: Transaction, pf: PciAddress, value: bool,
+                       done: list[str], failed: list[str]) -> None:
+    """Put a PF's VF driver autoprobe back to ``value`` (a transaction creating VFs
+    onto a stub turned it off)."""
+    try:
+        if not txn.sysfs.device_exists(pf) or binding.vf_autoprobe(txn.sysfs, pf) == value:
+            return
+        binding.set_vf_autoprobe(txn.sysfs, pf, value)
+    except HostdevError as exc:
+        failed.append(f"{pf}: could not turn its VF driver autoprobe back"
+                      f" {'on' if value else 'off'}: {exc}")
+        return
+    done.append(f"{pf}: VF driver autoprobe back {'on' if value else 'off'}")

@@ -51,24 +51,32 @@ class Transaction:
     module_loader: Callable[[str], None] | None = None
 
     def declare(self, operation: str, devices: Sequence[PciDevice | PciAddress],
-                vf_counts: Sequence[tuple[PciAddress, int, int]] = (),
+                vf_counts: Sequence[VfCountBefore] = (),
                 vf_nets: Sequence[VfNetBefore] = ()) -> None:
         """Journal the devices this transaction may change, before changing any.
 
         Called once per transaction, after its checks and before its first
         sysfs write, so a crash leaves enough behind to put the host back. A
         device given by address alone has its driver and override read here.
-        ``vf_nets``: VF network settings the transaction will change, as they are.
+        ``vf_counts``: PF VF counts (and autoprobe settings) the transaction will
+        change, as they are; ``vf_nets``: VF network settings, as they are.
         """
         if not devices and not vf_counts and not vf_nets:
             return
         self.intent = Intent(
             operation=operation,
             devices=[self._before(d) for d in devices],
-            vf_counts=[VfCountBefore(pf=pf, count=before, target=target)
-                       for pf, before, target in vf_counts],
+            vf_counts=list(vf_counts),
             vf_nets=list(vf_nets),
         )
+        self.record_intent(self.intent)
+
+    def declare_new(self, devices: Sequence[PciDevice]) -> None:
+        """Journal devices the transaction created after it declared (the VFs of a
+        count it set) before changing them further, so that recovery puts them
+        back or tracks them like the devices declared first."""
+        assert self.intent is not None, "declare() comes first"
+        self.intent.devices.extend(self._before(d) for d in devices)
         self.record_intent(self.intent)
 
     def _before(self, device: PciDevice | PciAddress) -> DeviceBefore:

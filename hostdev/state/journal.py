@@ -51,6 +51,9 @@ class VfCountBefore(BaseModel):
     pf: PciAddress
     count: int
     target: int
+    #: The PF's ``sriov_drivers_autoprobe`` before the transaction turned it off (to
+    #: create VFs straight onto a stub); None: not touched.
+    autoprobe: bool | None = None
 
 
 class VfNetBefore(BaseModel):

@@ -152,7 +152,6 @@ def test_each_bound_function_costs_one_netdev_or_vfio_lookup(
     asked for ``vfio-dev/``, a function with no driver for neither; the facts stay
     what the whole lookup gives."""
     from hostdev.linux.sysfs import DeviceFiles
-
     from tests.smallhost import GPU, NIC, NOGROUP, NVME, build_host
 
     nic, parked, uio, bare = NIC, GPU, NVME, NOGROUP

@@ -39,7 +39,7 @@ from pyfakefs.fake_filesystem import FakeFilesystem
 from hostdev.address import PciAddress
 from hostdev.errors import HostdevError, KernelRefused
 from hostdev.linux import netlink
-from hostdev.linux.binding import current_driver
+from hostdev.linux.binding import current_driver, vf_autoprobe
 from hostdev.linux.drivers import is_stub_driver, is_vfio_driver
 from hostdev.manager import HostdevManager
 from hostdev.state.records import DeviceRecord, HostdevSpec, VfNetConfig
@@ -161,6 +161,8 @@ SCENARIOS = [
     Scenario("node_detach", _setup_plain, lambda m, v: m.node_detach(NIC)),
     Scenario("node_reattach", _setup_detached, lambda m, v: m.node_reattach(NIC)),
     Scenario("set_num_vfs", _setup_detached, lambda m, v: m.set_num_vfs(PF, 3)),
+    Scenario("set_num_vfs-stub", _setup_detached,
+             lambda m, v: m.set_num_vfs(PF, 3, stub_driver="vfio-pci")),
     Scenario("allocate", _setup_one_vf_detached, lambda m, v: m.allocate(VM1, 2, pf=PF)),
     Scenario("server-prepare", _server_plain, lambda m, v: m.prepare(VM1, _server_specs(v)),
              _server, SERVER_PF),
@@ -182,6 +184,8 @@ PRISTINE: dict[PciAddress, tuple[str | None, str | None]] = {}
 NET_BEFORE: dict[tuple[str, int], dict[str, object]] = {}
 #: The same before any guest had the VF (what a record must keep to give back).
 NET_ORIGIN: dict[tuple[str, int], dict[str, object]] = {}
+#: Each PF's VF driver autoprobe before the action: never left changed.
+AUTOPROBE_BEFORE: dict[PciAddress, bool] = {}
 
 
 def _fresh(fs: FakeFilesystem, scenario: Scenario) -> tuple[FakeKernel, HostdevManager,
@@ -196,7 +200,19 @@ def _fresh(fs: FakeFilesystem, scenario: Scenario) -> tuple[FakeKernel, HostdevM
     vfs = scenario.setup(mgr, kernel)
     NET_BEFORE.clear()
     NET_BEFORE.update(_net_settings(mgr))
+    AUTOPROBE_BEFORE.clear()
+    AUTOPROBE_BEFORE.update(_autoprobe(mgr))
     return kernel, mgr, vfs
+
+
+def _autoprobe(mgr: HostdevManager) -> dict[PciAddress, bool]:
+    """Every PF's ``sriov_drivers_autoprobe``."""
+    out = {}
+    for name in mgr.sysfs.list_dir(mgr.sysfs.pci_devices):
+        addr = PciAddress.parse(name)
+        if mgr.sysfs.exists(mgr.sysfs.device_path(addr, "sriov_drivers_autoprobe")):
+            out[addr] = vf_autoprobe(mgr.sysfs, addr)
+    return out
 
 
 def _net_settings(mgr: HostdevManager) -> dict[tuple[str, int], dict[str, object]]:
@@ -291,6 +307,7 @@ def _check_invariants(mgr: HostdevManager, before: dict[PciAddress, tuple[
     for addr in list(lists.active) + list(lists.inactive):
         assert addr in now, f"{label}: record of vanished {addr} survived reconcile"
     _check_net(fresh, [*lists.active.values(), *lists.inactive.values()], label)
+    assert _autoprobe(fresh) == AUTOPROBE_BEFORE, f"{label}: a PF's VF driver autoprobe changed"
     second = fresh.reconcile()
     assert not second.changed, f"{label}: second reconcile changed {second}"
     assert fresh.lists() == lists
