@@ -625,9 +625,13 @@ class HostdevManager:
         True) is set, which is looked at least every ``poll_interval`` seconds;
         with None, until interrupted. A burst is taken in batches (see
         :mod:`hostdev.ops.watch`), one transaction each, never a rescan per
-        event; when the kernel dropped uevents the whole host is reconciled.
-        A batch that cannot take the state lock in time (``StateBusy``) is
-        logged and made up for by a full reconcile at the next look. Raises
+        event; when the kernel dropped uevents the whole host is reconciled, and
+        the functions that appeared since the last look (the bus listed again)
+        get their wishes. A batch that cannot take the state lock in time
+        (``StateBusy``) is logged and made up for by a full reconcile at the
+        next look, which also gives the functions the batch added their wishes.
+        A function that was there before is never given its wish (see
+        :mod:`hostdev.ops.watch_loop`). Raises
         :class:`~hostdev.errors.UeventsUnavailable` when uevents cannot be
         followed here.
         """

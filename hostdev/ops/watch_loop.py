@@ -8,7 +8,22 @@ way) and the persistent wishes of added devices (``wishes``, each wish its own
 transaction). What a batch means (prune, drift, which devices a wish may
 concern) is :mod:`hostdev.ops.watch`; this module is the order of things: look
 at the whole host once, then take batches until told to stop, and remember what
-a batch that could not run still owes.
+one batch leaves for the next.
+
+Added devices get their persistent wishes, and only they: a device that was
+there all along keeps the driver it is on (a plain ``reattach`` of a wished
+device lasts until the next boot). Two kinds of batch cannot say at once which
+devices were added, and the whole host is reconciled in their place:
+
+- a batch whose transaction found the state busy (another process held the
+  lock past the timeout): its uevents were read, so the devices they added are
+  owed their wishes, given with the next batch that runs;
+- a batch the kernel dropped uevents from: which devices appeared is not in the
+  uevents, so the loop keeps the set of addresses on the host (listed at start,
+  then followed through each batch's ``add`` and ``remove``) and lists the bus
+  again: an address that is there and was not is added. A device removed and
+  re-created at its address while both uevents were lost cannot be told from
+  one that stayed, and gets no wish.
 """
 
 from __future__ import annotations
@@ -19,7 +34,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from hostdev.address import PciAddress
 from hostdev.errors import BadInput, HostdevError, StateBusy
-from hostdev.linux import uevents, vfio
+from hostdev.linux import scan, uevents, vfio
 from hostdev.linux.sysfs import Sysfs
 from hostdev.ops import watch as watching
 from hostdev.ops.transaction import Transaction
@@ -71,8 +86,13 @@ class WatchLoop:
         #: The lists' last transaction at the previous batch (another one since
         #: means a transaction of ours wrote to the host in between).
         self.last: str | None = None
-        #: A batch was not handled: the next one reconciles the whole host.
-        self.behind = False
+        #: Why the next batch reconciles the whole host (uevents were lost, or a
+        #: batch was not handled), or None.
+        self.resync: str | None = None
+        #: The addresses on the host as far as the uevents handled say.
+        self.present: set[PciAddress] = set()
+        #: Devices added in batches that were not handled: their wishes are owed.
+        self.owed: set[PciAddress] = set()
 
     def run(self, handle: Callable[[Batch], None] | None = None) -> None:
         """Open the uevents, look at the whole host, then take batches until stopped.
@@ -88,17 +108,16 @@ class WatchLoop:
             act = handle if handle is not None else self.batch
             while not self.stopped():
                 batch = uevents.gather(source, self.interval)
-                if not (batch.events or batch.lost or self.behind):
+                if not (batch.events or batch.lost or self.resync):
                     continue
                 try:
                     act(batch)
-                    self.behind = False
                 except StateBusy as exc:
                     # Another process's transaction outlasted the lock timeout: the
                     # batch is not lost, it is made up for by a reconcile next time.
                     watching.log.warning("%s; the whole host is reconciled at the next try",
                                          exc, extra={watching.EVENT_LOG_FLAG: True})
-                    self.behind = True
+                    self.missed(batch)
         finally:
             self.source = None
             source.close()
@@ -107,46 +126,66 @@ class WatchLoop:
         """Reconcile the whole host once, in one transaction."""
         reconcile = self.reconciler()
 
-        def act(txn: Transaction) -> tuple[list[WatchEvent], str | None]:
+        def act(txn: Transaction) -> tuple[list[WatchEvent], str | None, set[PciAddress]]:
             done = watching.from_reconcile(reconcile(txn))
             watching.log.info("watching PCI uevents; %d devices tracked",
                               len(txn.lists.active) + len(txn.lists.inactive),
                               extra={watching.EVENT_LOG_FLAG: True})
-            return done, txn.lists.last_transaction
+            return done, txn.lists.last_transaction, scan.present(txn.sysfs)
 
-        done, self.last = self.run_action(act)
+        done, self.last, self.present = self.run_action(act)
         self.hand_over(done)
 
     def batch(self, batch: Batch) -> None:
-        """Act on one batch in one transaction, then give added devices their wishes.
+        """Act on one batch in one transaction, then give added devices their wishes
+        (and those owed since a batch that was not handled).
 
         A reconcile of the whole host takes the batch's place when the kernel
-        dropped uevents, or an earlier batch was not handled (``behind``).
+        dropped uevents or an earlier batch was not handled; the bus is then
+        listed again, and what appeared since the last look counts as added.
         """
         source = self.source
         assert source is not None, "a batch comes while the loop runs"
         reconcile = self.reconciler()
-        last, behind = self.last, self.behind
+        last, resync, owed, before = self.last, self.resync, self.owed, self.present
 
-        def act(txn: Transaction) -> tuple[list[WatchEvent], list[PciAddress], str | None]:
+        def act(txn: Transaction) -> tuple[list[WatchEvent], list[PciAddress], str | None,
+                                           set[PciAddress]]:
             # Drained again under the lock: every event of a transaction of ours
             # that finished before it is in this batch (see hostdev.ops.watch).
             more = source.drain(0)
             seen = watching.coalesce(batch.events + more.events)
-            if batch.lost or more.lost:
-                # Added devices whose uevents were lost are not in ``seen``: no wish
-                # is applied to them here.
-                done = watching.from_reconcile(reconcile(txn), resync=watching.LOST)
-            elif behind:
-                done = watching.from_reconcile(reconcile(txn), resync=watching.BEHIND)
-            else:
+            added = owed | watching.added_in(seen)
+            present = watching.present_after(before, seen)
+            why = watching.LOST if batch.lost or more.lost else resync
+            if why is None:
                 done = watching.settle(txn, seen, ours=txn.lists.last_transaction != last)
-            return done, watching.wished(txn, seen), txn.lists.last_transaction
+            else:
+                done = watching.from_reconcile(reconcile(txn), resync=why)
+                # Listed after the drain: an address there that the uevents did not
+                # bring (lost, or still queued) appeared since the last look.
+                now = scan.present(txn.sysfs)
+                added |= now - present
+                present = now
+            return done, watching.wished(txn, added), txn.lists.last_transaction, present
 
-        done, added, self.last = self.run_action(act)
+        done, added, self.last, self.present = self.run_action(act)
+        self.resync, self.owed = None, set()  # owed wishes are given now, once
         self.hand_over(done)
         if added:
             self.hand_over(self.wishes(added))
+
+    def missed(self, batch: Batch) -> None:
+        """``batch`` was taken from the uevents but not handled (the state was busy):
+        the next batch reconciles the whole host and gives the devices it added
+        their wishes."""
+        seen = watching.coalesce(batch.events)
+        self.owed |= watching.added_in(seen)
+        self.present = watching.present_after(self.present, seen)
+        if batch.lost:
+            self.resync = watching.LOST  # says more than BEHIND, which is true too
+        elif self.resync is None:
+            self.resync = watching.BEHIND
 
     def hand_over(self, events: list[WatchEvent]) -> None:
         """Give ``events`` to the callback, in order (after their transaction ended)."""
