@@ -22,7 +22,6 @@ from hostdev.errors import (
     DeviceBusy,
     DeviceNotFound,
     HostdevError,
-    StateBusy,
     StateWriteFailed,
 )
 from hostdev.linux import vfio
@@ -61,8 +60,9 @@ from hostdev.state.store import StateStore, default_state_dir
 from hostdev.state.wishes import DetachWish, Wishes, WishStore, default_config_dir
 
 if TYPE_CHECKING:
-    from hostdev.linux.uevents import Batch, EventSource
+    from hostdev.linux.uevents import Batch
     from hostdev.ops.persistent import Outcome
+    from hostdev.ops.watch_loop import WatchLoop
 
 T = TypeVar("T")
 SpecLike = HostdevSpec | AddressLike
@@ -636,101 +636,34 @@ class HostdevManager:
         True) is set, which is looked at least every ``poll_interval`` seconds;
         with None, until interrupted. A burst is taken in batches (see
         :mod:`hostdev.ops.watch`), one transaction each, never a rescan per
-        event; when the kernel dropped uevents the whole host is reconciled.
-        A batch that cannot take the state lock in time (``StateBusy``) is
-        logged and made up for by a full reconcile at the next look. Raises
+        event; when the kernel dropped uevents the whole host is reconciled, and
+        the functions that appeared since the last look (the bus listed again)
+        get their wishes. A batch that cannot take the state lock in time
+        (``StateBusy``) is logged and made up for by a full reconcile at the
+        next look, which also gives the functions the batch added their wishes.
+        A function that was there before is never given its wish (see
+        :mod:`hostdev.ops.watch_loop`). Raises
         :class:`~hostdev.errors.UeventsUnavailable` when uevents cannot be
         followed here.
         """
-        from hostdev.linux import uevents
-        from hostdev.ops import watch as watching
+        from hostdev.ops.watch_loop import WatchLoop
 
-        stopped = _stop_check(stop)
-        interval = vfio.check_timeout(poll_interval, "poll interval")
-        if interval == 0:
-            raise BadInput("poll interval must be a finite number of seconds above 0, not 0")
-        # Opened before the first look, so that nothing after it is missed.
-        source = uevents.open_events(self.sysfs)
-        try:
-            reconcile = self._reconciler()
+        loop = WatchLoop(self.sysfs, self._run, self._reconciler, self._wishes_for_added,
+                         callback, stop, poll_interval)
+        loop.run(partial(self._watch_batch, loop))
 
-            def start(txn: Transaction) -> tuple[list[WatchEvent], str | None]:
-                done = watching.from_reconcile(reconcile(txn))
-                watching.log.info("watching PCI uevents; %d devices tracked",
-                                  len(txn.lists.active) + len(txn.lists.inactive),
-                                  extra={watching.EVENT_LOG_FLAG: True})
-                return done, txn.lists.last_transaction
-
-            done, last = self._run(start)
-            _hand_over(done, callback)
-            behind = False  # a batch could not be handled: look at the whole host
-            while not stopped():
-                batch = uevents.gather(source, interval)
-                if not (batch.events or batch.lost or behind):
-                    continue
-                try:
-                    last = self._watch_batch(source, batch, last, callback, behind=behind)
-                    behind = False
-                except StateBusy as exc:
-                    # Another process's transaction outlasted the lock timeout: the
-                    # batch is not lost, it is made up for by a reconcile next time.
-                    watching.log.warning("%s; the whole host is reconciled at the next try",
-                                         exc, extra={watching.EVENT_LOG_FLAG: True})
-                    behind = True
-        finally:
-            source.close()
-
-    def _watch_batch(self, source: EventSource, batch: Batch, last: str | None,
-                     callback: Callable[[WatchEvent], object] | None, *,
-                     behind: bool = False) -> str | None:
-        """Act on one batch in one transaction; returns the lists' last transaction.
-
-        ``last``: the lists' last transaction at the previous batch (another one
-        since means a transaction of ours wrote to the host in between).
-        ``behind``: an earlier batch was not handled, so the whole host is reconciled.
-        """
-        from hostdev.ops import watch as watching
-
-        reconcile = self._reconciler()
-
-        def act(txn: Transaction) -> tuple[list[WatchEvent], list[PciAddress], str | None]:
-            # Drained again under the lock: every event of a transaction of ours
-            # that finished before it is in this batch (see hostdev.ops.watch).
-            more = source.drain(0)
-            seen = watching.coalesce(batch.events + more.events)
-            if batch.lost or more.lost:
-                # Added devices whose uevents were lost are not in ``seen``: no wish
-                # is applied to them here.
-                done = watching.from_reconcile(reconcile(txn), resync=watching.LOST)
-            elif behind:
-                done = watching.from_reconcile(reconcile(txn), resync=watching.BEHIND)
-            else:
-                done = watching.settle(txn, seen, ours=txn.lists.last_transaction != last)
-            return done, watching.wished(txn, seen), txn.lists.last_transaction
-
-        done, added, now = self._run(act)
-        _hand_over(done, callback)
-        if added:
-            _hand_over(self._wishes_for_added(added), callback)
-        return now
+    def _watch_batch(self, loop: WatchLoop, batch: Batch) -> None:
+        """One batch of :meth:`watch`, in one transaction (``StateBusy`` when the lock is
+        not had in time). Kept as a method of the manager: the one place a batch's
+        failure can be injected."""
+        loop.batch(batch)
 
     def _wishes_for_added(self, addresses: list[PciAddress]) -> list[WatchEvent]:
-        """Give the devices the watch saw added their persistent wishes, if they have
-        any (the wishes file read once for the batch, each wish its own transaction).
+        """Give the devices the watch saw added their persistent wishes, as ``wish``
+        events (see :func:`hostdev.ops.watch_loop.apply_wishes`)."""
+        from hostdev.ops.watch_loop import apply_wishes
 
-        Returns what was done (or could not be), as ``wish`` events. A wishes file
-        that cannot be read is logged, not raised: the watch goes on pruning.
-        """
-        from hostdev.ops import watch as watching
-
-        try:
-            report = self.apply_persistent(only=addresses)
-        except HostdevError as exc:
-            watching.log.warning("persistent wishes of %s not applied: %s",
-                                 ", ".join(map(str, addresses)), exc,
-                                 extra={watching.EVENT_LOG_FLAG: True})
-            return []
-        return watching.from_wishes(report)
+        return apply_wishes(self.apply_persistent, addresses)
 
     # ----------------------------------------------------------------- queries
     def used_by(self, address: AddressLike) -> Owner | None:
@@ -850,22 +783,3 @@ def _specs(specs: Sequence[SpecLike]) -> list[HostdevSpec]:
         else:
             out.append(HostdevSpec(address=PciAddress.parse(spec)))
     return out
-
-
-def _stop_check(stop: threading.Event | Callable[[], bool] | None) -> Callable[[], bool]:
-    """``stop`` as a question asked between batches."""
-    if stop is None:
-        return lambda: False
-    if isinstance(stop, threading.Event):
-        return stop.is_set
-    if callable(stop):
-        return lambda: bool(stop())
-    raise BadInput(f"stop must be a threading.Event or a callable, not {type(stop).__name__}")
-
-
-def _hand_over(events: list[WatchEvent], callback: Callable[[WatchEvent], object] | None,
-               ) -> None:
-    if callback is not None:
-        for event in events:
-            callback(event)
-

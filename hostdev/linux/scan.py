@@ -296,6 +296,12 @@ def list_devices(sysfs: Sysfs, warnings: list[str] | None = None) -> list[PciDev
     return scan(sysfs, warnings=warnings)
 
 
+def present(sysfs: Sysfs) -> set[PciAddress]:
+    """The addresses of the functions on the host now: one listing of the bus's
+    devices, nothing read from them (names that are not addresses are skipped)."""
+    return set(parse_names(sysfs.list_dir(sysfs.pci_devices)))
+
+
 def scan(sysfs: Sysfs, *, brief: bool = False,
          warnings: list[str] | None = None, busy: list[str] | None = None,
          ) -> list[PciDevice]:

@@ -110,10 +110,29 @@ def from_reconcile(report: ReconcileReport, *, resync: str | None = None) -> lis
     return done
 
 
-def wished(txn: Transaction, seen: dict[PciAddress, list[str]]) -> list[PciAddress]:
-    """Devices added in this batch that are still there and not tracked: those a
-    persistent wish may concern."""
-    return [a for a in sorted(seen) if "add" in seen[a] and txn.lists.find(a) is None
+def added_in(seen: dict[PciAddress, list[str]]) -> set[PciAddress]:
+    """The addresses ``seen`` says were added (maybe removed again since)."""
+    return {a for a, actions in seen.items() if "add" in actions}
+
+
+def present_after(present: set[PciAddress],
+                  seen: dict[PciAddress, list[str]]) -> set[PciAddress]:
+    """The addresses on the host after ``seen``, from those before: each address's
+    last ``add`` or ``remove`` says whether it is there."""
+    after = set(present)
+    for addr, actions in seen.items():
+        last = next((a for a in reversed(actions) if a in ("add", "remove")), None)
+        if last == "add":
+            after.add(addr)
+        elif last == "remove":
+            after.discard(addr)
+    return after
+
+
+def wished(txn: Transaction, added: Iterable[PciAddress]) -> list[PciAddress]:
+    """Of the devices ``added``, those still there and not tracked, in address order:
+    those a persistent wish may concern."""
+    return [a for a in sorted(set(added)) if txn.lists.find(a) is None
             and txn.sysfs.device_exists(a)]
 
 

@@ -25,7 +25,7 @@ from hostdev.ops.identity import Presence
 from hostdev.reports import WatchEvent
 from hostdev.state.records import DeviceRecord
 from hostdev.testing import FakeKernel
-from tests.smallhost import PF, VM1, Host
+from tests.smallhost import NIC, PF, VM1, Host
 
 Step = Callable[[], object]
 
@@ -345,3 +345,75 @@ def test_a_wishes_file_that_cannot_be_read_does_not_stop_the_watch(
     assert [(e.kind, e.address) for e in events] == [("stale", vf1)]
     assert host.driver(vf1) == "ixgbevf"
     assert any("not applied: wishes file" in r.getMessage() for r in caplog.records)
+
+
+class HeldLock:
+    """Another process holding the state lock while ``held``: every transaction of the
+    manager finds the state busy (flock is not shared under the fake file system)."""
+
+    def __init__(self, mgr: HostdevManager, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.held = False
+        real = mgr.store.locked
+
+        def locked(timeout: float | None = None) -> Any:
+            if self.held:
+                raise StateBusy(f"state directory {mgr.store.dir} is locked by another hostdev"
+                                " process for more than 1 s; try again, or raise the lock"
+                                " timeout")
+            return real(timeout)
+
+        monkeypatch.setattr(mgr.store, "locked", locked)
+
+    def take(self) -> None:
+        self.held = True
+
+    def release(self) -> None:
+        self.held = False
+
+
+@pytest.mark.parametrize("lost", [False, True], ids=["events", "events-lost"])
+def test_a_vf_created_while_the_lock_is_held_gets_its_wish_once_it_is_free(
+        host: Host, monkeypatch: pytest.MonkeyPatch, lost: bool) -> None:
+    _, vf1 = host.vfs(2)
+    host.mgr.node_detach(vf1, persistent=True)
+    host.vfs(1)  # vf1 is gone; its wish stays
+    lock = HeldLock(host.mgr, monkeypatch)
+    drivers: list[str | None] = []
+
+    def create() -> None:  # the VF appears while someone else's transaction runs
+        lock.take()
+        if lost:
+            host.kernel.limit_uevents(2)  # ...and its uevents are dropped too
+        host.vfs(2)
+
+    def free() -> None:
+        lock.release()
+        host.kernel.limit_uevents(None)
+
+    events = watch(host.mgr, create, free,
+                   lambda: drivers.append(host.driver(vf1)),
+                   lambda: host.mgr.node_reattach(vf1),  # by hand: lasts until the next boot
+                   lambda: None, lambda: None)
+    assert [(e.kind, e.address) for e in events] == [
+        ("pruned", vf1), ("resync", None), ("wish", vf1)]
+    assert ("dropped uevents" if lost else "state lock was busy") in events[1].message
+    assert drivers == ["vfio-pci"], "the wish was applied once the lock was free"
+    assert host.driver(vf1) == "ixgbevf", "the wish owed was applied once, not again"
+    assert host.mgr.inactive() == []
+
+
+def test_devices_added_while_uevents_were_lost_get_their_wishes(host: Host) -> None:
+    vf0, vf1 = host.vfs(2)
+    host.mgr.node_detach(vf0, persistent=True)
+    host.mgr.node_detach(vf1, persistent=True)
+    host.mgr.node_detach(NIC, persistent=True)
+    host.mgr.node_reattach(NIC)  # by hand: the NIC keeps its driver until the next boot
+    host.vfs(1)  # vf1 gone, vf0 another function (on ixgbevf, though wished on a stub)
+    host.kernel.limit_uevents(2)  # only vf0's unbind and remove get through
+    events = watch(host.mgr, lambda: host.vfs(2))  # vf0 re-created, vf1 appears
+    assert [(e.kind, e.address) for e in events] == [
+        ("pruned", vf1), ("stale", vf0), ("resync", None), ("wish", vf0), ("wish", vf1)]
+    assert "dropped uevents" in events[2].message
+    assert host.driver(vf0) == host.driver(vf1) == "vfio-pci"
+    assert host.driver(NIC) == "e1000e", "a device present before is not detached again"
+    assert [r.address for r in host.mgr.inactive()] == [vf0, vf1]
