@@ -57,7 +57,7 @@ from hostdev.state.journal import DeviceBefore, Intent, Journal, PendingWrite
 from hostdev.state.lists import Lists
 from hostdev.state.records import DeviceRecord, HostdevSpec, Owner, VfNetConfig
 from hostdev.state.store import StateStore, default_state_dir
-from hostdev.state.wishes import DetachWish, Wishes, WishStore, default_config_dir
+from hostdev.state.wishes import DetachWish, Wish, Wishes, WishStore, default_config_dir
 
 if TYPE_CHECKING:
     from hostdev.linux.uevents import Batch
@@ -442,7 +442,7 @@ class HostdevManager:
         stub = validate_driver_name(stub_driver)
 
         def run(txn: Transaction) -> NodeResult:
-            wishes = self.wish_store.load() if persistent else None
+            wishes = self.wish_store.load(for_update=True) if persistent else None
             chosen = choose_stub(txn.sysfs, addr) if stub == AUTO and \
                 txn.sysfs.device_exists(addr) else stub
             result = node_detach(txn, addr, chosen, force=force)
@@ -472,7 +472,7 @@ class HostdevManager:
         def run(txn: Transaction) -> NodeResult:
             if not persistent:
                 return node_reattach(txn, addr)
-            wishes = self.wish_store.load()
+            wishes = self.wish_store.load(for_update=True)
             if not txn.sysfs.device_exists(addr) and addr not in txn.lists.inactive:
                 if not wishes.forget_detach(addr):
                     raise DeviceNotFound(
@@ -519,7 +519,7 @@ class HostdevManager:
         def run(txn: Transaction) -> SriovReport:
             if not persistent:
                 return change_num_vfs(txn, addr, count, force=force, stub=stub)
-            wishes = self.wish_store.load()
+            wishes = self.wish_store.load(for_update=True)
             if count == 0 and not txn.sysfs.device_exists(addr):
                 known = any(w.device.address == addr for w in wishes.sriov)
                 if not known:
@@ -545,7 +545,11 @@ class HostdevManager:
 
     # -------------------------------------------------------------- persistent
     def wishes(self) -> Wishes:
-        """The persistent wishes of the configuration directory (none when it is absent)."""
+        """The persistent wishes of the configuration directory (none when it is absent).
+
+        A user may read root's: the file and its directory must be owned by root
+        or by the caller, and writable by no one else.
+        """
         return self.wish_store.load()
 
     def apply_persistent(self, only: Iterable[AddressLike] | AddressLike | None = None, *,
@@ -561,10 +565,11 @@ class HostdevManager:
         ``only``: apply only the wishes of these addresses (a device that just
         appeared). ``vf_counts_only``: leave the detach wishes (a PF's driver just
         bound: a device an operator reattached by hand stays on its driver). A
-        wishes file that cannot be trusted raises before anything is done.
+        wishes file that cannot be trusted raises before anything is done. Each
+        wish is read again in its transaction: one that another hostdev changed
+        since the start is applied as it is now, one it dropped not at all (and
+        not reported); one it added is left to it.
         """
-        from hostdev.ops.persistent import apply_detach, apply_vf_count
-
         if only is None:
             chosen = None
         elif isinstance(only, str | PciAddress):
@@ -573,28 +578,40 @@ class HostdevManager:
             chosen = {PciAddress.parse(a) for a in only}
         wishes = self.wish_store.load()
         report = PersistentReport()
-        for sriov in wishes.sriov:
-            if chosen is None or sriov.device.address in chosen:
-                self._apply_wish(report, sriov.device.address, f"{sriov.num_vfs} VFs",
-                                 partial(apply_vf_count, wish=sriov))
-        for detach in [] if vf_counts_only else wishes.detach:
-            if chosen is None or detach.device.address in chosen:
-                self._apply_wish(report, detach.device.address, f"on {detach.stub_driver}",
-                                 partial(apply_detach, wish=detach))
+        in_order: list[Wish] = [*wishes.sriov, *([] if vf_counts_only else wishes.detach)]
+        for wish in in_order:  # VF counts first: the VFs a detach names must exist
+            if chosen is None or wish.device.address in chosen:
+                self._apply_wish(report, wish)
         return report
 
-    def _apply_wish(self, report: PersistentReport, address: PciAddress, wish: str,
-                    action: Callable[[Transaction], tuple[Outcome, str]]) -> None:
-        from hostdev.ops.persistent import Outcome
+    def _apply_wish(self, report: PersistentReport, wish: Wish) -> None:
+        """Apply ``wish`` in its own transaction, as the wishes file holds it then."""
+        from hostdev.ops.persistent import Outcome, apply_wish, describe
+
+        applied = [wish]
+
+        def action(txn: Transaction) -> tuple[Outcome, str] | None:
+            # Read again under the lock, which every change of the wishes holds: a
+            # long boot must not undo what another hostdev did meanwhile (a
+            # ``reattach --persistent`` detached again by the wish it dropped).
+            # A wish changed since is applied as it is now, one dropped not at all.
+            now = self.wish_store.load().now_of(wish)
+            if now is None:
+                return None
+            applied[0] = now
+            return apply_wish(txn, now)
 
         try:
-            outcome, detail = self._run(action)
+            result = self._run(action)
         except DeviceNotFound as exc:  # vanished between the look and the act
-            outcome, detail = Outcome.MISSING, str(exc)
+            result = Outcome.MISSING, str(exc)
         except HostdevError as exc:
-            outcome, detail = Outcome.FAILED, str(exc)
-        getattr(report, outcome.value).append(WishOutcome(address=address, wish=wish,
-                                                          detail=detail))
+            result = Outcome.FAILED, str(exc)
+        if result is None:
+            return  # no longer a wish
+        outcome, detail = result
+        getattr(report, outcome.value).append(WishOutcome(
+            address=wish.device.address, wish=describe(applied[0]), detail=detail))
 
     def _save_wishes(self, wishes: Wishes) -> None:
         """Write ``wishes`` once the running transaction's change is saved."""
@@ -660,7 +677,8 @@ class HostdevManager:
 
     def _wishes_for_added(self, addresses: list[PciAddress]) -> list[WatchEvent]:
         """Give the devices the watch saw added their persistent wishes, as ``wish``
-        events (see :func:`hostdev.ops.watch_loop.apply_wishes`)."""
+        events (see :func:`hostdev.ops.watch_loop.apply_wishes`; the wishes file is
+        read for the batch, then each wish again in its own transaction)."""
         from hostdev.ops.watch_loop import apply_wishes
 
         return apply_wishes(self.apply_persistent, addresses)

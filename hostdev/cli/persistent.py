@@ -6,7 +6,7 @@ import argparse
 
 from hostdev.cli.manage import emit, manager
 from hostdev.reports import PersistentReport
-from hostdev.state.wishes import DeviceIdentity
+from hostdev.state.wishes import DeviceIdentity, WishStore, default_config_dir
 
 
 def report_lines(report: PersistentReport) -> list[str]:
@@ -41,8 +41,13 @@ def cmd_boot(args: argparse.Namespace) -> int:
 
 
 def cmd_wishes(args: argparse.Namespace) -> int:
-    """Print the persistent wishes."""
-    wishes = manager(args).wishes()
+    """Print the persistent wishes.
+
+    They are read without a manager: listing them needs no state directory (a
+    user without ``XDG_RUNTIME_DIR`` still reads root's), nor the host's tree.
+    """
+    directory = args.config_dir if args.config_dir is not None else default_config_dir(args.root)
+    wishes = WishStore(directory).load()
     lines = [f"{vf.device.address}: {vf.num_vfs} VFs ({_named(vf.device)})"
              for vf in wishes.sriov]
     lines += [f"{detach.device.address}: on {detach.stub_driver} ({_named(detach.device)})"

@@ -22,7 +22,7 @@ from hostdev.ops.identity import Presence, check_identity
 from hostdev.ops.node import node_detach
 from hostdev.ops.transaction import Transaction
 from hostdev.ops.vf_count import set_num_vfs
-from hostdev.state.wishes import DetachWish, DeviceIdentity, VfCountWish
+from hostdev.state.wishes import DetachWish, DeviceIdentity, VfCountWish, Wish
 
 
 class Outcome(Enum):
@@ -81,3 +81,17 @@ def apply_detach(txn: Transaction, wish: DetachWish) -> tuple[Outcome, str]:
         return Outcome.ALREADY, f"on {wish.stub_driver}, tracked inactive"
     result = node_detach(txn, address, wish.stub_driver, force=False)
     return Outcome.DONE, f"{result.action}, tracked inactive"
+
+
+def apply_wish(txn: Transaction, wish: Wish) -> tuple[Outcome, str]:
+    """Apply ``wish``, of either kind."""
+    if isinstance(wish, VfCountWish):
+        return apply_vf_count(txn, wish)
+    return apply_detach(txn, wish)
+
+
+def describe(wish: Wish) -> str:
+    """What ``wish`` asks for, as the report names it ("8 VFs", "on vfio-pci")."""
+    if isinstance(wish, VfCountWish):
+        return f"{wish.num_vfs} VFs"
+    return f"on {wish.stub_driver}"

@@ -1,8 +1,8 @@
 """Files of the state directory: checked reads, the one atomic writer, the lock,
 and an appender for the audit log.
 
-The state file, the intent journal and the audit log all go through here, so
-all get the same rules:
+The state file, the intent journal, the audit log and the wishes file all go
+through here, so all get the same rules:
 
 * Nothing is followed or opened blindly. A file is ``lstat``-ed first (a FIFO,
   socket, device, directory or symlink in its place is refused without opening
@@ -10,7 +10,10 @@ all get the same rules:
   ``O_NOFOLLOW | O_NONBLOCK`` and checked again with ``fstat``.
 * The directory and every file in it must be owned by the caller (for root:
   by root) and not writable by group or others; anything else is refused with
-  :class:`StateUnusable`, even when its mode bits look private.
+  :class:`StateUnusable`, even when its mode bits look private. A file that is
+  only read (the wishes, outside ``--persistent``) may be root's too
+  (``root_ok``): root's configuration is what every user may trust. Writing
+  always wants the caller's own directory.
 * Reads are capped at :data:`MAX_FILE_SIZE`, so a huge file is refused, not read
   whole.
 * A write goes to a temporary file that is fsynced, renamed over the old file,
@@ -54,10 +57,11 @@ def _option(what: str) -> str:
     return "--config-dir" if what in _CONFIG_FILES else "--state-dir"
 
 
-def _owner_problem(info: os.stat_result, what: str) -> str | None:
+def _owner_problem(info: os.stat_result, what: str, root_ok: bool) -> str | None:
     uid = os.geteuid()
-    if info.st_uid != uid:
-        return (f"is owned by uid {info.st_uid}, not by uid {uid} running hostdev;"
+    if info.st_uid != uid and not (root_ok and info.st_uid == 0):
+        owners = f"by root or by uid {uid}" if root_ok and uid else f"by uid {uid}"
+        return (f"is owned by uid {info.st_uid}, not {owners} running hostdev;"
                 f" use a directory of your own ({_option(what)})")
     if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         return (f"is writable by other users (mode {stat.S_IMODE(info.st_mode):04o});"
@@ -74,30 +78,41 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def _require(info: os.stat_result, what: str, path: Path, *, directory: bool = False) -> None:
+def _require(info: os.stat_result, what: str, path: Path, *, directory: bool = False,
+             root_ok: bool = False) -> None:
     """StateUnusable unless ``info`` is a plain directory (or a regular file) owned by
-    the caller and writable by no one else."""
+    the caller (``root_ok``: or by root) and writable by no one else."""
     if not (stat.S_ISDIR if directory else stat.S_ISREG)(info.st_mode):
         kind = "plain directory" if directory else "regular file"
         raise StateUnusable(f"{what} {path} is {_kind(info.st_mode)}, not a {kind};"
                             " move it aside")
-    problem = _owner_problem(info, what)
+    problem = _owner_problem(info, what, root_ok)
     if problem:
         raise StateUnusable(f"{what} {path} {problem}")
 
 
-def check_dir(directory: Path, what: str = "state directory") -> bool:
+def check_dir(directory: Path, what: str = "state directory", *, root_ok: bool = False) -> bool:
     """False when ``directory`` does not exist; StateUnusable unless it is a plain
-    directory owned by the caller and writable by no one else."""
+    directory owned by the caller and writable by no one else.
+
+    ``root_ok``: the directory is only read from, and may be root's too (see
+    :func:`read_file`).
+    """
     try:
         info = os.lstat(directory)
     except FileNotFoundError:
         return False
     except OSError as exc:
+        hint = "run hostdev as root, or " if _root_would_read(exc, root_ok) else ""
         raise StateUnusable(f"{what} {directory} cannot be examined: {exc.strerror};"
-                            f" pass a directory of your own ({_option(what)})") from None
-    _require(info, what, directory, directory=True)
+                            f" {hint}pass a directory of your own ({_option(what)})") from None
+    _require(info, what, directory, directory=True, root_ok=root_ok)
     return True
+
+
+def _root_would_read(exc: OSError, root_ok: bool) -> bool:
+    """Whether ``exc`` is a user kept out of a file that root may read (``root_ok``)."""
+    return root_ok and os.geteuid() != 0 and exc.errno in (_errno.EACCES, _errno.EPERM)
 
 
 #: (dev, inode, size, mtime, ctime) of a file: the files are only ever replaced
@@ -109,17 +124,24 @@ def _key(info: os.stat_result) -> FileKey:
     return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
 
-def read_file(path: Path, what: str) -> tuple[bytes, FileKey] | None:
+def read_file(path: Path, what: str, *, root_ok: bool = False) -> tuple[bytes, FileKey] | None:
     """The bytes of ``path`` (``what``: "state file", "intent journal") and its
     :data:`FileKey` as read, or None when it does not exist. StateUnusable for
     anything but a regular file owned by the caller; StateCorrupt when it exceeds
-    :data:`MAX_FILE_SIZE`."""
+    :data:`MAX_FILE_SIZE`.
+
+    ``root_ok``: a file that is only read (never written by this caller) may be
+    root's as well: a user may read root's wishes, still refused when anyone
+    but root or the caller could have written them. A user that root's modes
+    keep out is told to run hostdev as root.
+    """
     try:
         before = os.lstat(path)
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise StateUnusable(f"{what} {path} cannot be examined: {exc.strerror}") from None
+        hint = "; run hostdev as root" if _root_would_read(exc, root_ok) else ""
+        raise StateUnusable(f"{what} {path} cannot be examined: {exc.strerror}{hint}") from None
     if not stat.S_ISREG(before.st_mode):
         raise StateUnusable(f"{what} {path} is {_kind(before.st_mode)}, not a regular file;"
                             " hostdev never creates one: move it aside")
@@ -128,12 +150,14 @@ def read_file(path: Path, what: str) -> tuple[bytes, FileKey] | None:
     except FileNotFoundError:
         return None  # replaced (by rename) and removed since: as good as absent
     except OSError as exc:
-        raise StateUnusable(f"{what} {path} cannot be opened: {exc.strerror}"
-                            + ("; run hostdev as the user that owns it"
-                               if exc.errno in (_errno.EACCES, _errno.EPERM) else "")) from None
+        hint = ("; run hostdev as root" if _root_would_read(exc, root_ok)
+                else "; run hostdev as the user that owns it"
+                if exc.errno in (_errno.EACCES, _errno.EPERM) else "")
+        raise StateUnusable(f"{what} {path} cannot be opened: {exc.strerror}{hint}") from None
     try:
         info = os.fstat(fd)
-        _require(info, what, path)  # the type again: it may have been swapped since lstat
+        # The type and owner again: it may have been swapped since the lstat.
+        _require(info, what, path, root_ok=root_ok)
         if info.st_size > MAX_FILE_SIZE:
             raise _too_big(path, what)
         chunks = []

@@ -5,7 +5,8 @@ and vanish at reboot, as they should. A wish ("this GPU always sits on
 vfio-pci", "this PF always has 8 VFs") is configuration: it lives in
 ``wishes.json`` of the configuration directory (``/etc/hostdev``), a small
 versioned file read and replaced with the same checks as the state file (see
-:mod:`hostdev.state.files`), but world-readable (0644): it holds no secret.
+:mod:`hostdev.state.files`), but world-readable (0644): it holds no secret,
+and a user may read root's (``hostdev wishes``), though only root changes it.
 
 Addresses can move across reboots (a card moved to another slot, a BIOS
 renumbering the buses), so each wish names its device by address, by
@@ -80,6 +81,10 @@ class VfCountWish(BaseModel):
     num_vfs: int = Field(ge=1, le=65535)
 
 
+#: A wish of either kind.
+Wish = VfCountWish | DetachWish
+
+
 class Wishes(BaseModel):
     """What ``wishes.json`` holds: one wish of each kind per address at most."""
 
@@ -94,6 +99,22 @@ class Wishes(BaseModel):
         """Add ``wish``, replacing any detach wish for its address."""
         self.forget_detach(wish.device.address)
         self.detach = sorted([*self.detach, wish], key=lambda w: w.device.address)
+
+    def detach_of(self, address: PciAddress) -> DetachWish | None:
+        """The detach wish for ``address``, if there is one."""
+        return next((w for w in self.detach if w.device.address == address), None)
+
+    def vf_count_of(self, address: PciAddress) -> VfCountWish | None:
+        """The VF count wish for ``address``, if there is one."""
+        return next((w for w in self.sriov if w.device.address == address), None)
+
+    def now_of(self, wish: Wish) -> Wish | None:
+        """The wish of ``wish``'s kind for its address as these wishes hold it (another
+        count or driver, or the same), None when they hold none."""
+        address = wish.device.address
+        if isinstance(wish, VfCountWish):
+            return self.vf_count_of(address)
+        return self.detach_of(address)
 
     def forget_detach(self, address: PciAddress) -> bool:
         """Drop the detach wish for ``address``; whether there was one."""
@@ -113,24 +134,30 @@ class Wishes(BaseModel):
 class WishStore:
     """``wishes.json`` in a configuration directory: checked reads, atomic 0644 writes.
 
-    The directory and the file must belong to the caller and be writable by no
-    one else, as the state directory's (a file anyone may edit would let them
-    choose which devices leave the host at boot).
+    The directory and the file must be writable by no one but their owner, as
+    the state directory's (a file anyone may edit would let them choose which
+    devices leave the host at boot). To change the wishes, the owner must be
+    the caller. To only read them, root will do too: a user may list root's
+    ``/etc/hostdev`` wishes, never one another's.
     """
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.dir = Path(directory)
         self.path = self.dir / WISHES_NAME
 
-    def load(self) -> Wishes:
+    def load(self, *, for_update: bool = False) -> Wishes:
         """The wishes; none when the directory or the file does not exist.
 
         StateUnusable or StateCorrupt (naming the file, which is left as it is)
-        when it cannot be trusted or does not parse.
+        when it cannot be trusted or does not parse. ``for_update``: the wishes
+        are to be changed and saved, so the directory and the file must be the
+        caller's own (otherwise root's are read too), and a caller who could
+        not save is refused before anything is done.
         """
-        if not statedir.check_dir(self.dir, _DIR):
+        root_ok = not for_update
+        if not statedir.check_dir(self.dir, _DIR, root_ok=root_ok):
             return Wishes()
-        found = statedir.read_file(self.path, _WHAT)
+        found = statedir.read_file(self.path, _WHAT, root_ok=root_ok)
         if found is None:
             return Wishes()
         doc = statedir.parse_json(found[0], self.path, _WHAT)

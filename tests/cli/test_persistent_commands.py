@@ -11,6 +11,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from pyfakefs.helpers import set_uid
 
 from hostdev.cli.documents import json_schema
 from hostdev.cli.main import main
@@ -19,6 +20,7 @@ from tests.smallhost import GPU, NIC, NVME, PF, build_host
 
 GLOBAL = ["--state-dir", "/run/hostdev", "--no-load-modules"]
 DATA = Path(__file__).resolve().parents[2] / "hostdev" / "data"
+ROOT_UID = os.getuid()  # the real one (pyfakefs takes it as its first uid)
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -92,6 +94,40 @@ def test_config_dir_option_and_corrupt_file(fake_kernel: FakeKernel,
     assert code == 2 and out == ""
     assert err == ("hostdev: wishes file /cfg/wishes.json is not valid JSON (truncated or"
                    " damaged); it was left as it is: move it aside\n")
+
+
+def test_user_lists_roots_wishes(fake_kernel: FakeKernel, capsys: pytest.CaptureFixture[str],
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user reads root's wishes (without a state directory of their own), is told to
+    run as root when root's modes keep them out, and never changes them."""
+    build_host(fake_kernel)
+    run(capsys, "detach", "--persistent", str(NIC))
+    os.makedirs("/run/user/1000", mode=0o700)
+    os.chown("/run/user/1000", 1000, 1000)
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    set_uid(1000)
+    try:
+        assert main(["wishes"]) == 0
+        assert capsys.readouterr() == (f"{NIC}: on vfio-pci (8086:10d3)\n", "")
+        assert main(["wishes", "--json"]) == 0
+        assert [w["device"]["address"] for w in json.loads(capsys.readouterr().out)["detach"]] \
+            == [str(NIC)]
+        code = main(["--state-dir", "/run/user/1000/hostdev", "detach", "--persistent",
+                     str(GPU)])
+        assert (code, capsys.readouterr().err) == (2, (
+            "hostdev: configuration directory /etc/hostdev is owned by uid 0, not by uid 1000"
+            " running hostdev; use a directory of your own (--config-dir)\n"))
+        set_uid(0)
+        os.chmod("/etc/hostdev/wishes.json", 0o600)
+        set_uid(1000)
+        assert main(["wishes"]) == 2
+        assert capsys.readouterr() == ("", "hostdev: wishes file /etc/hostdev/wishes.json"
+                                       " cannot be opened: Permission denied; run hostdev as"
+                                       " root\n")
+    finally:
+        set_uid(ROOT_UID)
+    assert run(capsys, "wishes")[1] == f"{NIC}: on vfio-pci (8086:10d3)\n"
 
 
 def test_install_units_writes_the_shipped_files(tmp_path: Path,

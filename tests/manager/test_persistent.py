@@ -15,6 +15,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from pyfakefs.helpers import set_uid
 
 from hostdev.address import PciAddress
 from hostdev.errors import (
@@ -29,6 +30,7 @@ from hostdev.linux.drivers import is_stub_driver
 from hostdev.linux.vpd import build_vpd
 from hostdev.manager import HostdevManager
 from hostdev.state import files as statedir
+from hostdev.state.wishes import Wishes
 from hostdev.testing import FakeKernel
 from tests.smallhost import GPU, NIC, NVME, PF, VM1, Host
 
@@ -39,6 +41,7 @@ def config_file() -> Path:
     return Path("/etc/hostdev/wishes.json")
 
 CARD = PciAddress.parse("0000:05:00.0")
+ROOT_UID = os.getuid()  # the real one (pyfakefs takes it as its first uid)
 
 
 def new_manager(kernel: FakeKernel) -> HostdevManager:
@@ -357,3 +360,57 @@ def test_a_pf_without_its_driver_waits_for_it_and_vf_counts_only_leaves_detaches
     report = host.mgr.apply_persistent(only=[PF, NIC], vf_counts_only=True)
     assert [o.address for o in report.done] == [PF] and len(host.vfs_now()) == 2
     assert host.driver(NIC) == "e1000e", "a detach wish is not applied at a bind"
+
+
+def test_boot_acts_on_the_wishes_as_they_are_when_it_acts(
+        host: Host, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another hostdev changes the wishes after a boot read them (and before the boot
+    acts): the boot neither undoes that command's change nor applies the wish it
+    dropped."""
+    host.mgr.set_num_vfs(PF, 2, persistent=True)
+    host.mgr.node_detach(NIC, persistent=True)
+    host.mgr.node_detach(GPU, "pci-stub", persistent=True)
+    reboot(host)
+    booting, operator = host.mgr, new_manager(host.kernel)
+    read = booting.wish_store.load
+    reads = []
+
+    def read_then_race(*, for_update: bool = False) -> Wishes:
+        wishes = read(for_update=for_update)
+        reads.append(wishes)
+        if len(reads) == 1:  # the boot's first read: the operator acts now
+            operator.node_reattach(NIC, persistent=True)
+            operator.set_num_vfs(PF, 3, persistent=True)
+            operator.node_detach(GPU, "vfio-pci", persistent=True)
+        return wishes
+
+    monkeypatch.setattr(booting.wish_store, "load", read_then_race)
+    report = booting.apply_persistent()
+    assert report.ok and not report.changed
+    assert [(o.address, o.wish) for o in report.already] == [(PF, "3 VFs"),
+                                                             (GPU, "on vfio-pci")]
+    assert report.done == [] and report.missing == [] and report.failed == []
+    assert len(host.vfs_now()) == 3
+    assert host.where(NIC, GPU) == {NIC: ("e1000e", None), GPU: ("vfio-pci", "vfio-pci")}
+    assert [r.address for r in booting.inactive()] == [GPU]
+    assert len(reads) == 4  # read again for each wish, in its transaction
+
+
+def test_user_reads_roots_wishes_but_never_changes_them(
+        host: Host, monkeypatch: pytest.MonkeyPatch) -> None:
+    host.mgr.node_detach(NIC, persistent=True)
+    root_wishes = host.mgr.wishes()
+    os.makedirs("/run/user/1000", mode=0o700)
+    os.chown("/run/user/1000", 1000, 1000)
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    set_uid(1000)
+    try:
+        user = HostdevManager(state_dir="/run/user/1000/hostdev", lock_timeout=1.0)
+        assert user.wishes() == root_wishes
+        before = snapshot(host)
+        with pytest.raises(StateUnusable, match="configuration directory /etc/hostdev is owned"
+                                                " by uid 0, not by uid 1000 running hostdev"):
+            user.node_detach(GPU, persistent=True)
+    finally:
+        set_uid(ROOT_UID)
+    assert snapshot(host) == before and host.mgr.wishes() == root_wishes

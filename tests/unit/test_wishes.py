@@ -95,3 +95,18 @@ def test_file_or_directory_of_another_user_is_refused(tmp_path: Path) -> None:
     os.chown(store.dir, 1000, 1000)
     with pytest.raises(StateUnusable, match="configuration directory .* is owned by uid 1000"):
         store.load()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a file of root's needs root")
+@pytest.mark.parametrize("mode", [0o664, 0o646])
+def test_user_refuses_roots_file_that_others_may_write(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: int) -> None:
+    """Root's file is trusted by a user only while no one else may write it."""
+    store = WishStore(tmp_path / "hostdev")
+    store.save(_wishes())
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)  # a user reading root's files
+    assert store.load() == _wishes()
+    os.chmod(store.path, mode)
+    with pytest.raises(StateUnusable, match=rf"^wishes file {store.path} is writable by other"
+                                            rf" users \(mode 0{mode:o}\)"):
+        store.load()
