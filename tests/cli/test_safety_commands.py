@@ -32,6 +32,23 @@ def test_sriov_command(fake_kernel: FakeKernel, capsys: pytest.CaptureFixture[st
     assert code == 2 and "supports 0 to 64 VFs, not 65" in err
 
 
+def test_sriov_stub_command(fake_kernel: FakeKernel,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    fake_kernel.load_fixture("two-socket-server")
+    run(capsys, "sriov", PF, "0")
+    code, out, _ = run(capsys, "sriov", PF, "2", "--stub", "vfio-pci")
+    vfs = HostdevManager(root="/", state_dir=STATE[-1]).inactive()
+    assert code == 0 and len(vfs) == 2
+    assert [f"{r.address}: created on vfio-pci (inactive)" for r in vfs] == \
+        out.splitlines()[1:]
+    code, out, _ = run(capsys, "sriov", PF, "3", "--stub", "auto", "--force", "--json")
+    assert code == 0 and [d["driver"] for d in json.loads(out)["detached"]] == ["vfio-pci"] * 3
+    for bad in ("../vfio-pci", "vfio/pci", ""):
+        code, out, err = run(capsys, "sriov", PF, "1", "--stub", bad)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "driver" in err
+    assert len(HostdevManager(root="/", state_dir=STATE[-1]).inactive()) == 3
+
+
 def test_show_lists_holders(fake_kernel: FakeKernel,
                             capsys: pytest.CaptureFixture[str]) -> None:
     fake_kernel.load_fixture("two-socket-server")

@@ -137,3 +137,30 @@ def test_allocate_through_the_library(pf: str, manager: HostdevManager) -> None:
     assert [guest.driver_of(v) for v in vfs[1:]] == [None, None]
     manager.node_reattach(vfs[0])
     assert manager.set_num_vfs(pf, 0).after == 0
+
+
+def test_vfs_created_straight_onto_vfio_pci(pf: str, manager: HostdevManager,
+                                            observe: Observer) -> None:
+    """set_num_vfs with a stub: the PF's autoprobe is off while the VFs appear, each
+    is moved to vfio-pci through its override (which the kernel lets through with
+    autoprobe off), tracked inactive, and the setting is back on afterwards."""
+    guest.must(dev(pf) / "sriov_drivers_autoprobe", "1")
+    report = manager.set_num_vfs(pf, 2, stub_driver="vfio-pci")
+    vfs = [str(v) for v in report.vfs]
+    assert vfs == [os.path.basename(os.readlink(dev(pf) / f"virtfn{i}")) for i in range(2)]
+    assert [(str(r.address), r.driver) for r in report.detached] == [
+        (vf, "vfio-pci") for vf in vfs]
+    assert [guest.driver_of(v) for v in vfs] == ["vfio-pci", "vfio-pci"]
+    assert [guest.read(dev(v) / "driver_override") for v in vfs] == ["vfio-pci\n"] * 2
+    assert guest.read(dev(pf) / "sriov_drivers_autoprobe") == "1\n"
+    assert sorted(str(r.address) for r in manager.inactive()) == vfs
+    observe.record("set_num_vfs 0 -> 2 VFs onto vfio-pci",
+                   [f"{v}: {guest.driver_of(v)}" for v in vfs])
+    # Given back: off the stub and its override cleared, for the kernel to choose
+    # (the guest's nvme takes a VF and drops it: no driver is what it ends with).
+    back = manager.node_reattach(vfs[0])
+    assert back.address == report.vfs[0]
+    assert guest.read(dev(vfs[0]) / "driver_override") == "(null)\n"
+    assert guest.driver_of(vfs[0]) != "vfio-pci"
+    assert manager.set_num_vfs(pf, 0).after == 0
+    assert manager.inactive() == []
