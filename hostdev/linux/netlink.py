@@ -13,6 +13,16 @@ QoS are one kernel attribute (``IFLA_VF_VLAN``), so they are written together
 :class:`~hostdev.errors.KernelRefused` naming the interface, the VF and the
 value. Every write is logged at DEBUG on ``hostdev.kernel``.
 
+Some PF drivers (i40e, ice) answer a VF setting with EAGAIN or EBUSY while the
+VF is being reset, which happens just after the VF is bound or its driver
+changes: those two errnos are retried a few times (:data:`RETRY_DELAYS`, well
+under a second in all), each retry logged; any other errno is final.
+
+A PF function may carry several network interfaces: in switchdev mode (mlx5,
+ice) the representors of its VFs and subfunctions are netdevs of the PF too,
+and the VF settings must go through the uplink; :func:`pf_interface` tells
+them apart by ``phys_port_name``.
+
 A fake kernel replaces the socket through :data:`transports` (the same seam
 as :data:`hostdev.linux.sysfs.write_starters`): the first hook that returns a
 :class:`Transport` for the root serves the call. Without one, netlink is only
@@ -23,12 +33,14 @@ kernel's interfaces are not those of the tree.
 from __future__ import annotations
 
 import errno as _errno
+import re
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
 from hostdev.address import PciAddress
-from hostdev.errors import KernelRefused, NotAssignable
+from hostdev.errors import HostdevError, KernelRefused, NotAssignable
 from hostdev.linux.sysfs import Sysfs
 
 #: The per-VF settings hostdev reads and restores, in the order they are applied.
@@ -64,25 +76,108 @@ class Transport(Protocol):
 transports: list[Callable[[Sysfs], Transport | None]] = []
 
 
+#: The errnos a PF driver answers while the VF is being reset (i40e, ice): retried.
+TRANSIENT_ERRNOS = frozenset({_errno.EAGAIN, _errno.EBUSY})
+#: The waits (s) before each retry of a transiently refused write: 0.38 s in all.
+RETRY_DELAYS = (0.01, 0.02, 0.05, 0.1, 0.2)
+#: What a retry waits with (a test may replace it).
+sleep: Callable[[float], None] = time.sleep
+
+#: The ``phys_port_name`` of a VF's or a subfunction's representor. The kernel
+#: builds it from the devlink port (net/devlink/port.c,
+#: ``__devlink_port_phys_port_name_get``): ``pf<P>vf<V>`` for a PCI_VF port and
+#: ``pf<P>sf<S>`` for a PCI_SF port, each prefixed ``c<C>`` on an external
+#: controller (``c1pf0vf3``). An uplink is a PHYSICAL port, ``p<N>`` with an
+#: optional ``l<L>`` linecard prefix and ``s<S>`` split suffix (``p0``, ``p1s0``): it
+#: never ends in ``vf<N>`` or ``sf<N>``. A netdev with no devlink port and no
+#: ``ndo_get_phys_port_name`` (ixgbe; i40e) has none: reading the file fails with
+#: EOPNOTSUPP (net/core/net-sysfs.c), and such a netdev is the PF's own interface.
+_VF_REPRESENTOR = re.compile(r"(?:vf|sf)\d+$")
+#: ``pf<P>`` (``c<C>pf<P>``): a PCI_PF port, the representor of a PF (a SmartNIC's
+#: host PF, seen from its embedded CPU). Not a VF's, so still a candidate, but its
+#: netdev has no ``ndo_set_vf_*``: an uplink beside it is taken first.
+_PF_REPRESENTOR = re.compile(r"(?:c\d+)?pf\d+")
+#: The ``dev_port`` of a netdev whose ``dev_port`` cannot be read: after the others.
+_NO_DEV_PORT = 1 << 32
+
+
 def pf_interface(sysfs: Sysfs, pf: PciAddress) -> str | None:
-    """The network interface the PF carries (the first by name), or None."""
+    """The network interface through which the PF's VFs are configured, or None.
+
+    Of the netdevs under the PF's ``net/`` directory, a representor of a VF or a
+    subfunction (switchdev mode) is never taken. Of the others, a netdev whose
+    ``phys_port_name`` is a port's or none comes first, then one whose name cannot be
+    read, then a PF's representor; within each, the lowest ``dev_port``, then name."""
+    return _pf_interfaces(sysfs, pf)[0]
+
+
+def _pf_interfaces(sysfs: Sysfs, pf: PciAddress) -> tuple[str | None, list[str]]:
+    """The chosen interface, and the representors left aside (``name (pf0vf3)``)."""
     path = sysfs.device_path(pf, "net")
     if not sysfs.exists(path):
+        return None, []
+    kept: list[tuple[int, str]] = []
+    aside: list[str] = []
+    for name in sorted(sysfs.list_dir(path, pf)):
+        port = _port_name(sysfs, f"{path}/{name}", pf)
+        if isinstance(port, HostdevError):
+            # A driver quirk, most likely: no sign of a representor, so still a
+            # candidate (as every netdev was before representors were told apart).
+            kept.append((1, name))
+        elif port is not None and _VF_REPRESENTOR.search(port):
+            aside.append(f"{name} ({port})")
+        else:
+            kept.append((2 if port and _PF_REPRESENTOR.fullmatch(port) else 0, name))
+    if len(kept) <= 1:
+        return (kept[0][1] if kept else None), aside
+    # dev_port is read only when several remain (a function with several ports).
+    best = min(kept, key=lambda k: (k[0], _dev_port(sysfs, f"{path}/{k[1]}", pf), k[1]))
+    return best[1], aside
+
+
+def _port_name(sysfs: Sysfs, netdev: str, pf: PciAddress) -> str | HostdevError | None:
+    """A netdev's ``phys_port_name``: None when it has none (EOPNOTSUPP; no such
+    file before Linux 4.1); the error when it cannot be read otherwise."""
+    try:
+        text = sysfs.read_optional(f"{netdev}/phys_port_name", pf)
+    except KernelRefused as exc:
+        return None if exc.errno == _errno.EOPNOTSUPP else exc
+    except HostdevError as exc:
+        return exc
+    if text is None or not text.strip():
         return None
-    names = sorted(sysfs.list_dir(path, pf))
-    return names[0] if names else None
+    return text.strip()
+
+
+def _dev_port(sysfs: Sysfs, netdev: str, pf: PciAddress) -> int:
+    """A netdev's ``dev_port`` (which port of the function it is)."""
+    try:
+        text = sysfs.read_optional(f"{netdev}/dev_port", pf)
+        return int(text) if text is not None else _NO_DEV_PORT
+    except (HostdevError, ValueError):
+        return _NO_DEV_PORT
 
 
 def require_pf_interface(sysfs: Sysfs, vf: PciAddress, pf: PciAddress | None) -> str:
     """The PF interface through which VF ``vf`` is configured; NotAssignable when
-    ``vf`` is not a VF or its PF carries no network interface."""
+    ``vf`` is not a VF or its PF carries no network interface to do it through."""
     if pf is None:
         raise NotAssignable(
             f"PCI device {vf} is not an SR-IOV VF: a network configuration (MAC, VLAN...)"
             " applies only to a VF of a NIC; drop it from the spec",
             address=vf,
         )
-    ifname = pf_interface(sysfs, pf)
+    ifname, aside = _pf_interfaces(sysfs, pf)
+    if ifname is None and aside:
+        more = f" and {len(aside) - 3} more" if len(aside) > 3 else ""
+        raise NotAssignable(
+            f"VF {vf} cannot take a network configuration: its PF {pf} carries no network"
+            f" interface of its own, only {', '.join(aside[:3])}{more}, and VF settings are"
+            " written through the PF's uplink, never a switchdev representor: bring the"
+            " uplink back (is it in another network namespace?) or drop the network"
+            " configuration",
+            address=vf,
+        )
     if ifname is None:
         raise NotAssignable(
             f"VF {vf} cannot take a network configuration: its PF {pf} carries no network"
@@ -92,15 +187,28 @@ def require_pf_interface(sysfs: Sysfs, vf: PciAddress, pf: PciAddress | None) ->
     return ifname
 
 
-def read_vf(sysfs: Sysfs, ifname: str, index: int,
-            address: PciAddress | None = None) -> VfConfig:
-    """VF ``index``'s configuration as PF ``ifname`` reports it (keys: ``VF_FIELDS``)."""
+def read_vfs(sysfs: Sysfs, ifname: str, address: PciAddress | None = None) -> list[VfConfig]:
+    """Every VF as PF ``ifname`` reports it (keys: ``vf`` and ``VF_FIELDS``)."""
     try:
         entries = _transport(sysfs).vf_list(ifname)
     except OSError as exc:
         raise _refused(exc, f"reading the VF list of {ifname}", ifname, address) from None
+    return [{"vf": entry.get("vf"), **{key: entry[key] for key in VF_FIELDS}}
+            for entry in entries]
+
+
+def read_vf(sysfs: Sysfs, ifname: str, index: int,
+            address: PciAddress | None = None) -> VfConfig:
+    """VF ``index``'s configuration as PF ``ifname`` reports it (keys: ``VF_FIELDS``)."""
+    return vf_entry(read_vfs(sysfs, ifname, address), ifname, index, address)
+
+
+def vf_entry(entries: list[VfConfig], ifname: str, index: int,
+             address: PciAddress | None = None) -> VfConfig:
+    """VF ``index``'s configuration among ``entries`` (:func:`read_vfs`); KernelRefused
+    (EINVAL) when the PF does not list it."""
     for entry in entries:
-        if entry.get("vf") == index:
+        if entry["vf"] == index:
             return {key: entry[key] for key in VF_FIELDS}
     raise KernelRefused(
         f"the kernel reports no VF {index} on {ifname}: {KernelRefused.describe(_errno.EINVAL)}",
@@ -110,20 +218,37 @@ def read_vf(sysfs: Sysfs, ifname: str, index: int,
 
 def write_vf(sysfs: Sysfs, ifname: str, index: int, field: str, values: VfConfig,
              address: PciAddress | None = None) -> None:
-    """Write one ``WRITE_FIELDS`` entry of VF ``index`` through PF ``ifname``."""
+    """Write one ``WRITE_FIELDS`` entry of VF ``index`` through PF ``ifname``.
+
+    EAGAIN and EBUSY (the VF is being reset) are retried after each wait of
+    :data:`RETRY_DELAYS`; the last refusal, or any other, raises KernelRefused."""
     wanted = {key: values[key] for key in WRITE_FIELDS[field]}
     shown = " ".join(f"{key} {value}" for key, value in wanted.items())
     import logging  # off the cold listing path
 
     log = logging.getLogger("hostdev.kernel")
-    try:
-        _transport(sysfs).set_vf(ifname, index, wanted)
-    except OSError as exc:
-        error = _refused(exc, f"setting {shown} on VF {index} of {ifname}", ifname, address,
-                         index)
-        log.debug("netlink: %s vf %d %s: %s", ifname, index, shown, error.errno_name)
-        raise error from None
-    log.debug("netlink: %s vf %d %s: ok", ifname, index, shown)
+    transport = _transport(sysfs)
+    attempts = len(RETRY_DELAYS) + 1
+    for attempt, delay in enumerate((*RETRY_DELAYS, None), start=1):
+        try:
+            transport.set_vf(ifname, index, wanted)
+        except OSError as exc:
+            error = _refused(exc, f"setting {shown} on VF {index} of {ifname}", ifname,
+                             address, index)
+            if delay is None or error.errno not in TRANSIENT_ERRNOS:
+                log.debug("netlink: %s vf %d %s: %s", ifname, index, shown, error.errno_name)
+                if delay is None:
+                    error.message += (f" (still after {attempts} attempts over"
+                                      f" {sum(RETRY_DELAYS):g} s: is the VF stuck in a reset?)")
+                raise error from None
+            # The PF driver is resetting the VF (just bound, or its driver changed).
+            log.debug("netlink: %s vf %d %s: %s, retrying in %d ms (attempt %d of %d)",
+                      ifname, index, shown, error.errno_name, round(delay * 1000), attempt,
+                      attempts)
+            sleep(delay)
+            continue
+        log.debug("netlink: %s vf %d %s: ok", ifname, index, shown)
+        return
 
 
 def ipv4_addresses(sysfs: Sysfs) -> dict[str, list[str]] | None:

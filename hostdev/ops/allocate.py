@@ -31,6 +31,7 @@ from hostdev.linux.device import PciDevice
 from hostdev.linux.drivers import USER_SPACE_DRIVERS, is_vfio_driver
 from hostdev.linux.hostuse import HostUseScan
 from hostdev.linux.modules import AUTO
+from hostdev.linux.netlink import pf_interface
 from hostdev.linux.scan import scan
 from hostdev.linux.sysfs import Sysfs
 from hostdev.linux.vfio import holders_of
@@ -168,8 +169,11 @@ def choose(txn: Transaction, owner: Owner, request: VfRequest, stub: str, *,
         if pf.sriov is None:
             raise BadInput(f"PCI device {request.pf} is not an SR-IOV PF: name a PF"
                            " (a device 'hostdev list' shows as 'PF (n/m VFs)')")
-    # The scan read each function's interfaces already (its ``net/`` directory).
-    nic_pfs = {d.address for d in devices if d.netdevs} if needs_interface else None
+    # The scan read each function's interfaces already (its ``net/`` directory); of a PF
+    # with VFs, one must be its own interface, not only switchdev representors.
+    nic_pfs = {d.address for d in devices
+               if d.netdevs and d.sriov is not None and d.sriov.vfs
+               and pf_interface(txn.sysfs, d.address) is not None} if needs_interface else None
     return select(devices, txn.lists, owner, request, stub=stub,
                   busy=lambda addresses: kernel_busy(txn.sysfs, addresses), nic_pfs=nic_pfs)
 

@@ -55,6 +55,7 @@ def prepare(txn: Transaction, owner: Owner, specs: Sequence[HostdevSpec], *,
     # Read before the first write, so that the journal holds what a crash must restore.
     nets = {s.address: vf_net.before(txn, devices[s.address], s.net)
             for s in specs if s.net is not None}
+    vf_net.refuse_shared_macs({s.address: s.net for s in specs if s.net is not None}, nets)
     txn.declare("prepare", list(devices.values()), vf_nets=list(nets.values()))
     records: list[DeviceRecord] = []
     for spec in specs:

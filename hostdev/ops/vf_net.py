@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from hostdev.errors import HostdevError, NotAssignable
+from hostdev.address import PciAddress
+from hostdev.errors import BadInput, HostdevError, NotAssignable
 from hostdev.linux import netlink
 from hostdev.linux.device import PciDevice
 from hostdev.ops.transaction import Transaction, UndoStep
@@ -32,7 +33,10 @@ def before(txn: Transaction, dev: PciDevice, config: VfNetConfig) -> VfNetBefore
     if pf is None or index is None:
         raise NotAssignable(f"cannot tell which VF of its PF {dev.address} is: its PF does"
                             " not list it", address=dev.address)
-    now = netlink.read_vf(txn.sysfs, ifname, index, dev.address)
+    entries = netlink.read_vfs(txn.sysfs, ifname, dev.address)
+    now = netlink.vf_entry(entries, ifname, index, dev.address)
+    if config.mac is not None:
+        _refuse_shared_mac(txn, dev.address, pf, ifname, index, config.mac, entries)
     wanted = _with_partner(config.fields())
     unknown = [key for key in wanted if now[key] is None]
     if unknown:
@@ -43,6 +47,55 @@ def before(txn: Transaction, dev: PciDevice, config: VfNetConfig) -> VfNetBefore
     return VfNetBefore(address=dev.address, pf=pf, index=index,
                        identity=txn.sysfs.identity(dev.address),
                        values=VfNetValues(**{key: now[key] for key in wanted}))
+
+
+def _refuse_shared_mac(txn: Transaction, vf: PciAddress, pf: PciAddress, ifname: str,
+                       index: int, mac: str, entries: list[netlink.VfConfig]) -> None:
+    """BadInput when another VF of the PF already carries ``mac``: the PF's switch
+    would deliver that address's frames to one of the two only. All zeros is no MAC."""
+    if mac == netlink.VF_DEFAULTS["mac"]:
+        return
+    for entry in entries:
+        if entry["vf"] == index or str(entry["mac"]).lower() != mac:
+            continue
+        other = _vf_address(txn, pf, int(entry["vf"]))
+        record = txn.lists.active.get(other) if other is not None else None
+        owner = record.owner if record is not None else None
+        named = f"VF {entry['vf']}" + (f" ({other})" if other is not None else "")
+        if owner is not None:
+            named = f"VF {entry['vf']} ({other}, assigned to {owner.driver}/{owner.domain})"
+            free = f"reattach it from {owner.driver}/{owner.domain} first"
+        else:
+            free = f"clear it first: ip link set {ifname} vf {entry['vf']} mac 00:00:00:00:00:00"
+        raise BadInput(
+            f"MAC address {mac} for VF {vf} is already the MAC of {named} of the same PF"
+            f" {pf} ({ifname}), and two VFs of one PF cannot share a MAC: give VF {vf}"
+            f" another MAC, or {free}", address=vf)
+
+
+def refuse_shared_macs(specs: dict[PciAddress, VfNetConfig],
+                       saved: dict[PciAddress, VfNetBefore]) -> None:
+    """BadInput when two VFs of one PF in the same batch ask for the same MAC."""
+    seen: dict[tuple[PciAddress, str], PciAddress] = {}
+    for address, config in specs.items():
+        if config.mac is None or address not in saved:
+            continue
+        key = (saved[address].pf, config.mac)
+        if key in seen:
+            raise BadInput(
+                f"MAC address {config.mac} is asked for both VF {seen[key]} and VF {address}"
+                f" of PF {key[0]}: two VFs of one PF cannot share a MAC; give each its own",
+                address=address)
+        seen[key] = address
+
+
+def _vf_address(txn: Transaction, pf: PciAddress, index: int) -> PciAddress | None:
+    """The PCI address of VF ``index`` of ``pf`` (its ``virtfnN`` link), if it reads."""
+    try:
+        name = txn.sysfs.read_link_name(f"{txn.sysfs.device_dir(pf)}/virtfn{index}", pf)
+        return PciAddress.parse(name) if name is not None else None
+    except HostdevError:
+        return None
 
 
 def apply(txn: Transaction, record: DeviceRecord, saved: VfNetBefore,

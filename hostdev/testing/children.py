@@ -18,6 +18,7 @@ its IPv6 link-local address and routes, as on a real host.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import re
 import struct
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING
 from pyfakefs.fake_file import FakeDirectory, FakeFile
 
 from hostdev.testing.events import FakeKernelSetupError
-from hostdev.testing.vfs import relpath, set_contents
+from hostdev.testing.vfs import ReadError, relpath, set_contents
 
 if TYPE_CHECKING:
     from hostdev.testing.model import Device, KernelState
@@ -72,6 +73,12 @@ class NetSpec:
     ifname: str
     ifindex: int
     mac: str
+    #: What ``phys_port_name`` reads (None: the read fails with EOPNOTSUPP, as for a
+    #: netdev with no devlink port): ``p0`` for a switchdev uplink, ``pf0vf3`` for
+    #: a VF's representor (docs/kernel-model.md §10).
+    phys_port_name: str | None = None
+    #: ``dev_port``: which port of a multi-port function (0 for the first).
+    dev_port: int = 0
 
 
 @dataclass(eq=False)
@@ -232,14 +239,36 @@ def new_block_spec(state: KernelState, name: str, partitions: int | list[str],
     return BlockSpec(name, under, parts, numbers)
 
 
-def new_net_spec(state: KernelState, ifname: str) -> NetSpec:
+def new_net_spec(state: KernelState, ifname: str, phys_port_name: str | None = None,
+                 dev_port: int = 0) -> NetSpec:
     """An interface ``ifname`` with the next interface index."""
     host = state.host
     if ifname in host.netdevs or "/" in ifname or not ifname:
         raise FakeKernelSetupError(f"network interface {ifname!r} already exists or is bad")
+    if phys_port_name is not None and not _PORT_NAME.fullmatch(phys_port_name):
+        raise FakeKernelSetupError(f"phys_port_name {phys_port_name!r} is not one the kernel"
+                                   " makes (p0, p0s1, pf0, pf0vf3, c1pf0sf2...)")
+    if dev_port < 0:
+        raise FakeKernelSetupError(f"dev_port must be >= 0, not {dev_port}")
     index = host.next_ifindex
     host.next_ifindex += 1
-    return NetSpec(ifname, index, f"52:54:00:00:{index >> 8 & 0xff:02x}:{index & 0xff:02x}")
+    return NetSpec(ifname, index, f"52:54:00:00:{index >> 8 & 0xff:02x}:{index & 0xff:02x}",
+                   phys_port_name, dev_port)
+
+
+#: The names net/devlink/port.c gives a port (__devlink_port_phys_port_name_get):
+#: physical ``[l<L>]p<N>[s<S>]``, and ``[c<C>]pf<P>[vf<V>|sf<S>]`` for the
+#: representors of a PF, a VF or a subfunction.
+_PORT_NAME = re.compile(r"(?:l\d+)?p\d+(?:s\d+)?|(?:c\d+)?pf\d+(?:(?:vf|sf)\d+)?")
+#: The representors among them (a PCI_PF, PCI_VF or PCI_SF port): their netdevs have
+#: no ndo_set_vf_* and report no VF list.
+_REPRESENTOR = re.compile(r"(?:c\d+)?pf\d+(?:(?:vf|sf)\d+)?")
+
+
+def is_representor(spec: NetSpec) -> bool:
+    """Whether ``spec`` is a switchdev representor (by its ``phys_port_name``)."""
+    return spec.phys_port_name is not None and _REPRESENTOR.fullmatch(spec.phys_port_name) \
+        is not None
 
 
 def new_virtio_spec(state: KernelState, tag: str, fs: str) -> VirtioSpec:
@@ -277,7 +306,8 @@ def on_unbind(state: KernelState, dev: Device) -> None:
 def make_netdev(state: KernelState, dev: Device, spec: NetSpec, mac: str | None = None) -> None:
     """Make ``dev``'s interface ``spec`` (with ``mac`` instead of its own, if given)."""
     _subdir(state, dev.dir, "net")
-    _make_netdev(state, spec.ifname, f"{dev.path}/net", spec.ifindex, mac or spec.mac)
+    _make_netdev(state, spec.ifname, f"{dev.path}/net", spec.ifindex, mac or spec.mac,
+                 port_name=spec.phys_port_name, dev_port=spec.dev_port)
     render_proc(state)
 
 
@@ -292,7 +322,8 @@ def _make(state: KernelState, dev: Device, spec: ChildSpec) -> None:
         _make_block(state, dev, spec)
     elif isinstance(spec, NetSpec):
         _subdir(state, dev.dir, "net")
-        _make_netdev(state, spec.ifname, f"{dev.path}/net", spec.ifindex, spec.mac)
+        _make_netdev(state, spec.ifname, f"{dev.path}/net", spec.ifindex, spec.mac,
+                     port_name=spec.phys_port_name, dev_port=spec.dev_port)
     else:
         _make_virtio(state, dev, spec)
 
@@ -407,15 +438,22 @@ def add_stacked(state: KernelState, name: str, over: list[str], dm_name: str | N
 
 
 def _make_netdev(state: KernelState, ifname: str, parent_path: str, ifindex: int, mac: str,
-                 *, virtual: bool = False) -> Netdev:
+                 *, virtual: bool = False, port_name: str | None = None,
+                 dev_port: int = 0) -> Netdev:
     vfs = state.vfs
     parent = vfs.ensure_dir(parent_path)
     directory = vfs.mkdir(parent, ifname)
     path = f"{parent_path}/{ifname}"
     netdev = Netdev(ifname, path, directory, ifindex, virtual=virtual)
     for attr, text in (("ifindex", f"{ifindex}\n"), ("address", mac + "\n"),
-                       ("flags", ""), ("operstate", "")):
+                       ("flags", ""), ("operstate", ""), ("dev_port", f"{dev_port}\n")):
         vfs.file(directory, attr, text, 0o444)
+    # Every netdev has the file; without a devlink port or ndo_get_phys_port_name,
+    # its show returns -EOPNOTSUPP (net/core/net-sysfs.c, dev_get_phys_port_name).
+    if port_name is None:
+        vfs.file(directory, "phys_port_name", "", 0o444, ReadError(errno.EOPNOTSUPP))
+    else:
+        vfs.file(directory, "phys_port_name", port_name + "\n", 0o444)
     _render_netdev(netdev)
     vfs.link(_dir_at(state, "/sys/class/net"), ifname, relpath(path, "/sys/class/net"))
     state.host.netdevs[ifname] = netdev

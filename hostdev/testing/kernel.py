@@ -486,14 +486,21 @@ class FakeKernel:
         devices; they list it in ``holders/``. Returns its ``MAJ:MIN``."""
         return children.add_stacked(self.state, name, list(over), dm_name)
 
-    def add_netdev(self, address: AddressLike, ifname: str) -> None:
+    def add_netdev(self, address: AddressLike, ifname: str, *,
+                   phys_port_name: str | None = None, dev_port: int = 0) -> None:
         """Give the device's (host) driver a network interface ``ifname`` (down, no
         address); it vanishes at unbind with its addresses and routes. On an SR-IOV
         PF, its VFs on a host driver get interfaces too (``<ifname>vN``, see
-        docs/kernel-model.md §10)."""
+        docs/kernel-model.md §10).
+
+        ``phys_port_name``: what that file reads (default: none, the read fails with
+        EOPNOTSUPP): ``p0`` for a switchdev uplink, ``pf0vf3`` (``c1pf0vf3``,
+        ``pf0sf1``, ``pf0``) for a representor, which netlink answers as one (no VF
+        list, no VF settings). ``dev_port``: which port of the function."""
         dev = self._device(address)
         with self.state.lock:
-            children.declare(self.state, dev, children.new_net_spec(self.state, ifname))
+            spec = children.new_net_spec(self.state, ifname, phys_port_name, dev_port)
+            children.declare(self.state, dev, spec)
             for vf in dev.sriov.vfs if dev.sriov is not None else []:
                 vfconfig.on_bind(self.state, vf)  # their drivers see a NIC VF now
 

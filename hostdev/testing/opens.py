@@ -53,6 +53,7 @@ from pyfakefs.fake_os import FakeOsModule
 from pyfakefs.helpers import TextBufferIO
 
 from hostdev.testing.dispatch import SysfsNode, write
+from hostdev.testing.vfs import ReadError
 
 #: Filesystems with a fake kernel on them (nothing else is ever looked at).
 _FILESYSTEMS: weakref.WeakSet[FakeFilesystem] = weakref.WeakSet()
@@ -84,6 +85,8 @@ def _install() -> None:
                 if isinstance(node, SysfsNode):
                     file_ = args[0] if args else kwargs.get("file_")
                     _opened(self.filesystem, handle, node, by_fd=isinstance(file_, int))
+                elif isinstance(node, ReadError):
+                    _failing_reads(self.filesystem, handle, node.errno)
             return handle
 
         def wrapped_os_open(self: FakeOsModule, path: Any, flags: int,
@@ -125,6 +128,22 @@ def _opened(fs: FakeFilesystem, handle: FakeFileWrapper, node: SysfsNode, *,
             return
         handle.__dict__["_hostdev_node"] = node
         handle.__dict__["_hostdev_from"] = _raw(handle).tell()
+
+
+def _failing_reads(fs: FakeFilesystem, handle: FakeFileWrapper, err: int) -> None:
+    """Every read through ``handle`` fails with ``err``, as the attribute's ``show``
+    returns ``-err``: the open itself succeeds, as kernfs's does. Set on the instance,
+    which pyfakefs's wrappers look at before their own ``__getattr__``."""
+    if handle.open_modes.can_write:  # a read-only attribute, for root too
+        assert handle.filedes is not None
+        fs.close_open_file(handle.filedes)
+        fs.raise_os_error(errno.EACCES, handle.file_path)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        fs.raise_os_error(err, handle.file_path)
+
+    for name in ("read", "read1", "readline", "readlines", "readinto"):
+        handle.__dict__[name] = refuse
 
 
 def _raw(handle: FakeFileWrapper) -> io.BytesIO:

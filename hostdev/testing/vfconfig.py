@@ -13,6 +13,10 @@ filesystem, so a netlink call goes through the same pipeline as a sysfs write:
 A VF bound to a host driver (not vfio, not pci-stub) whose PF carries an
 interface gets an interface of its own, ``<PF interface>v<index>``; its MAC is
 the administrative one when set. It goes when the VF leaves that driver.
+
+A PF interface declared with a representor's ``phys_port_name`` (``pf0vf3``,
+``c1pf0``...) answers as a switchdev representor does: no VF list, and
+EOPNOTSUPP for a VF setting.
 """
 
 from __future__ import annotations
@@ -60,10 +64,16 @@ def config(pf: Device, index: int) -> dict[str, Any]:
 
 def pf_of_interface(state: KernelState, ifname: str) -> Device:
     """The PCI function whose driver made ``ifname`` (ENODEV when there is none)."""
-    for dev, owned in state.host.owned.items():
-        if dev.alive and any(isinstance(s, children.NetSpec) and s.ifname == ifname
-                             for s in owned.specs) and ifname in state.host.netdevs:
-            return dev
+    return _interface(state, ifname)[0]
+
+
+def _interface(state: KernelState, ifname: str) -> tuple[Device, children.NetSpec]:
+    """The PCI function whose driver made ``ifname``, and that interface."""
+    if ifname in state.host.netdevs:
+        for dev, owned in state.host.owned.items():
+            for spec in owned.specs if dev.alive else ():
+                if isinstance(spec, children.NetSpec) and spec.ifname == ifname:
+                    return dev, spec
     raise kerr(errno.ENODEV)
 
 
@@ -107,9 +117,11 @@ class FakeNetlink:
 
     def vf_list(self, ifname: str) -> list[dict[str, Any]]:
         with self.state.lock:
-            pf = pf_of_interface(self.state, ifname)
-            if pf.sriov is None:
-                return []  # no IFLA_VFINFO_LIST for a function without VFs
+            pf, spec = _interface(self.state, ifname)
+            # No IFLA_VFINFO_LIST for a function without VFs, nor through a switchdev
+            # representor: its netdev ops have no ndo_get_vf_config.
+            if pf.sriov is None or children.is_representor(spec):
+                return []
             return [{"vf": i, **config(pf, i)} for i in range(len(pf.sriov.vfs))]
 
     def ipv4_addresses(self) -> dict[str, list[str]]:
@@ -143,7 +155,9 @@ class FakeNetlink:
                 injected = state.faults.write_error(path)
                 if injected is not None:
                     raise kerr(injected)
-                pf = pf_of_interface(state, ifname)
+                pf, spec = _interface(state, ifname)
+                if children.is_representor(spec):
+                    raise kerr(errno.EOPNOTSUPP)  # a representor has no ndo_set_vf_*
                 check(pf, index, values)
             except OSError as exc:
                 state.writes.append(record._replace(errno=exc.errno))
@@ -181,13 +195,16 @@ def on_bind(state: KernelState, dev: Device) -> None:
             or is_stub_driver(drv.name) or drv.name in USER_SPACE_DRIVERS:
         return
     pf_name = next((s.ifname for s in _pf_specs(state, pf)
-                    if s.ifname in state.host.netdevs), None)
+                    if s.ifname in state.host.netdevs and not children.is_representor(s)),
+                   None)
     if pf_name is None:
         return
     spec = state.host.vf_netdevs.get(dev)
     if spec is None:
         spec = state.host.vf_netdevs[dev] = children.new_net_spec(
             state, f"{pf_name}v{dev.vf_index}")
+    if spec.ifname in state.host.netdevs:
+        return  # made already (the PF got another interface)
     children.make_netdev(state, dev, spec, _vf_mac(pf, dev.vf_index, spec))
 
 

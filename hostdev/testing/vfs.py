@@ -9,6 +9,7 @@ adds to them here. None of this triggers write hooks.
 from __future__ import annotations
 
 from collections.abc import Callable
+from errno import EACCES
 from stat import S_IFCHR, S_IFLNK, S_IFREG
 
 from pyfakefs.fake_file import FakeDirectory, FakeFile
@@ -36,6 +37,22 @@ def set_contents(obj: FakeFile, contents: str | bytes) -> None:
         obj.set_initial_contents(contents)
     else:
         obj.set_initial_contents(contents)
+
+
+class ReadError:
+    """The hook of an attribute whose ``show`` fails: it opens, and every read of it
+    fails with ``errno`` (as ``phys_port_name`` of a netdev without one: EOPNOTSUPP).
+    :mod:`hostdev.testing.opens` arms it on each handle opened for reading. The file
+    is read-only: opening it for writing fails with EACCES, for root too, as kernfs
+    checks the mode at open (pyfakefs calls this hook as such an open truncates)."""
+
+    __slots__ = ("errno",)
+
+    def __init__(self, errno: int) -> None:
+        self.errno = errno
+
+    def __call__(self, fake_file: FakeFile) -> None:
+        raise OSError(EACCES, "Permission denied")
 
 
 class Vfs:

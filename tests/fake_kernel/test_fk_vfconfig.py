@@ -66,13 +66,13 @@ def test_netlink_errors(kernel: FakeKernel) -> None:
 
 def test_injected_failure_and_records(kernel: FakeKernel) -> None:
     sysfs = Sysfs("/")
-    fault = kernel.fail_netlink("ens1f0", 0, "vlan", errno.EBUSY)
+    fault = kernel.fail_netlink("ens1f0", 0, "vlan", errno.EIO)  # not one write_vf retries
     with pytest.raises(Exception) as caught:
         netlink.write_vf(sysfs, "ens1f0", 0, "vlan", {"vlan": 3, "qos": 0})
-    assert getattr(caught.value, "errno", None) == errno.EBUSY and fault.hits == 1
+    assert getattr(caught.value, "errno", None) == errno.EIO and fault.hits == 1
     netlink.write_vf(sysfs, "ens1f0", 0, "vlan", {"vlan": 3, "qos": 0})
     assert [(w.path, w.value, w.errno) for w in kernel.writes[-2:]] == [
-        ("netlink:ens1f0/vf0/vlan", "vlan 3 qos 0", errno.EBUSY),
+        ("netlink:ens1f0/vf0/vlan", "vlan 3 qos 0", errno.EIO),
         ("netlink:ens1f0/vf0/vlan", "vlan 3 qos 0", None)]
     kernel.crash_after_writes(1)
     with pytest.raises(SimulatedCrash):
@@ -102,3 +102,41 @@ def test_settings_go_with_the_vfs(kernel: FakeKernel) -> None:
     assert kernel.vf_net(PF, 0) == DEFAULTS
     with pytest.raises(FakeKernelSetupError):
         kernel.vf_net(PF, 2)
+
+
+def test_phys_port_name_and_dev_port(kernel: FakeKernel) -> None:
+    kernel.add_netdev(PF, "eth5", phys_port_name="pf0vf1", dev_port=2)
+    base = "/sys/class/net"
+    with open(f"{base}/eth5/phys_port_name") as f:
+        assert f.read() == "pf0vf1\n"
+    with open(f"{base}/eth5/dev_port") as f:
+        assert f.read() == "2\n"
+    with open(f"{base}/ens1f0/dev_port") as f:
+        assert f.read() == "0\n"
+    # A netdev with no devlink port: the file is there and opens; reading it fails.
+    fd = os.open(f"{base}/ens1f0/phys_port_name", os.O_RDONLY)
+    try:
+        with pytest.raises(OSError) as caught:
+            os.read(fd, 4096)
+        assert caught.value.errno == errno.EOPNOTSUPP
+    finally:
+        os.close(fd)
+    with open(f"{base}/ens1f0/phys_port_name") as f, pytest.raises(OSError) as text:
+        f.read()
+    assert text.value.errno == errno.EOPNOTSUPP
+    with pytest.raises(PermissionError):
+        open(f"{base}/ens1f0/phys_port_name", "w")  # noqa: SIM115 - refused at open
+    with pytest.raises(FakeKernelSetupError):
+        kernel.add_netdev(PF, "eth6", phys_port_name="vf1")  # not a name the kernel makes
+
+
+def test_a_representor_answers_no_vf_list_and_no_vf_setting(kernel: FakeKernel) -> None:
+    from hostdev.errors import KernelRefused
+
+    kernel.add_netdev(PF, "eth5", phys_port_name="pf0vf0")
+    sysfs = Sysfs("/")
+    with pytest.raises(KernelRefused) as caught:
+        netlink.write_vf(sysfs, "eth5", 0, "trust", {"trust": True})
+    assert caught.value.errno == errno.EOPNOTSUPP and kernel.vf_net(PF, 0) == DEFAULTS
+    assert netlink.read_vfs(sysfs, "eth5") == []
+    assert len(netlink.read_vfs(sysfs, "ens1f0")) == 2

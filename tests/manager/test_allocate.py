@@ -287,3 +287,30 @@ def test_a_mac_is_for_one_vf_only(mgr: HostdevManager, fake_kernel: FakeKernel) 
     report = mgr.allocate(VM1, 1, net=VfNetConfig(mac="52:54:00:00:00:01"))
     assert fake_kernel.vf_net(CX4, 0)["mac"] == "52:54:00:00:00:01"
     assert report.chosen == [CX_VF0]
+
+
+def test_a_mac_another_vf_of_the_pf_carries_is_refused_before_any_change(
+        mgr: HostdevManager, fake_kernel: FakeKernel) -> None:
+    fake_kernel.add_netdev(CX4, "ens2f0")
+    fake_kernel.set_vf_net(CX4, 1, mac="52:54:00:00:00:01")  # VF 1 has it already
+    before = (_where(mgr), [fake_kernel.vf_net(CX4, i) for i in (0, 1)], len(fake_kernel.writes))
+    with pytest.raises(BadInput, match=f"already the MAC of VF 1 \\({CX_VF1}\\)"):
+        mgr.allocate(VM1, 1, net=VfNetConfig(mac="52:54:00:00:00:01"))
+    after = (_where(mgr), [fake_kernel.vf_net(CX4, i) for i in (0, 1)], len(fake_kernel.writes))
+    assert after == before and mgr.active() == [] and mgr.inactive() == []
+
+
+def test_a_pf_carrying_only_representors_gives_no_vf_a_network_configuration(
+        mgr: HostdevManager, fake_kernel: FakeKernel) -> None:
+    # Switchdev mode with the uplink gone (another network namespace): only the
+    # representors of the CX4's VFs are left under it.
+    fake_kernel.add_netdev(CX4, "eth0", phys_port_name="pf0vf0")
+    fake_kernel.add_netdev(CX4, "eth1", phys_port_name="pf0vf1")
+    before = _where(mgr)
+    with pytest.raises(NotEnoughFreeVfs) as info:
+        mgr.allocate(VM1, 1, net=VfNetConfig(vlan=5))
+    assert "no network interface on its PF" in str(info.value)
+    assert _where(mgr) == before and mgr.active() == []
+    fake_kernel.add_netdev(CX4, "ens2f0np0", phys_port_name="p0")  # the uplink is back
+    assert mgr.allocate(VM1, 1, net=VfNetConfig(vlan=5)).chosen == [CX_VF0]
+    assert fake_kernel.vf_net(CX4, 0)["vlan"] == 5

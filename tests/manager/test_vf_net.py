@@ -13,7 +13,7 @@ from hostdev.errors import BadInput, KernelRefused, NotAssignable
 from hostdev.manager import HostdevManager
 from hostdev.state.records import HostdevSpec
 from hostdev.testing import SimulatedCrash
-from tests.smallhost import NIC, PF, VM1, Host
+from tests.smallhost import NIC, PF, VM1, VM2, Host
 
 GUEST = VfNetConfig(mac="52:54:00:aa:bb:01", vlan=42)
 DEFAULTS = {"mac": "00:00:00:00:00:00", "vlan": 0, "qos": 0, "spoofchk": True,
@@ -307,7 +307,7 @@ def test_recovery_that_cannot_give_settings_back_keeps_the_vf_on_its_stub(nic: H
     nic.kernel.crash_after_writes(sysfs_writes + 1)  # right after the MAC write
     with pytest.raises(SimulatedCrash):
         nic.mgr.prepare(VM1, [HostdevSpec(address=vf0, net=GUEST)])
-    nic.kernel.fail_netlink("ens1f0", 0, "mac", errno.EBUSY)
+    nic.kernel.fail_netlink("ens1f0", 0, "mac", errno.EIO)
     report = _fresh(nic).reconcile()
     assert any("kept on its stub, tracked" in line for line in report.failed), report
     assert nic.driver(vf0) == "vfio-pci", "not back on the host with the guest's MAC"
@@ -356,12 +356,12 @@ def test_a_setting_the_driver_does_not_report_cannot_be_changed(
         nic: Host, monkeypatch: pytest.MonkeyPatch) -> None:
     from hostdev.linux import netlink
 
-    real = netlink.read_vf
+    real = netlink.read_vfs
 
-    def unknown_spoofchk(*args: Any, **kwargs: Any) -> dict[str, Any]:
-        return {**real(*args, **kwargs), "spoofchk": None}  # the kernel said -1
+    def unknown_spoofchk(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        return [{**e, "spoofchk": None} for e in real(*args, **kwargs)]  # the kernel said -1
 
-    monkeypatch.setattr(netlink, "read_vf", unknown_spoofchk)
+    monkeypatch.setattr(netlink, "read_vfs", unknown_spoofchk)
     vf0, _ = nic.vfs(2)
     writes = len(nic.kernel.writes)
     with pytest.raises(NotAssignable, match="does not report its spoofchk"):
@@ -370,3 +370,196 @@ def test_a_setting_the_driver_does_not_report_cannot_be_changed(
     # A setting it does report can still be given.
     nic.mgr.prepare(VM1, [HostdevSpec(address=vf0, net=VfNetConfig(vlan=9))])
     assert nic.kernel.vf_net(PF, 0)["vlan"] == 9
+
+
+# ------------------------------------------- transient refusals (a VF being reset)
+
+
+def _netlink_attempts(seen: list[str], field: str = "mac") -> int:
+    return sum(1 for path in seen if path == f"netlink:ens1f0/vf0/{field}")
+
+
+@pytest.fixture
+def slept(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The waits between retries, recorded (and not waited)."""
+    from hostdev.linux import netlink
+
+    waits: list[float] = []
+    monkeypatch.setattr(netlink, "sleep", waits.append, raising=False)
+    return waits
+
+
+@pytest.mark.parametrize("code", [errno.EAGAIN, errno.EBUSY])
+def test_a_write_refused_while_the_vf_resets_is_retried(
+        nic: Host, slept: list[float], code: int, caplog: pytest.LogCaptureFixture) -> None:
+    vf0, _ = nic.vfs(2)
+    fault = nic.kernel.fail_netlink("ens1f0", 0, "mac", code, times=2)
+    with nic.kernel.watch_writes() as watch, \
+            caplog.at_level(logging.DEBUG, logger="hostdev.kernel"):
+        nic.mgr.prepare(VM1, [HostdevSpec(address=vf0, net=GUEST)])
+    assert fault.hits == 2 and _netlink_attempts(watch.seen) == 3
+    assert nic.kernel.vf_net(PF, 0)["mac"] == "52:54:00:aa:bb:01"
+    assert nic.mgr.used_by(vf0) == VM1 and nic.driver(vf0) == "vfio-pci"
+    assert len(slept) == 2 and sum(slept) < 1
+    name = errno.errorcode[code]
+    lines = [r.getMessage() for r in caplog.records
+             if r.name == "hostdev.kernel" and "netlink" in r.getMessage()]
+    assert lines[:3] == [
+        f"netlink: ens1f0 vf 0 mac 52:54:00:aa:bb:01: {name}, retrying in 10 ms (attempt 1 of 6)",
+        f"netlink: ens1f0 vf 0 mac 52:54:00:aa:bb:01: {name}, retrying in 20 ms (attempt 2 of 6)",
+        "netlink: ens1f0 vf 0 mac 52:54:00:aa:bb:01: ok"]
+    assert all(r.levelno == logging.DEBUG for r in caplog.records if r.name == "hostdev.kernel")
+
+
+def test_a_vf_stuck_in_reset_is_given_up_on_with_its_errno(
+        nic: Host, slept: list[float]) -> None:
+    from hostdev.linux import netlink
+
+    vf0, vf1 = nic.vfs(2)
+    nic.kernel.set_vf_net(PF, 0, mac="02:00:00:00:00:10")
+    # Never ready while the prepare tries; ready again for its rollback.
+    fault = nic.kernel.fail_netlink("ens1f0", 0, "vlan", errno.EAGAIN, times=6)
+    with nic.kernel.watch_writes() as watch, pytest.raises(KernelRefused) as caught:
+        nic.mgr.prepare(VM1, [HostdevSpec(address=vf1), HostdevSpec(address=vf0, net=GUEST)])
+    assert caught.value.errno == errno.EAGAIN
+    assert caught.value.path == "netlink:ens1f0/vf0" and "6 attempts" in str(caught.value)
+    assert fault.hits == len(netlink.RETRY_DELAYS) + 1 == 6
+    assert _netlink_attempts(watch.seen, "vlan") == 6 + 1  # and the undo's write
+    assert slept == list(netlink.RETRY_DELAYS) and sum(slept) < 1
+    # Rolled back: the MAC written before it is put back, the VFs on their driver.
+    assert nic.kernel.vf_net(PF, 0) == {**DEFAULTS, "mac": "02:00:00:00:00:10"}
+    assert nic.driver(vf0) == "ixgbevf" and nic.driver(vf1) == "ixgbevf"
+    assert nic.mgr.active() == [] and nic.mgr.inactive() == []
+
+
+def test_the_bound_on_retries_is_well_under_a_second() -> None:
+    from hostdev.linux import netlink
+
+    assert sum(netlink.RETRY_DELAYS) < 0.5
+    assert sorted(netlink.TRANSIENT_ERRNOS) == sorted([errno.EAGAIN, errno.EBUSY])
+
+
+@pytest.mark.parametrize("code", [errno.EIO, errno.EPERM, errno.EINVAL, errno.EOPNOTSUPP])
+def test_other_refusals_are_not_retried(nic: Host, slept: list[float], code: int) -> None:
+    vf0, _ = nic.vfs(2)
+    fault = nic.kernel.fail_netlink("ens1f0", 0, "mac", code)  # a retry would succeed
+    with nic.kernel.watch_writes() as watch, pytest.raises(KernelRefused) as caught:
+        nic.mgr.prepare(VM1, [HostdevSpec(address=vf0, net=GUEST)])
+    assert caught.value.errno == code and fault.hits == 1 and slept == []
+    # The refused write and its undo (pushed before it): no second attempt.
+    assert _netlink_attempts(watch.seen) == 2
+    assert nic.kernel.vf_net(PF, 0) == DEFAULTS and nic.driver(vf0) == "ixgbevf"
+
+
+# --------------------------------------------------- a MAC another VF already has
+
+
+def _host_now(host: Host, *vfs: Any) -> tuple[object, ...]:
+    """What a refusal must leave as it was: lists, drivers, every VF's settings."""
+    return (host.mgr.active(), host.mgr.inactive(), host.where(*vfs),
+            [host.kernel.vf_net(PF, i) for i in range(len(vfs))])
+
+
+def test_a_mac_another_vf_of_the_pf_carries_is_refused(nic: Host) -> None:
+    vf0, vf1, vf2 = nic.vfs(3)
+    nic.kernel.set_vf_net(PF, 2, mac="52:54:00:aa:bb:01")
+    before = _host_now(nic, vf0, vf1, vf2)
+    writes = len(nic.kernel.writes)
+    with pytest.raises(BadInput) as caught:
+        nic.mgr.prepare(VM1, [HostdevSpec(address=vf1), HostdevSpec(address=vf0, net=GUEST)])
+    message = str(caught.value)
+    assert f"already the MAC of VF 2 ({vf2}) of the same PF {PF} (ens1f0)" in message
+    assert message.endswith("clear it first: ip link set ens1f0 vf 2 mac 00:00:00:00:00:00")
+    assert "\n" not in message and caught.value.address == vf0
+    assert _host_now(nic, vf0, vf1, vf2) == before and len(nic.kernel.writes) == writes
+
+
+def test_the_mac_of_a_vf_assigned_to_another_guest_names_it(nic: Host) -> None:
+    vf0, vf1 = nic.vfs(2)
+    nic.mgr.prepare(VM2, [HostdevSpec(address=vf1, net=GUEST)])
+    before = _host_now(nic, vf0, vf1)
+    with pytest.raises(BadInput, match=f"VF 1 \\({vf1}, assigned to qemu/vm2\\)"):
+        nic.mgr.prepare(VM1, [HostdevSpec(address=vf0, net=GUEST)])
+    assert _host_now(nic, vf0, vf1) == before
+
+
+def test_two_vfs_of_one_pf_cannot_be_given_one_mac_in_one_call(nic: Host) -> None:
+    vf0, vf1 = nic.vfs(2)
+    before = _host_now(nic, vf0, vf1)
+    with pytest.raises(BadInput, match=f"asked for both VF {vf0} and VF {vf1}"):
+        nic.mgr.prepare(VM1, [HostdevSpec(address=vf0, net=GUEST),
+                              HostdevSpec(address=vf1, net=GUEST)])
+    assert _host_now(nic, vf0, vf1) == before
+
+
+def test_the_vf_s_own_mac_and_unset_macs_are_no_duplicates(nic: Host) -> None:
+    vf0, _, _ = nic.vfs(3)  # VFs 1 and 2 carry no MAC (all zeros): never a duplicate
+    nic.kernel.set_vf_net(PF, 0, mac="52:54:00:aa:bb:01")
+    nic.mgr.prepare(VM1, [HostdevSpec(address=vf0, net=GUEST)])
+    assert nic.kernel.vf_net(PF, 0)["vlan"] == 42
+
+
+# ------------------------------------------ which netdev of the PF is its interface
+
+
+@pytest.mark.parametrize("netdevs, uplink", [
+    # Kernel names before udev renames them: the representors may sort first.
+    ([("eth0", "pf0vf0", 0), ("eth1", "pf0vf1", 0), ("eth2", "p0", 0)], "eth2"),
+    ([("ens1f0np0", "p0", 0), ("ens1f0npf0vf0", "pf0vf0", 0)], "ens1f0np0"),
+    ([("rep1", "c1pf0vf3", 0), ("up", "p0", 0), ("rep0", "pf0sf1", 0)], "up"),
+    ([("a0", "pf0vf1", 0), ("b0", None, 0)], "b0"),  # no phys_port_name: EOPNOTSUPP
+    ([("a0", "pf0", 0), ("b0", "p0", 0)], "b0"),  # a PF's representor comes last
+    ([("a0", None, 1), ("b0", None, 0)], "b0"),  # two ports: the lowest dev_port
+    ([("a0", "p1", 1), ("b0", "pf0vf0", 0), ("c0", "p0", 0)], "c0"),
+])
+def test_the_vf_settings_go_through_the_uplink_not_a_representor(
+        host: Host, netdevs: list[tuple[str, str | None, int]], uplink: str) -> None:
+    from hostdev.linux import netlink
+
+    for name, port, dev_port in netdevs:
+        host.kernel.add_netdev(PF, name, phys_port_name=port, dev_port=dev_port)
+    vf0, _ = host.vfs(2)
+    assert netlink.pf_interface(host.mgr.sysfs, PF) == uplink
+    before = len(host.kernel.writes)
+    host.mgr.prepare(VM1, [HostdevSpec(address=vf0, net=GUEST)])
+    assert [w.path for w in host.kernel.writes[before:] if w.path.startswith("netlink:")] == [
+        f"netlink:{uplink}/vf0/mac", f"netlink:{uplink}/vf0/vlan"]
+    assert host.kernel.vf_net(PF, 0)["mac"] == "52:54:00:aa:bb:01"
+    assert host.mgr.reattach(VM1, [vf0]).ok and host.kernel.vf_net(PF, 0) == DEFAULTS
+
+
+def test_a_pf_with_only_representors_is_like_one_with_no_interface(host: Host) -> None:
+    host.kernel.add_netdev(PF, "eth0", phys_port_name="pf0vf0")
+    host.kernel.add_netdev(PF, "eth1", phys_port_name="pf0vf1")
+    vf0, vf1 = host.vfs(2)
+    before = _host_now(host, vf0, vf1)
+    writes = len(host.kernel.writes)
+    with pytest.raises(NotAssignable) as caught:
+        host.mgr.prepare(VM1, [HostdevSpec(address=vf0, net=GUEST)])
+    message = str(caught.value)
+    assert f"its PF {PF} carries no network interface of its own" in message
+    assert "eth0 (pf0vf0), eth1 (pf0vf1)" in message and "uplink" in message
+    assert _host_now(host, vf0, vf1) == before and len(host.kernel.writes) == writes
+
+
+def test_a_phys_port_name_that_cannot_be_read_is_no_representor(
+        host: Host, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hostdev.linux import netlink
+    from hostdev.linux.sysfs import Sysfs
+
+    host.kernel.add_netdev(PF, "a0", phys_port_name="pf0")
+    host.kernel.add_netdev(PF, "b0", phys_port_name="pf0vf0")
+    host.kernel.add_netdev(PF, "c0")
+    real = Sysfs.read_optional
+
+    def quirk(self: Sysfs, path: str, address: Any = None) -> str | None:
+        if path.endswith("/c0/phys_port_name"):  # a driver's odd errno, not EOPNOTSUPP
+            raise KernelRefused("the kernel refused reading it", errno=errno.EINVAL, path=path)
+        return real(self, path, address)
+
+    monkeypatch.setattr(Sysfs, "read_optional", quirk)
+    # Not a representor for all we know: taken before a PF's representor ...
+    assert netlink.pf_interface(host.mgr.sysfs, PF) == "c0"
+    # ... and after a netdev that says it is a port.
+    host.kernel.add_netdev(PF, "d0", phys_port_name="p0", dev_port=3)
+    assert netlink.pf_interface(host.mgr.sysfs, PF) == "d0"
