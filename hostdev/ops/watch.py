@@ -8,8 +8,9 @@ looked at once per batch, only if hostdev tracks it. A tracked device that a
 that a ``bind`` or ``unbind`` concerned is compared with its record.
 
 Telling our own bindings from someone else's: the batch is judged under the
-state lock, after the queue was drained once more there, so every event of a
-transaction of ours that finished is in it, and the lists already say where
+state lock, after the queue was drained there until empty (drain after drain, a
+bounded number: past it the batch counts as lost and the host is reconciled), so
+every event of a transaction of ours that finished is in it, and the lists already say where
 that transaction left the device. A tracked device off the driver its record
 names has drifted, whoever moved it. A tracked device that was unbound or bound
 but sits where its record says has drifted only if no transaction of ours

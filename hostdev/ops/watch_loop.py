@@ -153,7 +153,7 @@ class WatchLoop:
                                            set[PciAddress]]:
             # Drained again under the lock: every event of a transaction of ours
             # that finished before it is in this batch (see hostdev.ops.watch).
-            more = source.drain(0)
+            more = drain_queued(source)
             seen = watching.coalesce(batch.events + more.events)
             added = owed | watching.added_in(seen)
             present = watching.present_after(before, seen)
@@ -192,6 +192,27 @@ class WatchLoop:
         if self.callback is not None:
             for event in events:
                 self.callback(event)
+
+
+#: Full drains taken under the lock before giving up on emptying the queue (a
+#: stream that outruns them): the batch is then treated as lost, and reconciled.
+QUEUED_DRAINS = 16
+
+
+def drain_queued(source: uevents.EventSource) -> Batch:
+    """Everything queued now, without waiting: drain after drain while each comes
+    back full, since one drain takes at most :data:`~hostdev.linux.uevents.BATCH_LIMIT`
+    and the tail of a long transaction of ours must not be left for the next batch
+    (which would take it for someone else's doing). After :data:`QUEUED_DRAINS` full
+    drains the rest is left and the batch is marked lost, so that it is reconciled."""
+    limit = uevents.BATCH_LIMIT
+    events: list[uevents.Uevent] = []
+    for _ in range(QUEUED_DRAINS):
+        got = source.drain(0, limit)
+        events += got.events
+        if got.lost or len(got.events) < limit:
+            return uevents.Batch(events, got.lost)
+    return uevents.Batch(events, True)
 
 
 def apply_wishes(apply: Callable[[list[PciAddress]], PersistentReport],

@@ -20,11 +20,15 @@ from hostdev.linux import uevents
 from hostdev.linux.sysfs import Sysfs
 from hostdev.linux.uevents import BATCH_LIMIT, Batch, EventSource
 from hostdev.manager import HostdevManager
-from hostdev.ops import identity, recovery
+
+# watch_loop imported here, not in a test: pyfakefs unloads the modules first
+# imported during a test, and a later test would patch a stale copy of it.
+from hostdev.ops import identity, recovery, watch_loop
 from hostdev.ops.identity import Presence
 from hostdev.reports import WatchEvent
 from hostdev.state.records import DeviceRecord
 from hostdev.testing import FakeKernel
+from hostdev.testing.uevents import FakeMonitor
 from tests.smallhost import NIC, PF, VM1, Host
 
 Step = Callable[[], object]
@@ -303,6 +307,47 @@ def test_our_events_split_across_drains_are_still_ours(host: Host,
     events = watch(host.mgr, lambda: host.mgr.node_detach(vf1), lambda: None, lambda: None)
     assert events == []
     assert [r.address for r in host.mgr.inactive()] == [vf0, vf1]
+
+
+def test_a_long_transaction_of_ours_is_drained_whole_under_the_lock(
+        host: Host, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Our transaction sends more events than one drain takes: the drain under the
+    lock goes on until the queue is empty, so its tail is not taken for drift."""
+    vf0, vf1 = host.vfs(2)
+
+    def one_at_a_time(source: EventSource, timeout: float, limit: int = BATCH_LIMIT) -> Batch:
+        return source.drain(timeout, 1)
+
+    def two_at_most(self: FakeMonitor, timeout: float, limit: int = BATCH_LIMIT) -> Batch:
+        return real_drain(self, timeout, min(limit, 2))
+
+    real_drain = FakeMonitor.drain
+    monkeypatch.setattr(uevents, "gather", one_at_a_time)
+    # One drain takes at most 2 events (4,096 on a real host).
+    monkeypatch.setattr(FakeMonitor, "drain", two_at_most)
+    monkeypatch.setattr(uevents, "BATCH_LIMIT", 2)
+    events = watch(host.mgr, lambda: host.mgr.prepare(VM1, [vf0, vf1, NIC]), lambda: None,
+                   lambda: None)
+    assert events == []
+    assert [r.address for r in host.mgr.active()] == [NIC, vf0, vf1]
+
+
+def test_a_queue_that_never_empties_is_reconciled(
+        host: Host, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Drains under the lock are bounded: past them the batch counts as lost."""
+    vf0, vf1 = host.vfs(2)
+    monkeypatch.setattr(uevents, "BATCH_LIMIT", 1)
+    monkeypatch.setattr(watch_loop, "QUEUED_DRAINS", 2)
+
+    def one_at_a_time(source: EventSource, timeout: float, limit: int = BATCH_LIMIT) -> Batch:
+        return source.drain(timeout, 1)
+
+    monkeypatch.setattr(uevents, "gather", one_at_a_time)
+    events = watch(host.mgr, lambda: host.mgr.prepare(VM1, [vf0, vf1, NIC]), lambda: None,
+                   lambda: None, lambda: None)
+    assert [e.kind for e in events][:1] == ["resync"]
+    assert "drift" not in [e.kind for e in events]
+    assert [r.address for r in host.mgr.active()] == [NIC, vf0, vf1]
 
 
 def test_a_busy_lock_is_made_up_for_by_a_reconcile(host: Host,
