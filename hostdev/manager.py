@@ -65,6 +65,9 @@ if TYPE_CHECKING:
     from hostdev.ops.watch_loop import WatchLoop
 
 T = TypeVar("T")
+#: A transaction of an audited call, the lists it started from, and the addresses
+#: whose records it changed (None: not known yet).
+_Seen = tuple[Transaction, Lists, "set[PciAddress] | None"]
 SpecLike = HostdevSpec | AddressLike
 
 
@@ -146,14 +149,13 @@ class HostdevManager:
             yield txn
 
     @contextmanager
-    def _audited(self, verb: str,
-                 named: list[PciAddress]) -> Iterator[list[tuple[Transaction, Lists]]]:
+    def _audited(self, verb: str, named: list[PciAddress]) -> Iterator[list[_Seen]]:
         """Write the audit line of the transaction run inside, whatever its end.
 
         The devices are those the call named, those its intent journaled, those
         whose records it changed, and the one its error names.
         """
-        seen: list[tuple[Transaction, Lists]] = []
+        seen: list[_Seen] = []
         error: BaseException | None = None
         try:
             yield seen
@@ -162,12 +164,13 @@ class HostdevManager:
             raise
         finally:
             devices = set(named)
-            for txn, original in seen:
+            for txn, original, changed in seen:
                 if txn.intent is not None:
                     devices.update(d.address for d in txn.intent.devices)
                     devices.update(v.pf for v in txn.intent.vf_counts)
                 if error is None:
-                    devices.update(_changed(original, txn.lists))
+                    devices.update(changed if changed is not None else
+                                   _changed(original, txn.lists))
             address = getattr(error, "address", None)
             if isinstance(address, PciAddress):
                 devices.add(address)
@@ -192,7 +195,7 @@ class HostdevManager:
             original = self._recover_if_needed(guard)
             txn = Transaction(self.sysfs, original.copy(), guard, self._record_intent,
                               module_loader=self.module_loader)
-            seen.append((txn, original))
+            seen.append((txn, original, None))
             self.sysfs.on_helper = self._journal_helper
             saving = saved = False
             try:
@@ -203,6 +206,9 @@ class HostdevManager:
                 if txn.intent is not None:
                     txn.lists.last_transaction = txn.intent.transaction
                 if not txn.lists.same_as(original):
+                    # Taken before the save, which makes the lists their own origin
+                    # (after it, telling what changed would compare every record).
+                    seen[-1] = (txn, original, _changed(original, txn.lists))
                     saving = True
                     self.store.save(txn.lists)
                     saved = True
@@ -779,7 +785,12 @@ def _changed(before: Lists, after: Lists) -> set[PciAddress]:
         return set()
     changed: set[PciAddress] = set()
     for old, new in ((before.active, after.active), (before.inactive, after.inactive)):
-        changed.update(a for a in old.keys() | new.keys() if old.get(a) != new.get(a))
+        # Copies of one map know which addresses they changed: only those are
+        # looked at (a transaction touches a few records of thousands). And a record
+        # left alone is the very same object in both (the copy is shallow).
+        keys = old.dirty | new.dirty if new.origin is old.origin else old.keys() | new.keys()
+        changed.update(a for a in keys
+                       if (was := old.get(a)) is not (now := new.get(a)) and was != now)
     return changed
 
 
