@@ -815,8 +815,9 @@ def start_helper_write(path: str, data: bytes) -> WriteHandle:
     """Start a write of ``data`` to ``path`` in a helper process; return at once.
 
     The helper is a grandchild (double fork): the intermediate child exits at
-    once and is reaped here, so the helper belongs to init (or the nearest
-    subreaper) and never becomes a zombie of the caller, however long it stays
+    once and is reaped here (without waiting, once the helper has answered), so
+    the helper belongs to init (or the nearest subreaper) and never becomes a
+    zombie of the caller, however long it stays
     blocked and whether or not the caller still runs. It leaves the caller's
     session (no ^C or hang-up reaches it), closes every inherited file but its
     pipe, makes the one write, reports the result on the pipe and exits.
@@ -838,7 +839,8 @@ def _start_write(path: str, data: bytes) -> WriteHandle:
     return start_helper_write(path, data)
 
 
-#: Helpers whose intermediate child could not be reaped at once (never in practice).
+#: Intermediate children of helpers not reaped yet (each is, without waiting, once its
+#: helper has answered; one still exiting then is reaped at a later write).
 _unreaped: set[int] = set()
 
 
@@ -879,16 +881,15 @@ class _ForkedWrite:
             _helper_main(read_end, write_end, path, data, ignore_signals)
         os.close(write_end)
         self._fd = read_end
-        try:
-            os.waitpid(child, 0)  # the intermediate child exits at once
-        except ChildProcessError:
-            pass
-        except BaseException:
-            _unreaped.add(child)
-            raise
+        # The intermediate child exits as soon as it has forked the helper. It is
+        # reaped once the helper has answered (wait), without blocking: waiting for
+        # its exit here would add the teardown of a copy of this process to every
+        # write. Until then it is known, so that a later write reaps it anyway.
+        _unreaped.add(child)
         line = self._line(5.0)  # the helper's first line: its pid
         if line is None or not line.isdigit():
             self._close()
+            _reap()
             raise OSError(_errno.ECHILD, "the write helper did not start")
         self.pid = int(line)
         self.start = _start_time(self.pid)
@@ -925,6 +926,8 @@ class _ForkedWrite:
         except BaseException:
             self._close()
             raise
+        finally:
+            _reap()  # the intermediate child, long gone by now
         if line is None:
             if self._fd < 0:  # the helper died without a word (killed)
                 return _errno.EIO

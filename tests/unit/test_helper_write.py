@@ -63,6 +63,25 @@ def test_write_through_the_helper_lands(tmp_path: Path) -> None:
     assert _gone(helper.pid)
 
 
+def test_no_child_of_the_caller_is_left_behind(tmp_path: Path) -> None:
+    """The intermediate child is reaped (without waiting for it in the write's path):
+    after the writes, the caller has no child, zombie or not."""
+    from hostdev.linux import sysfs as boundary
+
+    target = _sys(tmp_path) / "attr"
+    target.write_text("")
+    sysfs = _sysfs(tmp_path, 10)
+    for value in ("1\n", "0\n"):
+        sysfs.write(str(target), value, ADDR, blocking=[ADDR])
+    deadline = time.monotonic() + 5.0
+    while boundary._unreaped and time.monotonic() < deadline:
+        time.sleep(0.02)  # one still exiting when its helper answered: the next write
+        boundary._reap()  # (here, this call) reaps it
+    assert not boundary._unreaped
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)
+
+
 def test_helper_reports_the_errno(tmp_path: Path) -> None:
     sysfs = _sysfs(tmp_path, 10)
     with pytest.raises(KernelRefused) as info:
