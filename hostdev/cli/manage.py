@@ -199,6 +199,9 @@ def cmd_sriov(args: argparse.Namespace) -> int:
              + ((" (persistent)" if args.count else " (persistent VF count dropped)")
                 if args.persistent else "")]
     lines += [f"{vf.address}: {vf.action} (inactive)" for vf in report.detached]
+    if args.stub and report.before == report.after and report.after:
+        lines.append(f"no VF created, so none moved to {args.stub}: the VFs there stay where"
+                     " they are ('hostdev detach' moves them)")
     lines += [f"{r.address}: record pruned (VF vanished)" for r in report.pruned]
     lines += [f"{r.address}: ORPHANED: was assigned to {r.owner}" for r in report.orphaned]
     emit(args, "sriov", report, lines)

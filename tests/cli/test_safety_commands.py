@@ -43,6 +43,8 @@ def test_sriov_stub_command(fake_kernel: FakeKernel,
         out.splitlines()[1:]
     code, out, _ = run(capsys, "sriov", PF, "3", "--stub", "auto", "--force", "--json")
     assert code == 0 and [d["driver"] for d in json.loads(out)["detached"]] == ["vfio-pci"] * 3
+    code, out, _ = run(capsys, "sriov", PF, "3", "--stub", "vfio-pci")
+    assert code == 0 and "no VF created, so none moved to vfio-pci" in out
     for bad in ("../vfio-pci", "vfio/pci", ""):
         code, out, err = run(capsys, "sriov", PF, "1", "--stub", bad)
         assert code == 2 and len(err.strip().splitlines()) == 1 and "driver" in err
