@@ -20,16 +20,18 @@ from __future__ import annotations
 import os
 import uuid
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hostdev.address import PciAddress
 from hostdev.errors import StateCorrupt
 from hostdev.state import files as statedir
-from hostdev.state.records import IDENTITY_KEYS, OverrideValue, VfNetValues
+from hostdev.state.records import IDENTITY_KEYS, KernelDriverName, OverrideValue, VfNetValues
 
 INTENT_NAME = "intent.json"
+#: A VF count or index: SR-IOV counts VFs in 16 bits (a journal holding more is damaged).
+VfCount = Annotated[int, Field(ge=0, le=0xFFFF)]
 
 
 class DeviceBefore(BaseModel):
@@ -38,7 +40,7 @@ class DeviceBefore(BaseModel):
     model_config = ConfigDict(defer_build=True)
 
     address: PciAddress
-    driver: str | None
+    driver: KernelDriverName | None
     override: OverrideValue | None
     identity: int | None = Field(validation_alias=IDENTITY_KEYS)
 
@@ -49,8 +51,8 @@ class VfCountBefore(BaseModel):
     model_config = ConfigDict(defer_build=True)
 
     pf: PciAddress
-    count: int
-    target: int
+    count: VfCount
+    target: VfCount
 
 
 class VfNetBefore(BaseModel):
@@ -60,7 +62,7 @@ class VfNetBefore(BaseModel):
 
     address: PciAddress
     pf: PciAddress
-    index: int
+    index: VfCount
     #: Kernel identity of the VF when recorded: a re-created VF starts from the defaults.
     identity: int | None = Field(validation_alias=IDENTITY_KEYS)
     values: VfNetValues

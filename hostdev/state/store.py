@@ -151,16 +151,14 @@ class StateStore:
             raise StateCorrupt(f"state file {self.path} is not a hostdev state file; move it aside")
         if doc.get("version") != STATE_VERSION:
             raise StateCorrupt(
-                f"state file {self.path} has version {doc.get('version')!r}, this hostdev"
-                f" reads version {STATE_VERSION}; use the hostdev that wrote it"
+                f"state file {self.path} has version {statedir.shown(doc.get('version'))},"
+                f" this hostdev reads version {STATE_VERSION}; use the hostdev that wrote it"
             )
         try:
             return StateFile.model_validate(doc)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first.get("loc", ()))
             raise StateCorrupt(
-                f"state file {self.path} is damaged at {where}: {first.get('msg')};"
+                f"state file {self.path} is damaged {statedir.damage(exc.errors())};"
                 " it was left as it is: move it aside to start empty"
             ) from None
 

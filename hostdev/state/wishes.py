@@ -138,15 +138,14 @@ class WishStore:
             raise StateCorrupt(f"{_WHAT} {self.path} is not a hostdev wishes file;"
                                " move it aside")
         if doc.get("version") != WISHES_VERSION:
-            raise StateCorrupt(f"{_WHAT} {self.path} has version {doc.get('version')!r}, this"
+            raise StateCorrupt(f"{_WHAT} {self.path} has version"
+                               f" {statedir.shown(doc.get('version'))}, this"
                                f" hostdev reads version {WISHES_VERSION}; use the hostdev"
                                " that wrote it")
         try:
             wishes = Wishes.model_validate(doc)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first.get("loc", ()))
-            raise StateCorrupt(f"{_WHAT} {self.path} is damaged at {where}: {first.get('msg')};"
+            raise StateCorrupt(f"{_WHAT} {self.path} is damaged {statedir.damage(exc.errors())};"
                                " it was left as it is: fix it or move it aside") from None
         for kind in (wishes.sriov, wishes.detach):
             addresses = [w.device.address for w in kind]
