@@ -266,7 +266,7 @@ def _uevent(text: str) -> tuple[str | None, int, int, int, int, int] | None:
         return None
     start = text.find("\nDRIVER=")
     driver = text[start + 8:text.index("\n", start + 8)] if start >= 0 else ""
-    if "/" in driver or "\x00" in driver or driver in (".", ".."):
+    if "/" in driver or not driver.isprintable() or driver in (".", ".."):
         return None  # not a driver's name: the ``driver`` link says which it is
     return (driver or None, *found)
 

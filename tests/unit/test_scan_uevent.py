@@ -33,7 +33,7 @@ def test_as_the_kernel_writes_it() -> None:
     ("PCI_ID=1AF4", "PCI_ID=1_AF4"), ("PCI_ID=1AF4", "PCI_ID=\u0661"),
     # Taken for the bound driver's name: "invalid driver name '../x'" (exit 2) on detach.
     ("DRIVER=virtio-pci", "DRIVER=../x"), ("DRIVER=virtio-pci", "DRIVER=.."),
-    ("DRIVER=virtio-pci", "DRIVER=a\x00b"),
+    ("DRIVER=virtio-pci", "DRIVER=a\x00b"), ("DRIVER=virtio-pci", "DRIVER=a\x1bb"),
 ])
 def test_what_the_kernel_never_writes_is_unusable(old: str, new: str) -> None:
     assert _uevent(KERNEL.replace(old, new, 1)) is None
