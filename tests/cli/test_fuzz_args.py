@@ -121,3 +121,30 @@ def test_generated_global_options(vf_host: Host, capsys: pytest.CaptureFixture[s
         assert err.startswith("hostdev: ") and err.count("\n") == 1, (option, value, err)
         assert_one_line(err.rstrip("\n"))
         assert _host_now(vf_host) == before
+
+
+_LIST_WORDS = st.sampled_from([
+    "list", "--json", "--schema", "-v", "-vv", "--verbose", "-q", "--quiet", "--driver", "--id",
+    "--pf", "--numa", "--list", "--class", "--root", "--state-dir", "--config-dir",
+    "--no-load-modules", "--", "-", "--json=1", "--driver=x", "--driver=", "--root=/x",
+    "--root=", "-vq", "x", "", "-1", "--verbose=2", "--release-timeout", "3", "-h",
+    "--jso", "--dri"]) | TEXT
+
+
+@FUZZ
+@given(st.lists(_LIST_WORDS, max_size=7))
+def test_the_fast_list_parse_agrees_with_argparse(argv: list[str]) -> None:
+    """``hostdev list`` is parsed by hand (cli/listargs.py) when it can be: what it takes,
+    argparse takes too, with the same result."""
+    import contextlib
+    import io
+
+    from hostdev.cli.listargs import fast_list_args
+    from hostdev.cli.parser import build_parser
+
+    fast = fast_list_args(argv)
+    if fast is None:
+        return
+    with contextlib.redirect_stderr(io.StringIO()):
+        slow = build_parser().parse_args(argv)  # SystemExit: argparse refuses it
+    assert vars(fast) == vars(slow)
