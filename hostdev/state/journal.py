@@ -27,7 +27,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from hostdev.address import PciAddress
 from hostdev.errors import StateCorrupt
 from hostdev.state import files as statedir
-from hostdev.state.records import IDENTITY_KEYS, KernelDriverName, OverrideValue, VfNetValues
+from hostdev.state.records import (
+    IDENTITY_KEYS,
+    KernelDriverName,
+    OverrideValue,
+    PrintableText,
+    VfNetValues,
+)
 
 INTENT_NAME = "intent.json"
 #: A VF count or index: SR-IOV counts VFs in 16 bits (a journal holding more is damaged).
@@ -81,12 +87,12 @@ class PendingWrite(BaseModel):
 
     model_config = ConfigDict(defer_build=True)
 
-    path: str
+    path: PrintableText
     value: str
     devices: list[PciAddress] = Field(min_length=1)
     pid: int
     start: int | None
-    pidns: str | None = None
+    pidns: PrintableText | None = None
     gave_up: bool = False
 
 
@@ -97,8 +103,8 @@ class Intent(BaseModel):
 
     format: Literal["hostdev-intent"] = "hostdev-intent"
     version: Literal[1] = 1
-    transaction: str = Field(default_factory=lambda: uuid.uuid4().hex)
-    operation: str
+    transaction: PrintableText = Field(default_factory=lambda: uuid.uuid4().hex)
+    operation: Annotated[PrintableText, Field(min_length=1, max_length=64)]
     pid: int = Field(default_factory=os.getpid)
     devices: list[DeviceBefore] = Field(default_factory=list)
     vf_counts: list[VfCountBefore] = Field(default_factory=list)
@@ -125,10 +131,10 @@ class Journal:
         doc = statedir.parse_json(found[0], self.path, "intent journal")
         try:
             return Intent.model_validate(doc)
-        except ValidationError:
+        except ValidationError as exc:
             raise StateCorrupt(
-                f"intent journal {self.path} is damaged; it was left as it is: check the"
-                " devices it names by hand, then move it aside"
+                f"intent journal {self.path} is damaged {statedir.damage(exc.errors())}; it"
+                " was left as it is: check the devices it names by hand, then move it aside"
             ) from None
 
     def clear(self) -> None:

@@ -48,10 +48,17 @@ def _driver_name(value: str) -> str:
         raise ValueError(str(exc)) from None
 
 
-def _not_dots(value: str) -> str:
-    if value in (".", ".."):
-        raise ValueError(f"driver name {value!r} names a directory, not a driver")
+def _printable(value: str) -> str:
+    if not value.isprintable():
+        raise ValueError(f"{value[:40]!r} holds a character that is not printable (a"
+                         " newline, a NUL...)")
     return value
+
+
+def _kernel_driver(value: str) -> str:
+    if "/" in value or value in (".", ".."):
+        raise ValueError(f"driver name {value[:40]!r} is not a directory name")
+    return _printable(value)
 
 
 OwnerPart = Annotated[str, AfterValidator(_owner_part)]
@@ -61,8 +68,12 @@ DriverName = Annotated[str, AfterValidator(_driver_name)]
 #: :data:`DriverName` (a stub the caller chooses) because hostdev records whatever
 #: driver the host had; but a file naming a driver no kernel can have (``../x``, a
 #: newline) is damaged, and recovery must not move a device to "give it back" to it.
-KernelDriverName = Annotated[str, Field(pattern=r"^[^/\x00-\x1f\x7f]{1,255}$"),
-                             AfterValidator(_not_dots)]
+KernelDriverName = Annotated[str, Field(min_length=1, max_length=255),
+                             AfterValidator(_kernel_driver)]
+#: Text hostdev writes in its files and reads back into the lines it prints (an
+#: operation's name, a sysfs path): no newline, NUL or other character that is not
+#: printable, which would split or garble those lines.
+PrintableText = Annotated[str, AfterValidator(_printable)]
 
 
 class Owner(BaseModel):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -25,7 +25,7 @@ from hostdev.address import PciAddress
 from hostdev.errors import StateCorrupt, StateUnusable
 from hostdev.ids import Hex16
 from hostdev.state import files as statedir
-from hostdev.state.records import DriverName
+from hostdev.state.records import DriverName, PrintableText
 
 WISHES_NAME = "wishes.json"
 WISHES_FORMAT = "hostdev-wishes"
@@ -48,8 +48,9 @@ class DeviceIdentity(BaseModel):
     address: PciAddress
     vendor: Hex16
     device: Hex16
-    #: The VPD serial number (``SN``), None when the device has none.
-    serial: str | None = Field(default=None, max_length=255)
+    #: The VPD serial number (``SN``), None when the device has none. Printable: hostdev
+    #: reads it escaped (:mod:`hostdev.linux.vpd`), and prints it in its lines.
+    serial: Annotated[PrintableText, Field(max_length=255)] | None = None
 
     def mismatch(self, found: DeviceIdentity) -> str | None:
         """Why ``found`` (the device now at the address) is not this one; None if it is."""

@@ -329,6 +329,15 @@ _DAMAGED_JOURNALS: dict[str, dict[str, object]] = {
     "negative VF count": {"vf_counts": [{"pf": "0000:03:00.0", "count": -1, "target": 0}]},
     "VF count past 16 bits": {"vf_counts": [{"pf": "0000:03:00.0", "count": 2**64,
                                              "target": 0}]},
+    # Printed in the lines of what recovery did: a newline split them.
+    "operation of two lines": {"operation": "node_detach\nroot: all good"},
+    "pending path of two lines": {"pending": [{
+        "path": "/sys/bus/pci/drivers/e1000e/unbind\nx", "value": "0000:00:19.0\n",
+        "devices": [str(NIC)], "pid": 999999, "start": None, "gave_up": True}]},
+    "PID namespace with a NUL": {"pending": [{
+        "path": "/sys/bus/pci/drivers/e1000e/unbind", "value": "0000:00:19.0\n",
+        "devices": [str(NIC)], "pid": 999999, "start": None, "pidns": "pid:[1]\x00",
+        "gave_up": True}]},
     "negative VF index": {"vf_nets": [{"address": "0000:03:10.0", "pf": "0000:03:00.0",
                                        "index": -1, "identity": None,
                                        "values": {"vlan": 0}}]},
@@ -356,4 +365,5 @@ def test_a_damaged_journal_that_parses_is_refused(fake_kernel: FakeKernel, damag
     assert main(["--root", "/", "--state-dir", state, "reconcile"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "intent.json" in err and "Traceback" not in err
+    assert "is damaged at " in err
     assert len(fake_kernel.writes) == writes

@@ -81,6 +81,10 @@ def test_zero_vfs_drops_the_wish_and_a_stored_zero_is_refused(tmp_path: Path) ->
     ('{"format": "hostdev-wishes", "version": 1, "sriov": [{"device": {"address":'
      ' "0000:01:00.0", "vendor": "-1", "device": "1572"}, "num_vfs": 2}]}',
      "damaged at sriov.0.device.vendor"),
+    # Printed as it was by 'hostdev wishes' (its newline split the line).
+    ('{"format": "hostdev-wishes", "version": 1, "detach": [{"device": {"address":'
+     ' "0000:04:00.0", "vendor": "8086", "device": "10d3", "serial": "A1\\nB2"}}]}',
+     "damaged at detach.0.device.serial"),
 ])
 def test_damage_is_told_in_one_line(tmp_path: Path, content: str, phrase: str) -> None:
     store = WishStore(tmp_path)
