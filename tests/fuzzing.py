@@ -122,6 +122,34 @@ def damaged_bytes(base: dict[str, Any]) -> st.SearchStrategy[bytes]:
     )
 
 
+# ------------------------------------------------------------------- sysfs content
+
+_TEXT = st.sampled_from(HOSTILE_TEXT) | st.text(max_size=24)
+_HEX = st.text("0123456789abcdefABCDEF", min_size=1, max_size=8)
+#: What a damaged file holds where the kernel prints a hex id: mostly a number that
+#: ``int()`` takes (one too big, signed, spaced), so that a whole line parses.
+_ID = st.text("0123456789abcdefABCDEF", min_size=1, max_size=4)
+NUMBERS = st.one_of(_ID, _ID, _ID, _HEX, st.sampled_from(
+    ["-1", "+5", " 5", "5 ", "1_0", "0x10", "\u0661", "", "-0", "123456", "1234567",
+     "ffffffff", "zz", "\x00"]))
+_ID_PAIRS = st.builds(lambda a, b: f"{a}:{b}", NUMBERS, NUMBERS)
+
+
+@st.composite
+def uevents(draw: st.DrawFn) -> str:
+    """A ``uevent`` as a damaged or hostile tree holds it: the kernel's lines, each value
+    valid or not, in any order, one of them missing at times, with other lines."""
+    lines = [f"PCI_CLASS={draw(NUMBERS)}", f"PCI_ID={draw(_ID_PAIRS)}",
+             f"PCI_SUBSYS_ID={draw(_ID_PAIRS)}"]
+    if draw(st.integers(0, 3)) == 0:
+        del lines[draw(st.integers(0, 2))]
+    if draw(st.booleans()):
+        lines.append(f"DRIVER={draw(_TEXT)}")
+    lines += draw(st.lists(st.builds(lambda k, v: f"{k}={v}", st.sampled_from(
+        ["PCI_SLOT_NAME", "MODALIAS", "X"]), _TEXT), max_size=2))
+    return "\n".join(draw(st.permutations(lines))) + draw(st.sampled_from(["\n", "", "\x00"]))
+
+
 def assert_one_line(message: str, *names: str) -> None:
     """An error message as users must get it: one line, naming each of ``names``."""
     assert "\n" not in message and "\r" not in message, message

@@ -19,7 +19,7 @@ from hostdev.cli.netargs import net_config_from_args
 from hostdev.errors import BadInput, InvalidAddress, InvalidDriverName
 from hostdev.linux.scan import _uevent
 from hostdev.state.records import Owner
-from tests.fuzzing import FUZZ, HOSTILE_TEXT, assert_one_line
+from tests.fuzzing import FUZZ, HOSTILE_TEXT, assert_one_line, uevents
 
 TEXT = st.sampled_from(HOSTILE_TEXT) | st.text(max_size=300)
 
@@ -78,32 +78,7 @@ def test_vf_network_options(options: dict[str, str]) -> None:
 
 # ------------------------------------------------------------------------- uevent
 
-_HEX = st.text("0123456789abcdefABCDEF", min_size=1, max_size=8)
-#: What a damaged file holds where the kernel prints a hex id: mostly a number that
-#: ``int()`` takes (one too big, signed, spaced), so that a whole line parses.
-_ID = st.text("0123456789abcdefABCDEF", min_size=1, max_size=4)
-_NUMBERS = st.one_of(_ID, _ID, _ID, _HEX, st.sampled_from(
-    ["-1", "+5", " 5", "5 ", "1_0", "0x10", "\u0661", "", "-0", "123456", "1234567",
-     "ffffffff", "zz", "\x00"]))
-_ID_PAIRS = st.builds(lambda a, b: f"{a}:{b}", _NUMBERS, _NUMBERS)
-
-
-@st.composite
-def _uevents(draw: st.DrawFn) -> str:
-    """A ``uevent`` as a damaged or hostile tree holds it: the kernel's lines, each value
-    valid or not, in any order, one of them missing at times, with other lines."""
-    lines = [f"PCI_CLASS={draw(_NUMBERS)}", f"PCI_ID={draw(_ID_PAIRS)}",
-             f"PCI_SUBSYS_ID={draw(_ID_PAIRS)}"]
-    if draw(st.integers(0, 3)) == 0:
-        del lines[draw(st.integers(0, 2))]
-    if draw(st.booleans()):
-        lines.append(f"DRIVER={draw(TEXT)}")
-    lines += draw(st.lists(st.builds(lambda k, v: f"{k}={v}", st.sampled_from(
-        ["PCI_SLOT_NAME", "MODALIAS", "X"]), TEXT), max_size=2))
-    return "\n".join(draw(st.permutations(lines))) + draw(st.sampled_from(["\n", "", "\x00"]))
-
-
-_UEVENTS = _uevents() | TEXT
+_UEVENTS = uevents() | TEXT
 
 
 @FUZZ
