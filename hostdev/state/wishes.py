@@ -138,7 +138,8 @@ class WishStore:
         if not isinstance(doc, dict) or doc.get("format") != WISHES_FORMAT:
             raise StateCorrupt(f"{_WHAT} {self.path} is not a hostdev wishes file;"
                                " move it aside")
-        if doc.get("version") != WISHES_VERSION:
+        # JSON true equals 1 in Python, and pydantic takes it for Literal[1]: refused.
+        if doc.get("version") != WISHES_VERSION or isinstance(doc.get("version"), bool):
             raise StateCorrupt(f"{_WHAT} {self.path} has version"
                                f" {statedir.shown(doc.get('version'))}, this"
                                f" hostdev reads version {WISHES_VERSION}; use the hostdev"

@@ -107,6 +107,7 @@ def _file_with(**changes: object) -> bytes:
         (b'{"format": "hostdev-state", "version": 1, "' + b"k" * 5000 + b'": 1}',
          "damaged at " + "k" * 40 + "...: Extra inputs"),
         # A version of 5,000 numbers was printed whole.
+        (b'{"format": "hostdev-state", "version": true}', "has version True, this"),
         (b'{"format": "hostdev-state", "version": [' + b"1," * 5000 + b'1]}',
          "has version [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, ..., this"),
         # Values hostdev never writes: they were loaded and used (a driver name that

@@ -78,6 +78,7 @@ def test_zero_vfs_drops_the_wish_and_a_stored_zero_is_refused(tmp_path: Path) ->
      ' "0000:04:00.0", "vendor": "8086", "device": "10d3"}, "stub_driver": "vfio-pci",'
      ' "x\\u0000y": 1}]}', "damaged at detach.0.x\\x00y: Extra"),
     ('{"format": "hostdev-wishes", "version": ["' + "v" * 5000 + '"]}', "has version ['vvvv"),
+    ('{"format": "hostdev-wishes", "version": true}', "has version True, this"),
     ('{"format": "hostdev-wishes", "version": 1, "sriov": [{"device": {"address":'
      ' "0000:01:00.0", "vendor": "-1", "device": "1572"}, "num_vfs": 2}]}',
      "damaged at sriov.0.device.vendor"),
