@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+from pydantic import BeforeValidator, Field, PlainSerializer, WithJsonSchema
 
 
 def _hex_in(value: Any) -> Any:
@@ -30,6 +30,7 @@ def _hex6(value: int) -> str:
 Hex16 = Annotated[
     int,
     BeforeValidator(_hex_in),
+    Field(ge=0, le=0xFFFF),  # a file holding "-1" or "123456" is damaged, not printed
     PlainSerializer(_hex4, return_type=str),
     WithJsonSchema({"type": "string", "pattern": "^[0-9a-f]{4}$"}),
 ]
@@ -37,6 +38,7 @@ Hex16 = Annotated[
 Hex24 = Annotated[
     int,
     BeforeValidator(_hex_in),
+    Field(ge=0, le=0xFFFFFF),
     PlainSerializer(_hex6, return_type=str),
     WithJsonSchema({"type": "string", "pattern": "^[0-9a-f]{6}$"}),
 ]

@@ -365,6 +365,7 @@ class HostdevManager:
         swap, a routed interface, a mounted 9p/virtiofs tag) is refused with
         :class:`~hostdev.errors.DeviceUsedByHost` unless ``force``.
         """
+        owner = _owner(owner)
         parsed = _specs(specs)
         if not parsed:
             return PrepareReport()
@@ -393,6 +394,7 @@ class HostdevManager:
         """
         from hostdev.ops.allocate import VfRequest, choose
 
+        owner = _owner(owner)
         request = VfRequest.parse(count, pf=pf, numa_node=numa_node,
                                   vendor_device=vendor_device)
         stub = validate_driver_name(stub_driver)
@@ -417,6 +419,7 @@ class HostdevManager:
     def reattach(self, owner: Owner, specs: Sequence[SpecLike], *,
                  release_timeout: float | None = None) -> ReattachReport:
         """Take ``owner``'s devices back; best effort, never raises for one device."""
+        owner = _owner(owner)
         addresses = [s.address for s in _specs(specs)]
         timeout = self._timeout(release_timeout)
 
@@ -427,6 +430,7 @@ class HostdevManager:
 
     def update_active(self, owner: Owner, specs: Sequence[SpecLike]) -> UpdateReport:
         """Rebuild ``owner``'s active entries (after the caller restarted)."""
+        owner = _owner(owner)
         parsed = _specs(specs)
         return self._run(lambda txn: update_active(txn, owner, parsed))
 
@@ -804,7 +808,21 @@ def _resolve_auto(txn: Transaction, specs: list[HostdevSpec]) -> list[HostdevSpe
     return out
 
 
+def _owner(owner: object) -> Owner:
+    """``owner`` if it is an :class:`Owner`, else BadInput: the records keep it as it is,
+    and anything else there (``"qemu/vm1"``, None) made a state file no later call could
+    read."""
+    if not isinstance(owner, Owner):
+        raise BadInput(f"owner must be an Owner, not {type(owner).__name__} {owner!r:.60}:"
+                       " give Owner(driver='qemu', domain='vm1') or Owner.parse('qemu/vm1')")
+    return owner
+
+
 def _specs(specs: Sequence[SpecLike]) -> list[HostdevSpec]:
+    if isinstance(specs, str | PciAddress | HostdevSpec) or not isinstance(specs, Iterable):
+        # A lone address would be taken one character at a time ("invalid PCI address '0'").
+        raise BadInput(f"the devices must be a list of addresses or HostdevSpecs, not"
+                       f" {type(specs).__name__} {specs!r:.60}: e.g. ['0000:01:00.0']")
     out = []
     for spec in specs:
         if isinstance(spec, HostdevSpec):

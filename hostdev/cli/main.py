@@ -83,6 +83,7 @@ DONE_ATTRIBUTE = "hostdev_cli_done"
 def _fail(wants_json: bool, kind: str, message: str, code: int,
           device: object | None = None, done: object | None = None) -> int:
     """Report an error on stderr and, with ``--json``, as a document on stdout."""
+    message = one_line(message)
     print(f"hostdev: {message}", file=sys.stderr)
     if wants_json:
         import json
@@ -94,6 +95,16 @@ def _fail(wants_json: bool, kind: str, message: str, code: int,
         document = {"schema": ERROR_SCHEMA_ID, "error": error, "done": done}
         sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     return code
+
+
+def one_line(message: str) -> str:
+    """``message`` with every character that is not printable (a newline, a NUL, a lone
+    surrogate of an undecodable argument) escaped as repr writes it: an error quotes
+    paths and names the user gave (``--root`` with a newline in it), and its report
+    stays one line whatever they hold."""
+    if message.isprintable():
+        return message
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in message)
 
 
 def _configure_logging(verbose: int, quiet: bool) -> None:

@@ -32,8 +32,15 @@ DEFAULT_CONFIG_DIR = str(default_config_dir())
 #: What the udev rule runs to start a unit without waiting (udev needs a full path).
 SYSTEMCTL = "/usr/bin/systemctl"
 #: Characters a path written into a unit or a rule must not hold: blanks and quotes
-#: split it, '%' and '$' are expanded by systemd and udev, a newline ends the line.
+#: split it, '%' and '$' are expanded by systemd and udev, a newline ends the line
+#: (and so may a carriage return or a NUL: no character that is not printable is
+#: taken, see _unsafe).
 _UNSAFE = "\"' \t\n\\%$"
+
+
+def _unsafe(path: str) -> bool:
+    """Whether ``path`` cannot be written as it is into a unit or a rule."""
+    return not os.path.isabs(path) or not path.isprintable() or any(c in path for c in _UNSAFE)
 
 
 def render(name: str, command: str, config_dir: str = DEFAULT_CONFIG_DIR) -> str:
@@ -65,9 +72,10 @@ def cmd_install_units(args: argparse.Namespace) -> int:
                        " run with a minimal PATH")
     config_dir = args.config_dir or DEFAULT_CONFIG_DIR
     for option, path in (("--command", command), ("--config-dir", config_dir)):
-        if not os.path.isabs(path) or any(c in path for c in _UNSAFE):
+        if _unsafe(path):
             raise BadInput(f"{option} {path!r} must be an absolute path without blanks,"
-                           " quotes, backslashes, '%' or '$' to be written in a unit")
+                           " quotes, backslashes, '%', '$' or control characters to be"
+                           " written in a unit")
     root = Path(args.unit_root)
     if not root.is_dir():
         raise BadInput(f"--root {root} is not a directory; create it or name the system root")

@@ -139,11 +139,11 @@ def _read_open(sysfs: Sysfs, files: DeviceFiles, addr: PciAddress, groups: Group
     else:
         if text is None and not sysfs.device_exists(addr):
             raise DeviceNotFound.at(addr)
-        class_code = _number(files, "class", 16)
-        vendor = _number(files, "vendor", 16)
-        device = _number(files, "device", 16)
-        subsystem_vendor = _optional_number(files, "subsystem_vendor", 16)
-        subsystem_device = _optional_number(files, "subsystem_device", 16)
+        class_code = _number(files, "class", 16, 0xFFFFFF)
+        vendor = _number(files, "vendor", 16, 0xFFFF)
+        device = _number(files, "device", 16, 0xFFFF)
+        subsystem_vendor = _optional_number(files, "subsystem_vendor", 16, 0xFFFF)
+        subsystem_device = _optional_number(files, "subsystem_device", 16, 0xFFFF)
         driver = files.link("driver")
     group = _to_int(files.link("iommu_group"), addr, "iommu_group")
     numa = _optional_number(files, "numa_node", 10)
@@ -194,9 +194,9 @@ def _read_open(sysfs: Sysfs, files: DeviceFiles, addr: PciAddress, groups: Group
                      netdevs=netdevs)
 
 
-def _number(files: DeviceFiles, name: str, base: int) -> int:
+def _number(files: DeviceFiles, name: str, base: int, top: int | None = None) -> int:
     """A number attribute the device must have."""
-    value = _optional_number(files, name, base)
+    value = _optional_number(files, name, base, top)
     if value is None:
         if not files.sysfs.device_exists(files.address):
             raise DeviceNotFound.at(files.address)
@@ -205,18 +205,25 @@ def _number(files: DeviceFiles, name: str, base: int) -> int:
     return value
 
 
-def _optional_number(files: DeviceFiles, name: str, base: int) -> int | None:
-    """A number attribute (``%d``, ``%u``, ``0x%x``); None when absent."""
+def _optional_number(files: DeviceFiles, name: str, base: int,
+                     top: int | None = None) -> int | None:
+    """A number attribute (``%d``, ``%u``, ``0x%x``); None when absent. ``top``: an id
+    the kernel keeps in that many bits (0 to ``top``; anything else is damage)."""
     text = files.read(name)
     if text is None:
         return None
     try:
-        return int(text, base)
+        value = int(text, base)
     except ValueError:
+        value = None
+    if value is None or (top is not None and not 0 <= value <= top):
         what = "a hex number" if base == 16 else "a number"
+        if value is not None:
+            what += f" from 0 to {top:#x}"
         raise UnexpectedContent(
             f"{files.sysfs.relative(files.path)}/{name} holds {text[:20]!r}, not {what}",
             address=files.address) from None
+    return value
 
 
 def _computed_vfs(files: DeviceFiles, addr: PciAddress, numvfs: int,
@@ -257,13 +264,27 @@ def _uevent(text: str) -> tuple[str | None, int, int, int, int, int] | None:
         subsys = _value(text, "\nPCI_SUBSYS_ID=")
         vendor, _, device = ids.partition(":")
         sub_vendor, _, sub_device = subsys.partition(":")
-        found = (int(_value(text, "\nPCI_CLASS="), 16), int(vendor, 16), int(device, 16),
-                 int(sub_vendor, 16), int(sub_device, 16))
+        found = (_hex(_value(text, "\nPCI_CLASS="), 6), _hex(vendor, 4), _hex(device, 4),
+                 _hex(sub_vendor, 4), _hex(sub_device, 4))
     except ValueError:
         return None
     start = text.find("\nDRIVER=")
     driver = text[start + 8:text.index("\n", start + 8)] if start >= 0 else ""
+    if "/" in driver or not driver.isprintable() or driver in (".", ".."):
+        return None  # not a driver's name: the ``driver`` link says which it is
     return (driver or None, *found)
+
+
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
+def _hex(text: str, digits: int) -> int:
+    """An id as the kernel prints it in ``uevent`` (``%04X``: 1 to ``digits`` hex digits);
+    ValueError for anything else (``int`` alone takes a sign, blanks, ``_`` and other
+    scripts' digits, and any size)."""
+    if not 0 < len(text) <= digits or not _HEX_DIGITS.issuperset(text):
+        raise ValueError(text)
+    return int(text, 16)
 
 
 def _value(text: str, key: str) -> str:

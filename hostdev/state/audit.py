@@ -93,7 +93,11 @@ class AuditLog:
             "error": None if error is None else {"type": type(error).__name__,
                                                  "message": str(error) or type(error).__name__},
         }
-        return (json.dumps(entry, ensure_ascii=False) + "\n").encode()
+        # A path that is not UTF-8 (a state directory named with such bytes) reaches the
+        # message as lone surrogates, which strict UTF-8 cannot write: they go as the
+        # JSON escape "\udcff" instead of losing the line.
+        return (json.dumps(entry, ensure_ascii=False) + "\n").encode("utf-8",
+                                                                     "backslashreplace")
 
     def _append(self, line: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):

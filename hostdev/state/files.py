@@ -35,6 +35,11 @@ from pathlib import Path
 
 from hostdev.errors import StateBusy, StateCorrupt, StateUnusable, StateWriteFailed
 
+# typing.TYPE_CHECKING, without importing typing at run time (cold start).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 #: Largest state or journal file read. A record is about 350 bytes of JSON (well
 #: under 1 KiB with a long owner name), so 4,096 tracked devices take under 4 MiB;
 #: 16 MiB leaves four times that and still bounds what a damaged or hostile file
@@ -199,6 +204,24 @@ def parse_json(raw: bytes, path: Path, what: str) -> object:
     except (ValueError, UnicodeDecodeError):
         raise StateCorrupt(f"{what} {path} is not valid JSON (truncated or damaged);"
                            " it was left as it is: move it aside") from None
+
+
+def shown(value: object, limit: int = 40) -> str:
+    """``repr(value)`` cut to ``limit`` characters: a value read from a damaged file,
+    quoted in a one-line message (repr escapes newlines and NUL; a huge value is cut)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def damage(errors: list[Any]) -> str:
+    """``at LOCATION: WHAT`` for the first of a pydantic ValidationError's ``errors()``,
+    on one line: the location's keys come from the damaged file (an unknown key may
+    hold a newline or NUL), so each is escaped as repr does, and cut."""
+    first = errors[0] if errors else {}
+    keys = [str(part) if isinstance(part, int) else repr(str(part))[1:-1]
+            for part in first.get("loc", ())]
+    where = ".".join(key if len(key) <= 40 else key[:40] + "..." for key in keys)
+    return f"at {where or 'the top'}: {first.get('msg', 'invalid')}"
 
 
 def replace_file(path: Path, data: bytes, what: str, mode: int = 0o600) -> None:

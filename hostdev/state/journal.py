@@ -20,16 +20,24 @@ from __future__ import annotations
 import os
 import uuid
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hostdev.address import PciAddress
 from hostdev.errors import StateCorrupt
 from hostdev.state import files as statedir
-from hostdev.state.records import IDENTITY_KEYS, OverrideValue, VfNetValues
+from hostdev.state.records import (
+    IDENTITY_KEYS,
+    KernelDriverName,
+    OverrideValue,
+    PrintableText,
+    VfNetValues,
+)
 
 INTENT_NAME = "intent.json"
+#: A VF count or index: SR-IOV counts VFs in 16 bits (a journal holding more is damaged).
+VfCount = Annotated[int, Field(ge=0, le=0xFFFF)]
 
 
 class DeviceBefore(BaseModel):
@@ -38,7 +46,7 @@ class DeviceBefore(BaseModel):
     model_config = ConfigDict(defer_build=True)
 
     address: PciAddress
-    driver: str | None
+    driver: KernelDriverName | None
     override: OverrideValue | None
     identity: int | None = Field(validation_alias=IDENTITY_KEYS)
 
@@ -49,8 +57,8 @@ class VfCountBefore(BaseModel):
     model_config = ConfigDict(defer_build=True)
 
     pf: PciAddress
-    count: int
-    target: int
+    count: VfCount
+    target: VfCount
     #: The PF's ``sriov_drivers_autoprobe`` before the transaction turned it off (to
     #: create VFs straight onto a stub); None: not touched.
     autoprobe: bool | None = None
@@ -63,7 +71,7 @@ class VfNetBefore(BaseModel):
 
     address: PciAddress
     pf: PciAddress
-    index: int
+    index: VfCount
     #: Kernel identity of the VF when recorded: a re-created VF starts from the defaults.
     identity: int | None = Field(validation_alias=IDENTITY_KEYS)
     values: VfNetValues
@@ -82,12 +90,12 @@ class PendingWrite(BaseModel):
 
     model_config = ConfigDict(defer_build=True)
 
-    path: str
+    path: PrintableText
     value: str
     devices: list[PciAddress] = Field(min_length=1)
     pid: int
     start: int | None
-    pidns: str | None = None
+    pidns: PrintableText | None = None
     gave_up: bool = False
 
 
@@ -98,8 +106,8 @@ class Intent(BaseModel):
 
     format: Literal["hostdev-intent"] = "hostdev-intent"
     version: Literal[1] = 1
-    transaction: str = Field(default_factory=lambda: uuid.uuid4().hex)
-    operation: str
+    transaction: PrintableText = Field(default_factory=lambda: uuid.uuid4().hex)
+    operation: Annotated[PrintableText, Field(min_length=1, max_length=64)]
     pid: int = Field(default_factory=os.getpid)
     devices: list[DeviceBefore] = Field(default_factory=list)
     vf_counts: list[VfCountBefore] = Field(default_factory=list)
@@ -126,10 +134,10 @@ class Journal:
         doc = statedir.parse_json(found[0], self.path, "intent journal")
         try:
             return Intent.model_validate(doc)
-        except ValidationError:
+        except ValidationError as exc:
             raise StateCorrupt(
-                f"intent journal {self.path} is damaged; it was left as it is: check the"
-                " devices it names by hand, then move it aside"
+                f"intent journal {self.path} is damaged {statedir.damage(exc.errors())}; it"
+                " was left as it is: check the devices it names by hand, then move it aside"
             ) from None
 
     def clear(self) -> None:

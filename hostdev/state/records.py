@@ -18,9 +18,16 @@ from hostdev.ids import Hex16
 _OWNER_PART = re.compile(r"[^\x00-\x1f\x7f]{1,256}")
 
 
-#: A ``driver_override`` value as read from the kernel: one line, no NUL (a damaged
-#: file holding anything else is refused when read, not written back to the kernel).
-OverrideValue = Annotated[str, Field(pattern=r"^[^\n\x00]*$")]
+def _set_override(value: str) -> str:
+    if value == "(null)":
+        raise ValueError("'(null)' is how the kernel shows no override, never an override")
+    return value
+
+
+#: A ``driver_override`` value as read from the kernel: one line, no NUL, not empty and
+#: not ``(null)`` (an unset override is None). A damaged file holding anything else is
+#: refused when read, not written back to the kernel.
+OverrideValue = Annotated[str, Field(pattern=r"^[^\n\x00]+$"), AfterValidator(_set_override)]
 
 #: The JSON keys a device's identity is read from: its name, and the one state
 #: files and journals written by hostdev 0.1 used.
@@ -41,8 +48,32 @@ def _driver_name(value: str) -> str:
         raise ValueError(str(exc)) from None
 
 
+def _printable(value: str) -> str:
+    if not value.isprintable():
+        raise ValueError(f"{value[:40]!r} holds a character that is not printable (a"
+                         " newline, a NUL...)")
+    return value
+
+
+def _kernel_driver(value: str) -> str:
+    if "/" in value or value in (".", ".."):
+        raise ValueError(f"driver name {value[:40]!r} is not a directory name")
+    return _printable(value)
+
+
 OwnerPart = Annotated[str, AfterValidator(_owner_part)]
 DriverName = Annotated[str, AfterValidator(_driver_name)]
+#: A driver the host had, as the kernel named it (a directory of
+#: ``/sys/bus/pci/drivers``): one path component of printable characters. Looser than
+#: :data:`DriverName` (a stub the caller chooses) because hostdev records whatever
+#: driver the host had; but a file naming a driver no kernel can have (``../x``, a
+#: newline) is damaged, and recovery must not move a device to "give it back" to it.
+KernelDriverName = Annotated[str, Field(min_length=1, max_length=255),
+                             AfterValidator(_kernel_driver)]
+#: Text hostdev writes in its files and reads back into the lines it prints (an
+#: operation's name, a sysfs path): no newline, NUL or other character that is not
+#: printable, which would split or garble those lines.
+PrintableText = Annotated[str, AfterValidator(_printable)]
 
 
 class Owner(BaseModel):
@@ -178,7 +209,7 @@ class DeviceRecord(BaseModel):
     #: The driver the device was on before we touched it. None: it had no driver,
     #: or it is not known (a device adopted on its stub by update_active); giving
     #: it back then lets the kernel choose.
-    original_driver: str | None = None
+    original_driver: KernelDriverName | None = None
     #: The ``driver_override`` it had before we touched it (None: unset).
     original_override: OverrideValue | None = None
     #: We moved it onto the stub, so giving it back means leaving the stub.
@@ -186,7 +217,7 @@ class DeviceRecord(BaseModel):
     vendor: Hex16
     device: Hex16
     pf: PciAddress | None = None
-    vf_index: int | None = None
+    vf_index: Annotated[int, Field(ge=0, le=0xFFFF)] | None = None
     #: The device's kernel identity when recorded (:meth:`Sysfs.identity`): a function
     #: removed and re-created (VF count change, remove/rescan) gets a new one. Files
     #: written by hostdev 0.1 name it ``generation``, which is still read.

@@ -149,18 +149,17 @@ class StateStore:
         doc = statedir.parse_json(raw, self.path, "state file")
         if not isinstance(doc, dict) or doc.get("format") != STATE_FORMAT:
             raise StateCorrupt(f"state file {self.path} is not a hostdev state file; move it aside")
-        if doc.get("version") != STATE_VERSION:
+        # JSON true equals 1 in Python, and pydantic takes it for Literal[1]: refused.
+        if doc.get("version") != STATE_VERSION or isinstance(doc.get("version"), bool):
             raise StateCorrupt(
-                f"state file {self.path} has version {doc.get('version')!r}, this hostdev"
-                f" reads version {STATE_VERSION}; use the hostdev that wrote it"
+                f"state file {self.path} has version {statedir.shown(doc.get('version'))},"
+                f" this hostdev reads version {STATE_VERSION}; use the hostdev that wrote it"
             )
         try:
             return StateFile.model_validate(doc)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first.get("loc", ()))
             raise StateCorrupt(
-                f"state file {self.path} is damaged at {where}: {first.get('msg')};"
+                f"state file {self.path} is damaged {statedir.damage(exc.errors())};"
                 " it was left as it is: move it aside to start empty"
             ) from None
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -26,7 +26,7 @@ from hostdev.address import PciAddress
 from hostdev.errors import StateCorrupt, StateUnusable
 from hostdev.ids import Hex16
 from hostdev.state import files as statedir
-from hostdev.state.records import DriverName
+from hostdev.state.records import DriverName, PrintableText
 
 WISHES_NAME = "wishes.json"
 WISHES_FORMAT = "hostdev-wishes"
@@ -49,8 +49,9 @@ class DeviceIdentity(BaseModel):
     address: PciAddress
     vendor: Hex16
     device: Hex16
-    #: The VPD serial number (``SN``), None when the device has none.
-    serial: str | None = Field(default=None, max_length=255)
+    #: The VPD serial number (``SN``), None when the device has none. Printable: hostdev
+    #: reads it escaped (:mod:`hostdev.linux.vpd`), and prints it in its lines.
+    serial: Annotated[PrintableText, Field(max_length=255)] | None = None
 
     def mismatch(self, found: DeviceIdentity) -> str | None:
         """Why ``found`` (the device now at the address) is not this one; None if it is."""
@@ -164,16 +165,16 @@ class WishStore:
         if not isinstance(doc, dict) or doc.get("format") != WISHES_FORMAT:
             raise StateCorrupt(f"{_WHAT} {self.path} is not a hostdev wishes file;"
                                " move it aside")
-        if doc.get("version") != WISHES_VERSION:
-            raise StateCorrupt(f"{_WHAT} {self.path} has version {doc.get('version')!r}, this"
+        # JSON true equals 1 in Python, and pydantic takes it for Literal[1]: refused.
+        if doc.get("version") != WISHES_VERSION or isinstance(doc.get("version"), bool):
+            raise StateCorrupt(f"{_WHAT} {self.path} has version"
+                               f" {statedir.shown(doc.get('version'))}, this"
                                f" hostdev reads version {WISHES_VERSION}; use the hostdev"
                                " that wrote it")
         try:
             wishes = Wishes.model_validate(doc)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first.get("loc", ()))
-            raise StateCorrupt(f"{_WHAT} {self.path} is damaged at {where}: {first.get('msg')};"
+            raise StateCorrupt(f"{_WHAT} {self.path} is damaged {statedir.damage(exc.errors())};"
                                " it was left as it is: fix it or move it aside") from None
         for kind in (wishes.sriov, wishes.detach):
             addresses = [w.device.address for w in kind]

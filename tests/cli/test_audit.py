@@ -17,7 +17,7 @@ import pytest
 
 from hostdev.address import PciAddress
 from hostdev.cli.documents import json_schema
-from hostdev.errors import HostdevError, KernelRefused
+from hostdev.errors import HostdevError, KernelRefused, StateCorrupt
 from hostdev.manager import HostdevManager
 from hostdev.state.audit import AuditLog
 from hostdev.state.records import HostdevSpec, Owner
@@ -85,6 +85,20 @@ def test_a_failed_transaction_is_logged_with_its_error(mgr: HostdevManager,
     error = line["error"]
     assert isinstance(error, dict) and error["type"] == "KernelRefused"
     assert "EIO" in error["message"]
+    jsonschema.validate(line, json_schema("audit"))
+
+
+def test_an_error_naming_a_path_that_is_not_utf8_is_logged(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A state directory named with bytes that are not UTF-8 (lone surrogates in the
+    message): the line was lost, with a warning, for every failed transaction."""
+    log = AuditLog(tmp_path)
+    error = StateCorrupt("state file /run/host\udcffdev/state.json is not valid JSON")
+    with caplog.at_level(logging.WARNING, logger="hostdev"):
+        log.record("node_detach", [NIC], error)
+    assert caplog.records == []
+    (line,) = _lines(log.path)
+    assert line["error"]["message"] == str(error)
     jsonschema.validate(line, json_schema("audit"))
 
 

@@ -91,6 +91,12 @@ def test_assign_release_cycle(fake_kernel: FakeKernel,
         (["assign", "--owner", "nodomain", "0000:18:00.0"], "expected DRIVER/DOMAIN"),
         (["--root", "/nowhere", "list"], "/nowhere is not a sysfs tree"),
         (["frobnicate"], "invalid choice"),
+        # The path the user gave was printed as it is: its newline made two lines, and
+        # an undecodable byte (a lone surrogate in sys.argv) could not be printed at all
+        # on a strict UTF-8 stream (a traceback instead of the error).
+        (["--root", "/no\nwhere", "reconcile"], "/no\\nwhere is not a sysfs tree"),
+        (["--root", "/no\udcffwhere", "reconcile"], "/no\\udcffwhere is not a sysfs tree"),
+        (["--root", "/no\udcffwhere", "reconcile", "--json"], "/no\\udcffwhere is not"),
     ],
 )
 def test_bad_input_exit_2_one_line_nothing_written(

@@ -187,6 +187,22 @@ def test_install_units_bad_input(argv: list[str], message: str,
     assert code == 2 and message in err and err.count("\n") == 1
 
 
+@pytest.mark.parametrize("argv", [
+    ["--command", "/usr/bin/host\rdev"], ["--command", "/usr/bin/host\x00dev"],
+    ["--command", "/usr/bin/host\x1bdev"], ["--config-dir", "/etc/host\u2028dev"]])
+def test_install_units_refuses_control_characters(argv: list[str], tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """They were written into ExecStart= and RUN+= as they were (systemd ends a line at a
+    carriage return or a NUL too), exit 0."""
+    before = argv[:2] if argv[0] == "--config-dir" else []
+    after = [] if before else argv
+    code = main([*before, "install-units", "--root", str(tmp_path),
+                 *(after or ["--command", "/usr/bin/hostdev"])])
+    err = capsys.readouterr().err
+    assert code == 2 and "control characters" in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_shipped_files_are_package_data() -> None:
     from importlib import resources
 

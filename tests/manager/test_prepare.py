@@ -25,6 +25,31 @@ def test_prepare_managed_vf(host: Host) -> None:
     assert host.mgr.inactive() == []
 
 
+@pytest.mark.parametrize("owner", ["qemu/vm1", None, ("qemu", "vm1"), 5])
+def test_an_owner_that_is_not_an_owner_is_refused(host: Host, owner: object) -> None:
+    """It was kept in the record as it was: the device moved, and the state file written
+    then was refused as damaged by every later call (StateCorrupt at active.0.owner)."""
+    host.vfs(2)  # free VFs for allocate
+    writes = len(host.kernel.writes)
+    for call in (lambda: host.mgr.prepare(owner, [NIC]),  # type: ignore[arg-type]
+                 lambda: host.mgr.allocate(owner, 1),  # type: ignore[arg-type]
+                 lambda: host.mgr.reattach(owner, [NIC]),  # type: ignore[arg-type]
+                 lambda: host.mgr.update_active(owner, [NIC])):  # type: ignore[arg-type]
+        with pytest.raises(BadInput, match=r"owner must be an Owner, not .*Owner\.parse"):
+            call()
+    assert len(host.kernel.writes) == writes and host.driver(NIC) == "e1000e"
+    assert host.mgr.active() == [] and host.mgr.lists().active == {}
+
+
+@pytest.mark.parametrize("specs", [str(NIC), NIC, HostdevSpec(address=NIC), None, 5])
+def test_devices_that_are_not_a_list_are_refused(host: Host, specs: object) -> None:
+    """A lone address was taken one character at a time: "invalid PCI address '0'"."""
+    with pytest.raises(BadInput, match="the devices must be a list of addresses or"
+                                       " HostdevSpecs, not"):
+        host.mgr.prepare(VM1, specs)  # type: ignore[arg-type]
+    assert host.driver(NIC) == "e1000e"
+
+
 def test_prepare_accepts_plain_addresses(host: Host) -> None:
     host.mgr.prepare(VM1, [str(NIC)])
     assert host.driver(NIC) == "vfio-pci"

@@ -91,6 +91,51 @@ def test_corrupt_file_is_an_error_and_kept(tmp_path: Path, content: bytes, phras
     assert store.path.read_bytes() == content
 
 
+def _file_with(**changes: object) -> bytes:
+    """A state file of one inactive record, with ``changes`` made to that record."""
+    record = json.loads(_record("0000:3b:02.0").model_dump_json())
+    record.update(changes)
+    return json.dumps({"format": "hostdev-state", "version": 1, "inactive": [record]}).encode()
+
+
+@pytest.mark.parametrize(
+    ("content", "phrase"),
+    [
+        # The key of an unknown field was quoted as it is: its newline split the message.
+        (b'{"format": "hostdev-state", "version": 1, "a\\nb\\u0000c": 1}',
+         "damaged at a\\nb\\x00c: Extra inputs"),
+        (b'{"format": "hostdev-state", "version": 1, "' + b"k" * 5000 + b'": 1}',
+         "damaged at " + "k" * 40 + "...: Extra inputs"),
+        # A version of 5,000 numbers was printed whole.
+        (b'{"format": "hostdev-state", "version": true}', "has version True, this"),
+        (b'{"format": "hostdev-state", "version": [' + b"1," * 5000 + b'1]}',
+         "has version [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, ..., this"),
+        # Values hostdev never writes: they were loaded and used (a driver name that
+        # is no directory name, ids printed as "-001", an override of "" or "(null)"
+        # written back to the kernel).
+        (_file_with(original_driver="../x"), "damaged at inactive.0.original_driver"),
+        (_file_with(original_driver="e1000e\nx"), "damaged at inactive.0.original_driver"),
+        (_file_with(original_driver=".."), "damaged at inactive.0.original_driver"),
+        (_file_with(vendor="-1"), "damaged at inactive.0.vendor"),
+        (_file_with(device=0x10000), "damaged at inactive.0.device"),
+        (_file_with(original_override=""), "damaged at inactive.0.original_override"),
+        (_file_with(original_override="(null)"), "damaged at inactive.0.original_override"),
+        (_file_with(vf_index=-1), "damaged at inactive.0.vf_index"),
+    ],
+)
+def test_damaged_values_are_refused_in_one_line(tmp_path: Path, content: bytes,
+                                                 phrase: str) -> None:
+    store = StateStore(tmp_path)
+    store.path.write_bytes(content)
+    os.chmod(store.path, 0o600)
+    with pytest.raises(StateCorrupt) as info:
+        store.load()
+    message = str(info.value)
+    assert phrase in message and str(store.path) in message
+    assert "\n" not in message and "\x00" not in message and len(message) < 300
+    assert store.path.read_bytes() == content
+
+
 def test_symlinked_state_file_refused(tmp_path: Path) -> None:
     target = tmp_path / "elsewhere.json"
     target.write_text('{"format": "hostdev-state", "version": 1}')

@@ -307,7 +307,44 @@ def test_state_directory_symlink_and_file(tmp_path: Path) -> None:
         pass
 
 
-@pytest.mark.parametrize("damage", ["pending entry naming no device", "override of two lines"])
+_NIC_BEFORE = {"address": str(NIC), "driver": "e1000e", "override": None, "identity": None}
+#: Journals of the right shape holding values hostdev never writes.
+_DAMAGED_JOURNALS: dict[str, dict[str, object]] = {
+    "pending entry naming no device": {"pending": [{
+        "path": "/sys/bus/pci/drivers/vfio-pci/unbind", "value": "x", "devices": [],
+        "pid": 999999, "start": None, "gave_up": True}]},
+    "override of two lines": {"devices": [{**_NIC_BEFORE, "override": "a\nb"}]},
+    # Recovery gave the NIC "back" to these (unbind from vfio-pci, probe) before they
+    # were refused: a name no kernel driver can have is damage, not a driver.
+    "driver leaving the tree": {"devices": [{**_NIC_BEFORE, "driver": "../../etc"}]},
+    "driver with a slash": {"devices": [{**_NIC_BEFORE, "driver": "a/b"}]},
+    "driver of two lines": {"devices": [{**_NIC_BEFORE, "driver": "e1000e\nx"}]},
+    "driver dot dot": {"devices": [{**_NIC_BEFORE, "driver": ".."}]},
+    "driver empty": {"devices": [{**_NIC_BEFORE, "driver": ""}]},
+    # An empty override reached set_override, which raised a bare ValueError ("internal
+    # error"); "(null)" would have been written to driver_override as a driver's name.
+    "override empty": {"devices": [{**_NIC_BEFORE, "driver": "vfio-pci", "override": ""}]},
+    "override (null)": {"devices": [{**_NIC_BEFORE, "driver": "vfio-pci",
+                                     "override": "(null)"}]},
+    "negative VF count": {"vf_counts": [{"pf": "0000:03:00.0", "count": -1, "target": 0}]},
+    "VF count past 16 bits": {"vf_counts": [{"pf": "0000:03:00.0", "count": 2**64,
+                                             "target": 0}]},
+    # Printed in the lines of what recovery did: a newline split them.
+    "operation of two lines": {"operation": "node_detach\nroot: all good"},
+    "pending path of two lines": {"pending": [{
+        "path": "/sys/bus/pci/drivers/e1000e/unbind\nx", "value": "0000:00:19.0\n",
+        "devices": [str(NIC)], "pid": 999999, "start": None, "gave_up": True}]},
+    "PID namespace with a NUL": {"pending": [{
+        "path": "/sys/bus/pci/drivers/e1000e/unbind", "value": "0000:00:19.0\n",
+        "devices": [str(NIC)], "pid": 999999, "start": None, "pidns": "pid:[1]\x00",
+        "gave_up": True}]},
+    "negative VF index": {"vf_nets": [{"address": "0000:03:10.0", "pf": "0000:03:00.0",
+                                       "index": -1, "identity": None,
+                                       "values": {"vlan": 0}}]},
+}
+
+
+@pytest.mark.parametrize("damage", sorted(_DAMAGED_JOURNALS))
 def test_a_damaged_journal_that_parses_is_refused(fake_kernel: FakeKernel, damage: str,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     """JSON of the right shape but values hostdev never writes: StateCorrupt (exit 2), no
@@ -320,12 +357,7 @@ def test_a_damaged_journal_that_parses_is_refused(fake_kernel: FakeKernel, damag
     doc: dict[str, object] = {
         "format": "hostdev-intent", "version": 1, "transaction": "x", "operation": "node_detach",
         "pid": 1, "vf_counts": [], "devices": [], "pending": []}
-    if damage.startswith("pending"):
-        doc["pending"] = [{"path": "/sys/bus/pci/drivers/vfio-pci/unbind", "value": "x",
-                           "devices": [], "pid": 999999, "start": None, "gave_up": True}]
-    else:
-        doc["devices"] = [{"address": str(NIC), "driver": "e1000e", "override": "a\nb",
-                           "identity": None}]
+    doc.update(_DAMAGED_JOURNALS[damage])
     with open(f"{state}/intent.json", "w") as handle:
         json.dump(doc, handle)
     os.chmod(f"{state}/intent.json", 0o600)
@@ -333,4 +365,5 @@ def test_a_damaged_journal_that_parses_is_refused(fake_kernel: FakeKernel, damag
     assert main(["--root", "/", "--state-dir", state, "reconcile"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "intent.json" in err and "Traceback" not in err
+    assert "is damaged at " in err
     assert len(fake_kernel.writes) == writes

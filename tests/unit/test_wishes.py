@@ -71,6 +71,33 @@ def test_zero_vfs_drops_the_wish_and_a_stored_zero_is_refused(tmp_path: Path) ->
         store.load()
 
 
+@pytest.mark.parametrize(("content", "phrase"), [
+    # The unknown key was quoted as it is: its newline split the message in two.
+    ('{"format": "hostdev-wishes", "version": 1, "a\\nb": 1}', "damaged at a\\nb: Extra"),
+    ('{"format": "hostdev-wishes", "version": 1, "detach": [{"device": {"address":'
+     ' "0000:04:00.0", "vendor": "8086", "device": "10d3"}, "stub_driver": "vfio-pci",'
+     ' "x\\u0000y": 1}]}', "damaged at detach.0.x\\x00y: Extra"),
+    ('{"format": "hostdev-wishes", "version": ["' + "v" * 5000 + '"]}', "has version ['vvvv"),
+    ('{"format": "hostdev-wishes", "version": true}', "has version True, this"),
+    ('{"format": "hostdev-wishes", "version": 1, "sriov": [{"device": {"address":'
+     ' "0000:01:00.0", "vendor": "-1", "device": "1572"}, "num_vfs": 2}]}',
+     "damaged at sriov.0.device.vendor"),
+    # Printed as it was by 'hostdev wishes' (its newline split the line).
+    ('{"format": "hostdev-wishes", "version": 1, "detach": [{"device": {"address":'
+     ' "0000:04:00.0", "vendor": "8086", "device": "10d3", "serial": "A1\\nB2"}}]}',
+     "damaged at detach.0.device.serial"),
+])
+def test_damage_is_told_in_one_line(tmp_path: Path, content: str, phrase: str) -> None:
+    store = WishStore(tmp_path)
+    store.path.write_text(content)
+    with pytest.raises(StateCorrupt) as info:
+        store.load()
+    message = str(info.value)
+    assert phrase in message and str(store.path) in message
+    assert "\n" not in message and "\x00" not in message and len(message) < 300
+    assert store.path.read_text() == content
+
+
 def test_identity_mismatch_wording() -> None:
     wanted = DeviceIdentity(address=NIC, vendor=0x8086, device=0x10D3, serial="A1")
     assert wanted.mismatch(wanted) is None
