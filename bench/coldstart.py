@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -156,6 +157,10 @@ def measure(runs: int, ref: str | None = None) -> dict[str, Any]:
     tree = materialize_host()
     PYCACHE.mkdir(parents=True, exist_ok=True)
     env = child_env()
+    for side in ("state-base", "state-new"):
+        # Each run starts with no state: a file written by another version (an
+        # earlier run against another base) need not be one this base can read.
+        shutil.rmtree(WORK / side, ignore_errors=True)
     sides = {"base": _argv(base_dir, tree, WORK / "state-base"),
              "new": _argv(REPO, tree, WORK / "state-new")}
     output = {label: _check(argv, env, label) for label, argv in sides.items()}
@@ -204,8 +209,9 @@ def section(data: dict[str, Any]) -> str:
         "## Manage verb cold start", "",
         f"`hostdev detach {ADDRESS}` of one device already on vfio-pci, as a fresh process,"
         " on a materialized one-device tree (`bench/coldstart.py`): this checkout against"
-        f" the commit it started from, alternating, {data['runs']} rounds. Imports: the sum"
-        " of `-X importtime`'s own times (median of 3). Two reference commands ran in the"
+        f" the commit the target was set against, alternating, {data['runs']} rounds."
+        " Imports: the sum of `-X importtime`'s own times (median of 3). Two reference"
+        " commands ran in the"
         " same rounds: a bare `python -c pass`, and a process that imports pydantic and"
         " validates a one-field model (the least any command using a pydantic model"
         " pays).", "",
