@@ -206,6 +206,18 @@ def parse_json(raw: bytes, path: Path, what: str) -> object:
                            " it was left as it is: move it aside") from None
 
 
+def check_header(doc: object, path: Path, what: str, fmt: str, version: int) -> dict[str, Any]:
+    """``doc`` (a parsed file) if it is an object whose ``format`` is ``fmt`` and whose
+    ``version`` is ``version``; StateCorrupt naming ``what`` otherwise."""
+    if not isinstance(doc, dict) or doc.get("format") != fmt:
+        raise StateCorrupt(f"{what} {path} is not a hostdev {what}; move it aside")
+    # JSON true equals 1 in Python, and pydantic takes it for Literal[1]: refused.
+    if doc.get("version") != version or isinstance(doc.get("version"), bool):
+        raise StateCorrupt(f"{what} {path} has version {shown(doc.get('version'))}, this"
+                           f" hostdev reads version {version}; use the hostdev that wrote it")
+    return doc
+
+
 def shown(value: object, limit: int = 40) -> str:
     """``repr(value)`` cut to ``limit`` characters: a value read from a damaged file,
     quoted in a one-line message (repr escapes newlines and NUL; a huge value is cut)."""

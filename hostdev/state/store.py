@@ -146,15 +146,8 @@ class StateStore:
 
         from hostdev.state.schema import StateFile
 
-        doc = statedir.parse_json(raw, self.path, "state file")
-        if not isinstance(doc, dict) or doc.get("format") != STATE_FORMAT:
-            raise StateCorrupt(f"state file {self.path} is not a hostdev state file; move it aside")
-        # JSON true equals 1 in Python, and pydantic takes it for Literal[1]: refused.
-        if doc.get("version") != STATE_VERSION or isinstance(doc.get("version"), bool):
-            raise StateCorrupt(
-                f"state file {self.path} has version {statedir.shown(doc.get('version'))},"
-                f" this hostdev reads version {STATE_VERSION}; use the hostdev that wrote it"
-            )
+        doc = statedir.check_header(statedir.parse_json(raw, self.path, "state file"),
+                                    self.path, "state file", STATE_FORMAT, STATE_VERSION)
         try:
             return StateFile.model_validate(doc)
         except ValidationError as exc:

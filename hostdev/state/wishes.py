@@ -161,16 +161,8 @@ class WishStore:
         found = statedir.read_file(self.path, _WHAT, root_ok=root_ok)
         if found is None:
             return Wishes()
-        doc = statedir.parse_json(found[0], self.path, _WHAT)
-        if not isinstance(doc, dict) or doc.get("format") != WISHES_FORMAT:
-            raise StateCorrupt(f"{_WHAT} {self.path} is not a hostdev wishes file;"
-                               " move it aside")
-        # JSON true equals 1 in Python, and pydantic takes it for Literal[1]: refused.
-        if doc.get("version") != WISHES_VERSION or isinstance(doc.get("version"), bool):
-            raise StateCorrupt(f"{_WHAT} {self.path} has version"
-                               f" {statedir.shown(doc.get('version'))}, this"
-                               f" hostdev reads version {WISHES_VERSION}; use the hostdev"
-                               " that wrote it")
+        doc = statedir.check_header(statedir.parse_json(found[0], self.path, _WHAT),
+                                    self.path, _WHAT, WISHES_FORMAT, WISHES_VERSION)
         try:
             wishes = Wishes.model_validate(doc)
         except ValidationError as exc:
