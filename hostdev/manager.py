@@ -61,13 +61,11 @@ from hostdev.state.wishes import DetachWish, Wish, Wishes, WishStore, default_co
 
 if TYPE_CHECKING:
     from hostdev.linux.uevents import Batch
-    from hostdev.ops.persistent import Outcome
     from hostdev.ops.watch_loop import WatchLoop
 
 T = TypeVar("T")
-#: A transaction of an audited call, the lists it started from, and the addresses
-#: whose records it changed (None: not known yet).
-_Seen = tuple[Transaction, Lists, "set[PciAddress] | None"]
+#: A transaction of an audited call, and the addresses whose records it changed.
+_Seen = tuple[Transaction, "set[PciAddress]"]
 SpecLike = HostdevSpec | AddressLike
 
 
@@ -164,13 +162,12 @@ class HostdevManager:
             raise
         finally:
             devices = set(named)
-            for txn, original, changed in seen:
+            for txn, changed in seen:
                 if txn.intent is not None:
                     devices.update(d.address for d in txn.intent.devices)
                     devices.update(v.pf for v in txn.intent.vf_counts)
                 if error is None:
-                    devices.update(changed if changed is not None else
-                                   _changed(original, txn.lists))
+                    devices.update(changed)
             address = getattr(error, "address", None)
             if isinstance(address, PciAddress):
                 devices.add(address)
@@ -195,7 +192,7 @@ class HostdevManager:
             original = self._recover_if_needed(guard)
             txn = Transaction(self.sysfs, original.copy(), guard, self._record_intent,
                               module_loader=self.module_loader)
-            seen.append((txn, original, None))
+            seen.append((txn, set()))  # lists left as they were: no record changed
             self.sysfs.on_helper = self._journal_helper
             saving = saved = False
             try:
@@ -208,7 +205,7 @@ class HostdevManager:
                 if not txn.lists.same_as(original):
                     # Taken before the save, which makes the lists their own origin
                     # (after it, telling what changed would compare every record).
-                    seen[-1] = (txn, original, _changed(original, txn.lists))
+                    seen[-1] = (txn, _changed(original, txn.lists))
                     saving = True
                     self.store.save(txn.lists)
                     saved = True
